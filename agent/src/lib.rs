@@ -1,0 +1,1 @@
+//! The dc-rootca agent (see issue 3).

@@ -1,0 +1,1 @@
+//! The dc-rootca controller (see issue 4).

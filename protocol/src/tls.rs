@@ -1,0 +1,211 @@
+//! Mutual TLS between the controller and the agents, with ring as the one crypto provider.
+//!
+//! The server requires a client certificate chaining to the system CA and hands back the subcloud name
+//! it certifies (CN, which must also be one of its DNS SANs). The client pins the system CA: it trusts no
+//! public root, only the CA that issued its own certificate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+use x509_parser::prelude::*;
+
+/// How long a peer may take to complete the TLS handshake before it is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the TLS transport.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the {what}: {reason}")]
+    Pem { what: &'static str, reason: String },
+    #[error("TLS configuration is invalid: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("TLS handshake did not complete within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("peer presented no certificate")]
+    NoPeerCertificate,
+    #[error("peer certificate does not name a subcloud: {0}")]
+    Identity(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid server name '{0}'")]
+    ServerName(String),
+}
+
+/// The ring provider, the only one compiled in.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs ring as the process-wide default provider, for libraries (kube, actix-web) that build their
+/// own rustls configs. Harmless when already installed.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what,
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what,
+            reason: "no CERTIFICATE block".to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem {
+        what: "private key",
+        reason: e.to_string(),
+    })
+}
+
+fn roots(ca_pem: &str) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in certificates(ca_pem, "system CA certificate")? {
+        store.add(cert)?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// The controller's server config: requires client certificates issued by the system CA.
+pub fn server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            certificates(cert_pem, "server certificate")?,
+            private_key(key_pem)?,
+        )?;
+    Ok(Arc::new(config))
+}
+
+/// An agent's client config: trusts only the system CA and presents the agent's certificate.
+pub fn client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(
+            certificates(cert_pem, "client certificate")?,
+            private_key(key_pem)?,
+        )?;
+    Ok(Arc::new(config))
+}
+
+/// Accepts agent connections and names the subcloud each one is certified for.
+#[derive(Clone)]
+pub struct AgentAcceptor {
+    acceptor: TlsAcceptor,
+}
+
+impl AgentAcceptor {
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self {
+            acceptor: TlsAcceptor::from(config),
+        }
+    }
+
+    /// Runs the handshake and returns the stream with the verified subcloud name.
+    pub async fn accept<IO>(&self, io: IO) -> Result<(server::TlsStream<IO>, String), TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io))
+            .await
+            .map_err(|_| TlsError::HandshakeTimeout(HANDSHAKE_TIMEOUT))?
+            .map_err(TlsError::Handshake)?;
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .ok_or(TlsError::NoPeerCertificate)?;
+        let subcloud = subcloud_of(leaf)?;
+        Ok((stream, subcloud))
+    }
+}
+
+/// The subcloud a verified agent certificate names: its CN, which must also be one of its DNS SANs.
+pub fn subcloud_of(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
+    let (_, cert) =
+        X509Certificate::from_der(cert.as_ref()).map_err(|e| TlsError::Identity(e.to_string()))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .ok_or_else(|| TlsError::Identity("no common name".to_owned()))?;
+    let in_san = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .is_some_and(|san| {
+            san.value
+                .general_names
+                .iter()
+                .any(|n| matches!(n, GeneralName::DNSName(d) if *d == cn))
+        });
+    if !in_san {
+        return Err(TlsError::Identity(format!(
+            "common name '{cn}' is not among the certificate's DNS names"
+        )));
+    }
+    Ok(cn.to_owned())
+}
+
+/// Dials the controller at `addr` (host:port) and runs the handshake, checking the controller's
+/// certificate against `server_name`.
+pub async fn connect(
+    config: Arc<ClientConfig>,
+    addr: &str,
+    server_name: &str,
+) -> Result<client::TlsStream<TcpStream>, TlsError> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|_| TlsError::ServerName(server_name.to_owned()))?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|source| TlsError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    tcp.set_nodelay(true).ok();
+    tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| TlsError::HandshakeTimeout(HANDSHAKE_TIMEOUT))?
+    .map_err(TlsError::Handshake)
+}
