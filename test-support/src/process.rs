@@ -1,0 +1,144 @@
+//! Real processes for integration tests: found next to the test executable, killed when dropped, even
+//! when the test fails.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The path of a workspace binary (`dc-controller`, `dc-agent`, `dcmanager`, ...) in the same target
+/// directory as the running test or tool. `cargo test --workspace` builds every binary first.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> or target/<profile>/<tool>
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped.
+pub struct Child {
+    name: String,
+    inner: std::process::Child,
+}
+
+impl Child {
+    /// Starts `program` with `args`, stdout and stderr appended to `log` (so a failing test can show them).
+    pub fn spawn<I, S>(program: &Path, args: I, log: &Path) -> io::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let inner = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot start {}: {e}", program.display()))
+            })?;
+        Ok(Self {
+            name: program
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            inner,
+        })
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// Kills the process at once (no chance to clean up), as a crash or power loss would.
+    pub fn kill9(&mut self) -> io::Result<ExitStatus> {
+        let _ = self.inner.kill();
+        self.inner.wait()
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it.
+    pub fn terminate(&mut self) -> io::Result<ExitStatus> {
+        if let Ok(pid) = i32::try_from(self.inner.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        self.inner.wait()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.inner.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.kill9();
+        }
+    }
+}
+
+impl std::fmt::Debug for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (pid {})", self.name, self.inner.id())
+    }
+}
+
+/// Waits until `path` holds JSON (written atomically by the process that announces itself there), or
+/// `timeout` passes. A process announces its bound ports this way, so tests can bind port 0.
+pub fn wait_for_json(path: &Path, timeout: Duration) -> io::Result<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(value) = serde_json::from_str(&text)
+        {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not appear within {timeout:?}", path.display()),
+            ));
+        }
+        // The announcing process is another program: there is no in-process event to await.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_is_killed_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let child =
+            Child::spawn(Path::new("/bin/sleep"), ["600"], &dir.path().join("log")).unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child);
+        // Reaped: signalling the pid now fails.
+        assert!(kill(pid, None).is_err());
+    }
+
+    #[test]
+    fn announced_json_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ready.json");
+        dc_certs::files::write_atomic(&path, br#"{"api":"127.0.0.1:1"}"#, 0o644).unwrap();
+        let v = wait_for_json(&path, Duration::from_secs(1)).unwrap();
+        assert_eq!(v["api"], "127.0.0.1:1");
+        assert!(wait_for_json(&dir.path().join("missing"), Duration::from_millis(50)).is_err());
+    }
+}
