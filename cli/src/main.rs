@@ -1,1 +1,552 @@
-fn main() {}
+//! `dcmanager`: the operator's command line for the dc-rootca controller, with the commands,
+//! columns and formats of StarlingX's `dcmanager` for the kube-rootca-update strategy, subclouds
+//! and subcloud groups, plus `--watch` to follow a strategy live.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool talks to its user"
+)]
+
+mod client;
+mod format;
+mod request;
+mod views;
+mod watch;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use client::Client;
+use format::{ListFormat, Listing, OneFormat, Record};
+
+#[derive(Parser)]
+#[command(
+    name = "dcmanager",
+    version,
+    about = "Distributed cloud manager: Kubernetes root CA update orchestration"
+)]
+struct Cli {
+    /// Base URL of the dcmanager REST API.
+    #[arg(
+        long,
+        env = "DCMANAGER_URL",
+        default_value = "http://127.0.0.1:8119/v1.0",
+        global = true
+    )]
+    dcmanager_url: String,
+    /// Token sent as X-Auth-Token.
+    #[arg(long, env = "OS_AUTH_TOKEN", hide_env_values = true, global = true)]
+    os_auth_token: Option<String>,
+    /// CA certificate bundle (PEM) to verify an HTTPS API with.
+    #[arg(long, global = true)]
+    os_cacert: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, apply, abort, show and delete the Kubernetes root CA update strategy.
+    #[command(name = "kube-rootca-update-strategy", subcommand)]
+    Strategy(StrategyCommand),
+    /// The strategy's per-subcloud steps.
+    #[command(name = "strategy-step", subcommand)]
+    Step(StepCommand),
+    #[command(subcommand)]
+    Subcloud(SubcloudCommand),
+    #[command(name = "subcloud-group", subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Subcommand)]
+enum StrategyCommand {
+    /// Create a Kubernetes Root CA update strategy.
+    Create {
+        #[command(flatten)]
+        options: request::CreateStrategy,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// Apply the strategy.
+    Apply {
+        #[command(flatten)]
+        confirm: Confirm,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// Abort the strategy; subclouds already updating finish their update.
+    Abort {
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// Show the strategy.
+    Show {
+        #[command(flatten)]
+        watch: WatchArgs,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// Delete the strategy.
+    Delete {
+        #[command(flatten)]
+        confirm: Confirm,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+}
+
+#[derive(Subcommand)]
+enum StepCommand {
+    /// List the strategy steps.
+    List {
+        #[command(flatten)]
+        watch: WatchArgs,
+        #[command(flatten)]
+        out: ListOutput,
+    },
+    /// Show the step of one subcloud.
+    Show {
+        /// Subcloud name.
+        cloud_name: String,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubcloudCommand {
+    List {
+        #[command(flatten)]
+        out: ListOutput,
+    },
+    Show {
+        /// Name or ID of the subcloud.
+        subcloud: String,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// Register a subcloud.
+    Add {
+        #[command(flatten)]
+        options: request::AddSubcloud,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    Manage {
+        subcloud: String,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    Unmanage {
+        subcloud: String,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    Delete {
+        subcloud: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    #[command(mut_arg("name", |a| a.required(true)))]
+    Add {
+        #[command(flatten)]
+        fields: request::GroupFields,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    List {
+        #[command(flatten)]
+        out: ListOutput,
+    },
+    Show {
+        /// Name or ID of the group.
+        group: String,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    Update {
+        group: String,
+        #[command(flatten)]
+        fields: request::GroupFields,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    Delete {
+        group: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+}
+
+#[derive(Args)]
+struct OneOutput {
+    /// Output format.
+    #[arg(short = 'f', long = "format", value_enum, default_value_t = OneFormat::Table)]
+    format: OneFormat,
+    /// Column to include (repeatable); all by default.
+    #[arg(short = 'c', long = "column")]
+    columns: Vec<String>,
+}
+
+#[derive(Args)]
+struct ListOutput {
+    /// Output format.
+    #[arg(short = 'f', long = "format", value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
+    /// Column to include (repeatable); all by default.
+    #[arg(short = 'c', long = "column")]
+    columns: Vec<String>,
+}
+
+#[derive(Args)]
+struct Confirm {
+    /// Do not ask for confirmation (asked only when CLI_CONFIRMATIONS=enabled).
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// Follow the strategy until it completes, fails or is aborted; exit 0, 2 or 3 accordingly.
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between polls when watching.
+    #[arg(long, default_value = "1", value_parser = parse_interval, requires = "watch")]
+    interval: Duration,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let seconds: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{e}"))
+}
+
+const STRATEGY_PATH: &str = "/sw-update-strategy?type=kube-rootca-update";
+const ACTIONS_PATH: &str = "/sw-update-strategy/actions?type=kube-rootca-update";
+const STEPS_PATH: &str = "/sw-update-strategy/steps";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = actix_rt::System::new().block_on(run(cli));
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ERROR: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = Client::new(
+        &cli.dcmanager_url,
+        cli.os_auth_token,
+        cli.os_cacert.as_deref(),
+    )?;
+    match cli.command {
+        Command::Strategy(command) => strategy(&client, command).await,
+        Command::Step(StepCommand::List { watch, out }) => {
+            if watch.watch {
+                return follow(&client, watch.interval, Follow::Steps(&out.columns)).await;
+            }
+            let steps = client.get(STEPS_PATH).await?;
+            print_list(
+                &views::listing(steps.get("strategy-steps"), views::STEP_LIST),
+                &out,
+            )
+        }
+        Command::Step(StepCommand::Show { cloud_name, out }) => {
+            let step = client
+                .get(&format!("{STEPS_PATH}/{}", segment(&cloud_name)))
+                .await?;
+            print_one(&views::step(&step), &out)
+        }
+        Command::Subcloud(command) => subcloud(&client, command).await,
+        Command::Group(command) => group(&client, command).await,
+    }
+}
+
+async fn strategy(client: &Client, command: StrategyCommand) -> anyhow::Result<ExitCode> {
+    let (answer, out) = match command {
+        StrategyCommand::Create { options, out } => {
+            options.validate()?;
+            let cert = match &options.cert_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read --cert-file {}", path.display()))?,
+                ),
+                None => None,
+            };
+            (
+                client
+                    .post("/sw-update-strategy", &options.body(cert)?)
+                    .await?,
+                out,
+            )
+        }
+        StrategyCommand::Apply { confirm, out } => {
+            if !confirmed(&confirm)? {
+                return Ok(ExitCode::FAILURE);
+            }
+            (
+                client.post(ACTIONS_PATH, &request::action("apply")).await?,
+                out,
+            )
+        }
+        StrategyCommand::Abort { out } => (
+            client.post(ACTIONS_PATH, &request::action("abort")).await?,
+            out,
+        ),
+        StrategyCommand::Show { watch, out } => {
+            if watch.watch {
+                return follow(client, watch.interval, Follow::Strategy(&out.columns)).await;
+            }
+            (client.get(STRATEGY_PATH).await?, out)
+        }
+        StrategyCommand::Delete { confirm, out } => {
+            if !confirmed(&confirm)? {
+                return Ok(ExitCode::FAILURE);
+            }
+            (client.delete(STRATEGY_PATH).await?, out)
+        }
+    };
+    print_one(&views::record(&answer, views::STRATEGY), &out)
+}
+
+async fn subcloud(client: &Client, command: SubcloudCommand) -> anyhow::Result<ExitCode> {
+    let path = |name: &str| format!("/subclouds/{}", segment(name));
+    let (answer, out) = match command {
+        SubcloudCommand::List { out } => {
+            let answer = client.get("/subclouds").await?;
+            return print_list(
+                &views::listing(answer.get("subclouds"), views::SUBCLOUD_LIST),
+                &out,
+            );
+        }
+        SubcloudCommand::Show { subcloud, out } => (client.get(&path(&subcloud)).await?, out),
+        SubcloudCommand::Add { options, out } => {
+            (client.post("/subclouds", &options.body()).await?, out)
+        }
+        SubcloudCommand::Manage { subcloud, out } => (
+            client
+                .patch(&path(&subcloud), &request::management(true))
+                .await?,
+            out,
+        ),
+        SubcloudCommand::Unmanage { subcloud, out } => (
+            client
+                .patch(&path(&subcloud), &request::management(false))
+                .await?,
+            out,
+        ),
+        SubcloudCommand::Delete { subcloud, confirm } => {
+            if !confirmed(&confirm)? {
+                return Ok(ExitCode::FAILURE);
+            }
+            client.delete(&path(&subcloud)).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print_one(&views::subcloud(&answer), &out)
+}
+
+async fn group(client: &Client, command: GroupCommand) -> anyhow::Result<ExitCode> {
+    let path = |name: &str| format!("/subcloud-groups/{}", segment(name));
+    let (answer, out) = match command {
+        GroupCommand::List { out } => {
+            let answer = client.get("/subcloud-groups").await?;
+            return print_list(
+                &views::listing(answer.get("subcloud_groups"), views::GROUP),
+                &out,
+            );
+        }
+        GroupCommand::Add { fields, out } => {
+            (client.post("/subcloud-groups", &fields.body()?).await?, out)
+        }
+        GroupCommand::Show { group, out } => (client.get(&path(&group)).await?, out),
+        GroupCommand::Update { group, fields, out } => {
+            (client.patch(&path(&group), &fields.body()?).await?, out)
+        }
+        GroupCommand::Delete { group, confirm } => {
+            if !confirmed(&confirm)? {
+                return Ok(ExitCode::FAILURE);
+            }
+            client.delete(&path(&group)).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print_one(&views::record(&answer, views::GROUP), &out)
+}
+
+fn print_one(record: &Record, out: &OneOutput) -> anyhow::Result<ExitCode> {
+    print!("{}", format::render_one(record, out.format, &out.columns)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_list(listing: &Listing, out: &ListOutput) -> anyhow::Result<ExitCode> {
+    print!(
+        "{}",
+        format::render_list(listing, out.format, &out.columns)?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// As the original: a high-risk command asks first only when `CLI_CONFIRMATIONS=enabled`.
+fn confirmed(confirm: &Confirm) -> anyhow::Result<bool> {
+    if confirm.yes || std::env::var("CLI_CONFIRMATIONS").as_deref() != Ok("enabled") {
+        return Ok(true);
+    }
+    eprint!(
+        "WARNING: This is a high-risk operation that may affect the system. Are you sure you want to continue? [y/N] "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    let yes = is_yes(&answer);
+    if !yes {
+        eprintln!("Operation cancelled by the user");
+    }
+    Ok(yes)
+}
+
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// One path segment, percent-encoded so that any subcloud or group name stays one segment.
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// What `--watch` redraws in a terminal.
+enum Follow<'a> {
+    Strategy(&'a [String]),
+    Steps(&'a [String]),
+}
+
+/// Polls the strategy and its steps until the strategy reaches a final state. In a terminal the
+/// table is redrawn with a progress bar per running subcloud; otherwise one line per change, so
+/// logs and CI output stay readable.
+async fn follow(client: &Client, interval: Duration, view: Follow<'_>) -> anyhow::Result<ExitCode> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut before: Option<watch::Snapshot> = None;
+    loop {
+        let strategy = client.get(STRATEGY_PATH).await?;
+        let steps = client.get(STEPS_PATH).await?;
+        let now = watch::Snapshot::from_json(&strategy, &steps);
+        if terminal {
+            let table = match view {
+                Follow::Strategy(columns) => format::render_one(
+                    &views::record(&strategy, views::STRATEGY),
+                    OneFormat::Table,
+                    columns,
+                )?,
+                Follow::Steps(columns) => format::render_list(
+                    &views::listing(steps.get("strategy-steps"), views::STEP_LIST),
+                    ListFormat::Table,
+                    columns,
+                )?,
+            };
+            print!("{}{table}\n{}", watch::CLEAR, watch::progress_lines(&now));
+        } else {
+            for line in watch::changes(before.as_ref(), &now) {
+                println!("{line}");
+            }
+        }
+        std::io::stdout().flush()?;
+        if let Some(outcome) = watch::Outcome::of(&now.state) {
+            return Ok(ExitCode::from(outcome.exit_code()));
+        }
+        before = Some(now);
+        actix_rt::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn group_flags_accept_underscores_and_dashes() {
+        for flag in ["--max_parallel_subclouds", "--max-parallel-subclouds"] {
+            let cli = Cli::try_parse_from([
+                "dcmanager",
+                "subcloud-group",
+                "add",
+                "--name",
+                "g",
+                flag,
+                "3",
+            ])
+            .unwrap();
+            let Command::Group(GroupCommand::Add { fields, .. }) = cli.command else {
+                panic!("not group add")
+            };
+            assert_eq!(fields.max_parallel_subclouds, Some(3));
+        }
+        assert!(
+            Cli::try_parse_from(["dcmanager", "subcloud-group", "add", "--description", "d"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn formats_differ_between_show_and_list() {
+        assert!(
+            Cli::try_parse_from([
+                "dcmanager",
+                "kube-rootca-update-strategy",
+                "show",
+                "-f",
+                "shell"
+            ])
+            .is_ok()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "dcmanager",
+                "kube-rootca-update-strategy",
+                "show",
+                "-f",
+                "csv"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["dcmanager", "strategy-step", "list", "-f", "csv"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["dcmanager", "strategy-step", "list", "-f", "shell"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["dcmanager", "strategy-step", "list", "--interval", "2"]).is_err()
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(is_yes("Y\n") && is_yes(" yes ") && !is_yes("") && !is_yes("no"));
+        assert_eq!(segment("sub cloud/1"), "sub%20cloud%2F1");
+        assert_eq!(parse_interval("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_interval("-1").is_err());
+    }
+}

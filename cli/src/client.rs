@@ -1,0 +1,188 @@
+//! The HTTP edge: JSON requests to the dcmanager REST API (docs/rest-api.md) with the token in
+//! `X-Auth-Token`, errors turned into the server's own message.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use awc::http::Method;
+use serde_json::Value;
+
+/// Long enough for a create that validates a certificate over many subclouds.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Answers are small JSON documents; anything near this is not the API.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("could not reach the dcmanager API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The server's `message`, shown as is.
+    #[error("{message}")]
+    Api { status: u16, message: String },
+    #[error("unexpected answer from {url}: {reason}")]
+    BadAnswer { url: String, reason: String },
+    #[error("cannot use CA certificate file {path}: {reason}")]
+    CaCert { path: String, reason: String },
+}
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: awc::Client,
+}
+
+impl Client {
+    /// `cacert` makes HTTPS trust exactly that CA bundle (rustls on ring, the workspace's one
+    /// crypto provider).
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        cacert: Option<&Path>,
+    ) -> Result<Client, ClientError> {
+        let mut connector = awc::Connector::new();
+        if let Some(path) = cacert {
+            let config = tls_config(path).map_err(|reason| ClientError::CaCert {
+                path: path.display().to_string(),
+                reason,
+            })?;
+            connector = connector.rustls_0_23(Arc::new(config));
+        }
+        let http = awc::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connector(connector)
+            .finish();
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.insert_header(("X-Auth-Token", token.as_str()));
+        }
+        let sent = match body {
+            Some(body) => request.send_json(body).await,
+            None => request.send().await,
+        };
+        let mut response = sent.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let bytes =
+            response
+                .body()
+                .limit(BODY_LIMIT)
+                .await
+                .map_err(|e| ClientError::BadAnswer {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message: error_message(status.as_u16(), &bytes),
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+            url,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The `message` of the contract's error body, or what there is when a proxy answered instead.
+fn error_message(status: u16, body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    match parsed
+        .as_ref()
+        .and_then(|v| v.get("message"))
+        .and_then(Value::as_str)
+    {
+        Some(message) => message.to_owned(),
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {text}")
+            }
+        }
+    }
+}
+
+fn tls_config(path: &Path) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate in it".to_owned());
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_message_prefers_the_contract_message() {
+        let body = br#"{"code": 404, "title": "Not Found", "message": "Subcloud not found"}"#;
+        assert_eq!(error_message(404, body), "Subcloud not found");
+        assert_eq!(
+            error_message(502, b"Bad Gateway\n"),
+            "HTTP 502: Bad Gateway"
+        );
+        assert_eq!(error_message(500, b""), "HTTP 500");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = Client::new("https://x", None, Some(file.path()))
+            .err()
+            .unwrap();
+        assert!(err.to_string().ends_with("no certificate in it"), "{err}");
+    }
+}
