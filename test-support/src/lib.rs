@@ -4,6 +4,7 @@
 //! Nothing here is compiled into the product binaries' libraries; it is a separate crate so test doubles
 //! never leak into production code.
 
+pub mod fleet;
 pub mod pki;
 pub mod process;
 

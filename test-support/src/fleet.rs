@@ -1,0 +1,479 @@
+//! A local fleet of real processes: one `dc-controller` with SQLite, one `dc-agent` per subcloud with a
+//! simulated cluster, and the real `dcmanager` CLI to drive them. The demo, the integration tests and the
+//! benchmark all build their fleet here, so the configuration each process gets is written in one place.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use dc_certs::inspect::CertSummary;
+
+use crate::process::{Child, bin_path, wait_for_json};
+
+/// The admin token of every fleet's controller.
+pub const ADMIN_TOKEN: &str = "fleet-admin-token";
+/// A reader token, for the authorisation checks.
+pub const READER_TOKEN: &str = "fleet-reader-token";
+
+/// Errors while running a fleet; the message says which process or file and where its log is.
+#[derive(Debug)]
+pub struct FleetError(pub String);
+
+impl std::fmt::Display for FleetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FleetError {}
+
+pub type Result<T, E = FleetError> = std::result::Result<T, E>;
+
+fn err(e: impl std::fmt::Display) -> FleetError {
+    FleetError(e.to_string())
+}
+
+/// A simulated cluster's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One controller host, two workloads, pods ready in 20 ms.
+    Light,
+    /// Two controllers and two workers, every workload kind, RollingUpdate and OnDelete.
+    Typical,
+}
+
+/// One subcloud of a fleet.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    /// Days the current root CA has left (negative: expired). Over 30 days the subcloud is in-sync.
+    pub ca_days: i64,
+    pub shape: Shape,
+    /// Workloads (`namespace/name`) whose new pods never become ready.
+    pub never_ready: Vec<String>,
+    /// Extra milliseconds every pods phase takes (to catch a subcloud mid-phase).
+    pub slow_pods_ms: u64,
+}
+
+impl Site {
+    /// An out-of-sync subcloud (its CA expires in 10 days) of the given shape.
+    pub fn new(name: &str, shape: Shape) -> Self {
+        Self {
+            name: name.to_owned(),
+            ca_days: 10,
+            shape,
+            never_ready: Vec::new(),
+            slow_pods_ms: 0,
+        }
+    }
+
+    /// Whether the controller's audit should call it in-sync.
+    pub fn in_sync(&self) -> bool {
+        self.ca_days > 30
+    }
+}
+
+/// A running fleet. Every process is killed when it is dropped.
+pub struct Fleet {
+    pub dir: PathBuf,
+    pub sites: Vec<Site>,
+    pub api: String,
+    pub agents_addr: String,
+    controller: Option<Child>,
+    agents: Vec<Option<Child>>,
+}
+
+impl Fleet {
+    /// Creates the PKI, starts the controller, registers every site and starts its agent.
+    pub fn start(dir: &Path, sites: Vec<Site>) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("logs")).map_err(err)?;
+        let pki = dir.join("pki");
+        let ca = if pki.join(dc_certs::pki::CA_KEY).exists() {
+            dc_certs::pki::load_ca(&pki).map_err(err)?
+        } else {
+            dc_certs::pki::init(&pki, &[], false, dc_certs::now()).map_err(err)?
+        };
+        for site in &sites {
+            dc_certs::pki::write_agent(
+                &ca,
+                &site.name,
+                &dir.join("agents").join(&site.name).join("tls"),
+                dc_certs::now(),
+            )
+            .map_err(err)?;
+        }
+        let mut fleet = Self {
+            dir: dir.to_owned(),
+            sites,
+            api: String::new(),
+            agents_addr: String::new(),
+            controller: None,
+            agents: Vec::new(),
+        };
+        fleet.start_controller()?;
+        // Register first: the controller refuses agents it does not know.
+        for site in &fleet.sites {
+            fleet.dcmanager_ok(&[
+                "subcloud",
+                "add",
+                "--name",
+                &site.name,
+                "--description",
+                "fleet site",
+                "--location",
+                "lab",
+            ])?;
+        }
+        for i in 0..fleet.sites.len() {
+            let child = fleet.spawn_agent(i)?;
+            fleet.agents.push(Some(child));
+        }
+        Ok(fleet)
+    }
+
+    /// Starts (or restarts) the controller on the same database and ports it had, if any.
+    pub fn start_controller(&mut self) -> Result<()> {
+        let ready = self.dir.join("controller.ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let listen = |addr: &str| {
+            if addr.is_empty() {
+                "127.0.0.1:0".to_owned()
+            } else {
+                addr.to_owned()
+            }
+        };
+        let config = self.dir.join("controller.toml");
+        let pki = self.dir.join("pki");
+        std::fs::write(
+            &config,
+            format!(
+                r#"database = "{db}"
+heartbeat_interval_secs = 1
+offline_after_secs = 5
+agent_wait_secs = 60
+progress_flush_ms = 200
+ready_file = "{ready}"
+[api]
+listen = "{api}"
+[agents]
+listen = "{agents}"
+[pki]
+ca = "{pki}/ca.crt"
+cert = "{pki}/controller.crt"
+key = "{pki}/controller.key"
+[[auth.tokens]]
+token = "{ADMIN_TOKEN}"
+role = "admin"
+[[auth.tokens]]
+token = "{READER_TOKEN}"
+role = "reader"
+"#,
+                db = self.dir.join("controller.sqlite").display(),
+                ready = ready.display(),
+                api = listen(&self.api),
+                agents = listen(&self.agents_addr),
+                pki = pki.display(),
+            ),
+        )
+        .map_err(err)?;
+        let log = self.dir.join("logs").join("controller.log");
+        self.controller = Some(
+            Child::spawn(
+                &bin_path("dc-controller"),
+                ["--config".as_ref(), config.as_os_str()],
+                &log,
+            )
+            .map_err(err)?,
+        );
+        let announced = wait_for_json(&ready, Duration::from_secs(30)).map_err(|e| {
+            FleetError(format!(
+                "controller did not start ({e}); see {}",
+                log.display()
+            ))
+        })?;
+        self.api = announced["api"].as_str().unwrap_or_default().to_owned();
+        self.agents_addr = announced["agents"].as_str().unwrap_or_default().to_owned();
+        Ok(())
+    }
+
+    /// Kills the controller with SIGKILL.
+    pub fn kill_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill9();
+        }
+    }
+
+    /// The data directory of site `i`'s agent (the update record and the simulated cluster).
+    pub fn agent_data(&self, i: usize) -> PathBuf {
+        self.dir
+            .join("agents")
+            .join(&self.sites[i].name)
+            .join("data")
+    }
+
+    fn spawn_agent(&self, i: usize) -> Result<Child> {
+        let site = &self.sites[i];
+        let dir = self.dir.join("agents").join(&site.name);
+        let config = dir.join("agent.toml");
+        std::fs::write(&config, agent_toml(site, &dir, &self.agents_addr)).map_err(err)?;
+        Child::spawn(
+            &bin_path("dc-agent"),
+            ["--config".as_ref(), config.as_os_str()],
+            &self.dir.join("logs").join(format!("{}.log", site.name)),
+        )
+        .map_err(err)
+    }
+
+    /// Kills site `i`'s agent with SIGKILL.
+    pub fn kill_agent(&mut self, i: usize) {
+        if let Some(mut a) = self.agents[i].take() {
+            let _ = a.kill9();
+        }
+    }
+
+    /// Starts site `i`'s agent again (with the site's current settings, e.g. a fault removed).
+    pub fn restart_agent(&mut self, i: usize) -> Result<()> {
+        self.kill_agent(i);
+        let child = self.spawn_agent(i)?;
+        self.agents[i] = Some(child);
+        Ok(())
+    }
+
+    /// A `dcmanager` command pointed at this fleet's controller with the admin token.
+    pub fn dcmanager(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_path("dcmanager"));
+        cmd.args(args)
+            .env("DCMANAGER_URL", format!("http://{}/v1.0", self.api))
+            .env("OS_AUTH_TOKEN", ADMIN_TOKEN)
+            .env_remove("CLI_CONFIRMATIONS");
+        cmd
+    }
+
+    /// Runs `dcmanager` and returns its output, whatever the exit status.
+    pub fn dcmanager_output(&self, args: &[&str]) -> Result<Output> {
+        self.dcmanager(args)
+            .output()
+            .map_err(|e| FleetError(format!("running dcmanager: {e}")))
+    }
+
+    /// Runs `dcmanager`, fails with its error text on a non-zero exit, returns its stdout.
+    pub fn dcmanager_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.dcmanager_output(args)?;
+        if !out.status.success() {
+            return Err(FleetError(format!(
+                "dcmanager {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs `dcmanager ... -f json` and parses the output.
+    pub fn dcmanager_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["-f", "json"]);
+        serde_json::from_str(&self.dcmanager_ok(&all)?).map_err(err)
+    }
+
+    /// Waits until every subcloud is online and its kube-rootca sync status is known.
+    pub fn wait_online(&self, timeout: Duration) -> Result<serde_json::Value> {
+        let n = self.sites.len();
+        let mut last = serde_json::Value::Null;
+        wait_until(timeout, || {
+            last = self.dcmanager_json(&["subcloud", "list"])?;
+            Ok(last.as_array().is_some_and(|rows| {
+                rows.len() == n
+                    && rows
+                        .iter()
+                        .all(|r| r["availability"] == "online" && r["sync"] != "unknown")
+            }))
+        })
+        .map_err(|e| FleetError(format!("{e}; last subcloud list: {last}")))?;
+        Ok(last)
+    }
+
+    /// Waits until the strategy reaches one of `states` and returns it.
+    pub fn wait_strategy(&self, states: &[&str], timeout: Duration) -> Result<serde_json::Value> {
+        let mut last = serde_json::Value::Null;
+        wait_until(timeout, || {
+            last = self.dcmanager_json(&["kube-rootca-update-strategy", "show"])?;
+            Ok(states.iter().any(|s| last["state"] == *s))
+        })
+        .map_err(|e| FleetError(format!("{e}; last strategy: {last}")))?;
+        Ok(last)
+    }
+
+    /// Checks every host's `ca.crt` of site `i`: exactly one certificate; with `subject`, the new CA with
+    /// that subject and `not_after`; without, not that subject. Returns the number of hosts checked.
+    pub fn verify_site(
+        &self,
+        i: usize,
+        expected: Option<(&str, i64)>,
+        not_subject: &str,
+    ) -> Result<usize> {
+        let hosts = self.agent_data(i).join("cluster").join("hosts");
+        let mut count = 0;
+        for host in std::fs::read_dir(&hosts)
+            .map_err(|e| FleetError(format!("{}: {e}", hosts.display())))?
+        {
+            let ca_crt = host.map_err(err)?.path().join("etc/kubernetes/pki/ca.crt");
+            let pem = std::fs::read_to_string(&ca_crt)
+                .map_err(|e| FleetError(format!("{}: {e}", ca_crt.display())))?;
+            let certs = dc_certs::pem_certificates(&pem).map_err(err)?;
+            if certs.len() != 1 {
+                return Err(FleetError(format!(
+                    "{} holds {} certificates, not one",
+                    ca_crt.display(),
+                    certs.len()
+                )));
+            }
+            let ca = CertSummary::from_der(&certs[0]).map_err(err)?;
+            match expected {
+                Some((subject, not_after))
+                    if ca.subject != subject || ca.not_after != not_after =>
+                {
+                    return Err(FleetError(format!(
+                        "{} holds '{}' expiring {}, not '{subject}' expiring {not_after}",
+                        ca_crt.display(),
+                        ca.subject,
+                        ca.not_after
+                    )));
+                }
+                None if ca.subject == not_subject => {
+                    return Err(FleetError(format!(
+                        "{} was updated although it was not targeted",
+                        ca_crt.display()
+                    )));
+                }
+                _ => {}
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return Err(FleetError(format!("no hosts under {}", hosts.display())));
+        }
+        Ok(count)
+    }
+}
+
+/// Polls `done` until it holds or `timeout` passes. The fleet's processes are other programs, so their
+/// state is observed through the API; there is no in-process event to await.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match done() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() > deadline {
+            return Err(FleetError(format!(
+                "timed out after {timeout:?}{}",
+                last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn agent_toml(site: &Site, dir: &Path, controller: &str) -> String {
+    let shape = match site.shape {
+        Shape::Typical => {
+            r#"controllers = 2
+workers = 2
+pod_ready_ms = 40
+[[cluster.workloads]]
+kind = "Deployment"
+namespace = "default"
+name = "web"
+replicas = 3
+strategy = { type = "RollingUpdate", max_unavailable = 0, max_surge = 1 }
+labels = { app = "web" }
+[[cluster.workloads]]
+kind = "DaemonSet"
+namespace = "kube-system"
+name = "kube-proxy"
+strategy = { type = "RollingUpdate", max_unavailable = 1 }
+labels = { app = "kube-proxy" }
+[[cluster.workloads]]
+kind = "DaemonSet"
+namespace = "monitoring"
+name = "node-exporter"
+strategy = { type = "OnDelete" }
+labels = { app = "node-exporter" }
+[[cluster.workloads]]
+kind = "StatefulSet"
+namespace = "db"
+name = "pg"
+replicas = 2
+strategy = { type = "OnDelete" }
+labels = { app = "pg", role = "primary" }
+"#
+        }
+        Shape::Light => {
+            r#"controllers = 1
+workers = 0
+pod_ready_ms = 20
+[[cluster.workloads]]
+kind = "Deployment"
+namespace = "default"
+name = "web"
+replicas = 2
+strategy = { type = "RollingUpdate", max_unavailable = 1 }
+labels = { app = "web" }
+[[cluster.workloads]]
+kind = "StatefulSet"
+namespace = "default"
+name = "cache"
+replicas = 1
+strategy = { type = "RollingUpdate", max_unavailable = 1 }
+labels = { app = "cache" }
+"#
+        }
+    };
+    let never_ready = site
+        .never_ready
+        .iter()
+        .map(|w| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let slow = if site.slow_pods_ms > 0 {
+        format!(
+            "[cluster.faults.slow_phase]\nphase = \"pods-trust-both-cas\"\ndelay_ms = {}\n",
+            site.slow_pods_ms
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"subcloud = "{name}"
+data_dir = "{data}"
+phase_timeout_secs = 60
+[reconnect]
+initial_secs = 0.2
+max_secs = 1.0
+[controller]
+address = "{controller}"
+server_name = "localhost"
+[tls]
+ca = "{tls}/ca.crt"
+cert = "{tls}/agent.crt"
+key = "{tls}/agent.key"
+[pods]
+poll_ms = 50
+[cluster]
+kind = "simulated"
+root_ca_expiry_days = {days}
+{shape}[cluster.faults]
+never_ready = [{never_ready}]
+{slow}"#,
+        name = site.name,
+        data = dir.join("data").display(),
+        tls = dir.join("tls").display(),
+        days = site.ca_days,
+    )
+}
