@@ -176,7 +176,7 @@ role = "reader"
             ),
         )
         .map_err(err)?;
-        let log = self.dir.join("logs").join("controller.log");
+        let log = self.log("controller");
         self.controller = Some(
             Child::spawn(
                 &bin_path("dc-controller"),
@@ -213,15 +213,26 @@ role = "reader"
 
     fn spawn_agent(&self, i: usize) -> Result<Child> {
         let site = &self.sites[i];
-        let dir = self.dir.join("agents").join(&site.name);
+        self.spawn_agent_with(site, &self.dir.join("agents").join(&site.name), &site.name)
+    }
+
+    /// Starts an agent for `site` in `dir` (its `tls/` holds the certificate it presents, `data/` its
+    /// state), logging to `logs/<label>.log`. Tests start impostors this way.
+    pub fn spawn_agent_with(&self, site: &Site, dir: &Path, label: &str) -> Result<Child> {
+        std::fs::create_dir_all(dir).map_err(err)?;
         let config = dir.join("agent.toml");
-        std::fs::write(&config, agent_toml(site, &dir, &self.agents_addr)).map_err(err)?;
+        std::fs::write(&config, agent_toml(site, dir, &self.agents_addr)).map_err(err)?;
         Child::spawn(
             &bin_path("dc-agent"),
             ["--config".as_ref(), config.as_os_str()],
-            &self.dir.join("logs").join(format!("{}.log", site.name)),
+            &self.log(label),
         )
         .map_err(err)
+    }
+
+    /// The log file of a process of the fleet (`controller`, a subcloud name, an impostor's label).
+    pub fn log(&self, label: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{label}.log"))
     }
 
     /// Kills site `i`'s agent with SIGKILL.

@@ -1,1 +1,0 @@
-//! Multi-process integration tests live in `tests/tests/`.

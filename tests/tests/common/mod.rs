@@ -1,0 +1,90 @@
+//! What the multi-process tests share: fleets in temporary directories, step-time checks.
+
+#![allow(dead_code, reason = "each test file uses its own subset")]
+
+use std::time::Duration;
+
+use dc_test_support::fleet::{Fleet, Shape, Site};
+use serde_json::Value;
+
+pub const SUBJECT: &str = "C=CA ST=ON L=OTT O=WR OU=STX CN=fleet-test-ca";
+/// Generous: CI has two cores and runs several fleets at once.
+pub const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A fleet in a temporary directory that lives as long as the value (logs stay for a failing test's
+/// message: every error names the log file).
+pub struct TestFleet {
+    pub fleet: Fleet,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestFleet {
+    type Target = Fleet;
+    fn deref(&self) -> &Fleet {
+        &self.fleet
+    }
+}
+
+impl std::ops::DerefMut for TestFleet {
+    fn deref_mut(&mut self) -> &mut Fleet {
+        &mut self.fleet
+    }
+}
+
+pub fn start(sites: Vec<Site>) -> TestFleet {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet =
+        Fleet::start(dir.path(), sites).unwrap_or_else(|e| panic!("fleet did not start: {e}"));
+    fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    TestFleet { fleet, _dir: dir }
+}
+
+pub fn light(names: &[&str]) -> Vec<Site> {
+    names.iter().map(|n| Site::new(n, Shape::Light)).collect()
+}
+
+/// The expiry date two years ahead and its last second.
+pub fn expiry() -> (String, i64) {
+    let date = dc_certs::ExpiryDate::of(dc_certs::now() + 2 * 365 * 86400).expect("date");
+    (date.to_string(), date.not_after())
+}
+
+pub fn steps(fleet: &Fleet) -> Vec<Value> {
+    fleet
+        .dcmanager_json(&["strategy-step", "list"])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The largest number of steps that were running at the same instant, from their started/finished
+/// times (datetime strings sort like the times they name).
+pub fn max_concurrent(steps: &[Value]) -> usize {
+    let mut events: Vec<(String, i32)> = Vec::new();
+    for s in steps {
+        if let (Some(a), Some(b)) = (s["started_at"].as_str(), s["finished_at"].as_str()) {
+            events.push((a.to_owned(), 1));
+            events.push((b.to_owned(), -1));
+        }
+    }
+    // At equal times a finish frees its place before the next start takes it.
+    events.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, delta) in events {
+        now += delta;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+/// Output of a dcmanager command that must fail: (stderr, exit code).
+pub fn failing(fleet: &Fleet, args: &[&str]) -> String {
+    let out = fleet.dcmanager_output(args).expect("dcmanager runs");
+    assert!(
+        !out.status.success(),
+        "dcmanager {} succeeded",
+        args.join(" ")
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,117 @@
+//! Stop-on-failure with an injected fault, and abort in the middle of an update.
+
+mod common;
+
+use common::*;
+use dc_test_support::fleet::wait_until;
+
+#[test]
+fn stop_on_failure_stops_after_the_faulty_subcloud() {
+    let mut sites = light(&["f1", "f2", "f3"]);
+    // f1's web Deployment never gets ready pods: its pods trust-both-cas phase fails at its timeout.
+    sites[0].never_ready = vec!["default/web".to_owned()];
+    let fleet = start(sites);
+    let (date, _) = expiry();
+    fleet
+        .dcmanager_ok(&[
+            "kube-rootca-update-strategy",
+            "create",
+            "--subject",
+            SUBJECT,
+            "--expiry-date",
+            &date,
+            "--subcloud-apply-type",
+            "serial",
+            "--stop-on-failure",
+        ])
+        .unwrap();
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
+        .unwrap();
+    let strategy = fleet
+        .wait_strategy(&["complete", "failed", "aborted"], TIMEOUT)
+        .unwrap();
+    let steps = steps(&fleet);
+    assert_eq!(strategy["state"], "failed", "{steps:#?}");
+    let f1 = steps.iter().find(|s| s["cloud"] == "f1").unwrap();
+    assert_eq!(f1["state"], "failed", "{f1:#}");
+    let details = f1["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("web"),
+        "the failure names the workload: {details}"
+    );
+    for later in steps.iter().filter(|s| s["cloud"] != "f1") {
+        assert_ne!(
+            later["state"], "complete",
+            "no subcloud starts after a failure: {later:#}"
+        );
+        assert!(
+            !later["details"].as_str().unwrap_or_default().is_empty(),
+            "says why: {later:#}"
+        );
+    }
+    // Nothing was changed on the subclouds that never started.
+    for i in 1..3 {
+        fleet
+            .verify_site(i, None, SUBJECT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn abort_lets_the_running_subcloud_finish_its_phase_and_stops_the_rest() {
+    let mut sites = light(&["a1", "a2", "a3"]);
+    // a1 spends long enough in pods trust-both-cas to be caught there.
+    sites[0].slow_pods_ms = 3000;
+    let fleet = start(sites);
+    let (date, _) = expiry();
+    fleet
+        .dcmanager_ok(&[
+            "kube-rootca-update-strategy",
+            "create",
+            "--subject",
+            SUBJECT,
+            "--expiry-date",
+            &date,
+            "--subcloud-apply-type",
+            "serial",
+        ])
+        .unwrap();
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
+        .unwrap();
+    wait_until(TIMEOUT, || {
+        let steps = steps(&fleet);
+        Ok(steps.iter().any(|s| {
+            s["cloud"] == "a1"
+                && s["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("pods-trust-both-cas")
+        }))
+    })
+    .unwrap();
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "abort"])
+        .unwrap();
+    let strategy = fleet
+        .wait_strategy(&["complete", "failed", "aborted"], TIMEOUT)
+        .unwrap();
+    let steps = steps(&fleet);
+    assert_eq!(strategy["state"], "aborted", "{steps:#?}");
+    for s in &steps {
+        assert_eq!(s["state"], "aborted", "{s:#}");
+    }
+    // a1 stopped after its pods phase: resumable, the hosts still trust both CAs (two in ca.crt).
+    let record =
+        std::fs::read_to_string(fleet.agent_data(0).join("update.json")).unwrap_or_default();
+    assert!(
+        !record.is_empty(),
+        "a1 keeps its update record for a later resume"
+    );
+    for i in 1..3 {
+        fleet
+            .verify_site(i, None, SUBJECT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
