@@ -1,1 +1,194 @@
-//! The dc-rootca controller (see issue 4).
+//! The dc-rootca controller: orchestrates the Kubernetes root CA update across subclouds.
+//!
+//! Layout:
+//! - [`config`]: the TOML/env configuration.
+//! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions.
+//! - [`store`]: persistence behind a trait (SQLite by default), on its own thread.
+//! - [`orchestrator`]: the actor owning subclouds, groups, sessions and the strategy's sliding window.
+//! - [`step`]: one light actor per running step, driving its agent.
+//! - [`session`]: the mutual-TLS agent listener and one actor per agent connection.
+//! - [`api`]: the REST API.
+//!
+//! [`start`] runs it all inside the current actix system and answers the bound addresses.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod orchestrator;
+pub mod rules;
+pub mod session;
+pub mod step;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::{App, HttpServer, web};
+use tokio::sync::watch;
+
+pub use config::ControllerConfig;
+pub use error::{ApiError, ControllerError};
+pub use orchestrator::Status;
+
+use orchestrator::{Orchestrator, Shutdown};
+use store::{SqliteStore, Store};
+
+/// A running controller.
+pub struct RunningController {
+    /// Where the REST API listens.
+    pub api_addr: SocketAddr,
+    /// Where agents connect.
+    pub agents_addr: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    listener: actix_rt::task::JoinHandle<()>,
+    orchestrator: Addr<Orchestrator>,
+    status: watch::Receiver<Status>,
+}
+
+impl RunningController {
+    /// The controller's status, updated as it changes: await conditions on it instead of sleeping.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// The orchestrator, for in-process callers.
+    pub fn orchestrator(&self) -> Addr<Orchestrator> {
+        self.orchestrator.clone()
+    }
+
+    /// Stops accepting, flushes coalesced progress, closes every agent session and stops the API.
+    /// Steps in progress stay recorded as running, so a new controller on the same database resumes them.
+    pub async fn stop(self) {
+        self.listener.abort();
+        if let Err(e) = self.orchestrator.send(Shutdown).await {
+            tracing::warn!(error = %e, "orchestrator already stopped");
+        }
+        self.server.stop(true).await;
+    }
+}
+
+fn read(path: &Path) -> Result<String, ControllerError> {
+    std::fs::read_to_string(path).map_err(|source| ControllerError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn api_tls(files: &config::TlsFiles) -> Result<rustls::ServerConfig, ControllerError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = |e: &dyn std::fmt::Display| ControllerError::Tls(e.to_string());
+    let certs = CertificateDer::pem_slice_iter(read(&files.cert)?.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(read(&files.key)?.as_bytes()).map_err(|e| tls(&e))?;
+    rustls::ServerConfig::builder_with_provider(dc_protocol::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))
+}
+
+/// Writes the bound addresses atomically (temporary file, then rename).
+fn write_ready(path: &Path, api: SocketAddr, agents: SocketAddr) -> Result<(), ControllerError> {
+    let err = |source| ControllerError::ReadyFile {
+        path: path.to_owned(),
+        source,
+    };
+    let body =
+        serde_json::json!({"api": api.to_string(), "agents": agents.to_string()}).to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Starts the controller inside the current actix system: opens the store and resumes from it, binds
+/// the agent listener and the API, and writes the ready file when configured.
+pub async fn start(config: ControllerConfig) -> Result<RunningController, ControllerError> {
+    dc_protocol::tls::install_default_provider();
+    let config = Arc::new(config);
+    let server_config = dc_protocol::tls::server_config(
+        &read(&config.pki.ca)?,
+        &read(&config.pki.cert)?,
+        &read(&config.pki.key)?,
+    )
+    .map_err(|e| ControllerError::Tls(e.to_string()))?;
+    let api_tls = config.api.tls.as_ref().map(api_tls).transpose()?;
+
+    let mut sqlite = SqliteStore::open(&config.database)?;
+    let snapshot = sqlite.load()?;
+    let store = store::start_store(Box::new(sqlite));
+
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let orchestrator = Orchestrator::new(config.clone(), store, snapshot, status_tx).start();
+
+    let agents = tokio::net::TcpListener::bind(&config.agents.listen)
+        .await
+        .map_err(|source| ControllerError::Bind {
+            addr: config.agents.listen.clone(),
+            source,
+        })?;
+    let agents_addr = agents
+        .local_addr()
+        .map_err(|source| ControllerError::Bind {
+            addr: config.agents.listen.clone(),
+            source,
+        })?;
+    let listener = actix_rt::spawn(session::accept_loop(
+        agents,
+        dc_protocol::tls::AgentAcceptor::new(server_config),
+        orchestrator.clone(),
+        Duration::from_secs(config.offline_after_secs),
+    ));
+
+    let state = api::ApiState {
+        orchestrator: orchestrator.clone(),
+        config: config.clone(),
+    };
+    let bind_err = |source| ControllerError::Bind {
+        addr: config.api.listen.clone(),
+        source,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(api::routes)
+    })
+    .workers(config.api.workers.max(1))
+    .disable_signals();
+    let server = match api_tls {
+        Some(tls) => server.bind_rustls_0_23(&config.api.listen, tls),
+        None => server.bind(&config.api.listen),
+    }
+    .map_err(bind_err)?;
+    let api_addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| ControllerError::Config("the API bound no address".to_owned()))?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+
+    if let Some(path) = &config.ready_file {
+        write_ready(path, api_addr, agents_addr)?;
+    }
+    tracing::info!(api = %api_addr, agents = %agents_addr, "controller ready");
+    Ok(RunningController {
+        api_addr,
+        agents_addr,
+        server: handle,
+        listener,
+        orchestrator,
+        status: status_rx,
+    })
+}

@@ -1,1 +1,40 @@
-fn main() {}
+//! `dc-controller --config FILE`: runs the controller until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "dc-rootca controller: Kubernetes root CA update orchestration"
+)]
+struct Cli {
+    /// TOML configuration; `DC_CONTROLLER__SECTION__KEY` environment variables override it.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = dc_controller::ControllerConfig::load(&cli.config)?;
+    let running = dc_controller::start(config)
+        .await
+        .context("cannot start the controller")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}

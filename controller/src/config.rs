@@ -1,0 +1,226 @@
+//! The controller's configuration: a TOML file plus `DC_CONTROLLER__SECTION__KEY` environment variables.
+//! Tests fill [`ControllerConfig`] directly.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::ControllerError;
+
+/// Everything the controller needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ControllerConfig {
+    pub api: ApiConfig,
+    pub agents: AgentsConfig,
+    pub pki: PkiConfig,
+    /// The SQLite database file; created when missing.
+    pub database: PathBuf,
+    pub auth: AuthConfig,
+    pub audit: AuditConfig,
+    /// Seconds between agent heartbeats, told to every agent in its Welcome.
+    pub heartbeat_interval_secs: u32,
+    /// A subcloud whose last heartbeat is older than this is offline (and its session is closed).
+    pub offline_after_secs: u64,
+    /// How long a running step waits for its dropped agent before failing.
+    pub agent_wait_secs: u64,
+    /// How often coalesced progress details are written, in milliseconds: progress is frequent, state
+    /// transitions are written at once.
+    pub progress_flush_ms: u64,
+    /// When set, `{"api": "...", "agents": "..."}` is written here once both listeners are bound, so
+    /// tests and scripts can bind port 0 and learn the ports.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            api: ApiConfig::default(),
+            agents: AgentsConfig::default(),
+            pki: PkiConfig::default(),
+            database: PathBuf::from("/var/lib/dc-rootca/controller.sqlite"),
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
+            heartbeat_interval_secs: 10,
+            offline_after_secs: 35,
+            agent_wait_secs: 600,
+            progress_flush_ms: 1000,
+            ready_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    pub listen: String,
+    /// Serve the API over TLS with this certificate and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8119".to_owned(),
+            tls: None,
+            workers: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AgentsConfig {
+    pub listen: String,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8120".to_owned(),
+        }
+    }
+}
+
+/// The system PKI files: the CA that signed the agents' certificates, and the controller's own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PkiConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        let dir = Path::new("/etc/dc-rootca/pki");
+        Self {
+            ca: dir.join(dc_certs::pki::CA_CERT),
+            cert: dir.join(dc_certs::pki::CONTROLLER_CERT),
+            key: dir.join(dc_certs::pki::CONTROLLER_KEY),
+        }
+    }
+}
+
+impl PkiConfig {
+    /// The files of a `dc-certs init` directory.
+    pub fn from_dir(dir: &Path) -> Self {
+        Self {
+            ca: dir.join(dc_certs::pki::CA_CERT),
+            cert: dir.join(dc_certs::pki::CONTROLLER_CERT),
+            key: dir.join(dc_certs::pki::CONTROLLER_KEY),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenConfig {
+    pub token: String,
+    pub role: Role,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May change things.
+    Admin,
+    /// May only read.
+    Reader,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// A root CA expiring within this many days makes its subcloud out-of-sync.
+    pub expiring_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { expiring_days: 30 }
+    }
+}
+
+impl ControllerConfig {
+    /// Reads `path` (TOML) and the `DC_CONTROLLER__...` environment over the defaults.
+    pub fn load(path: &Path) -> Result<Self, ControllerError> {
+        config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("DC_CONTROLLER")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ControllerError::Config(e.to_string()))
+    }
+
+    /// The role of a token, if it is known.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.auth
+            .tokens
+            .iter()
+            .find(|t| t.token == token)
+            .map(|t| t.role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+database = "/tmp/x.sqlite"
+heartbeat_interval_secs = 5
+[api]
+listen = "127.0.0.1:0"
+[agents]
+listen = "127.0.0.1:0"
+[pki]
+ca = "/p/ca.crt"
+cert = "/p/controller.crt"
+key = "/p/controller.key"
+[audit]
+expiring_days = 60
+[[auth.tokens]]
+token = "a"
+role = "admin"
+[[auth.tokens]]
+token = "r"
+role = "reader"
+"#,
+        )
+        .unwrap();
+        let c = ControllerConfig::load(&path).unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:0");
+        assert_eq!(c.heartbeat_interval_secs, 5);
+        assert_eq!(c.audit.expiring_days, 60);
+        assert_eq!(c.role_of("a"), Some(Role::Admin));
+        assert_eq!(c.role_of("r"), Some(Role::Reader));
+        assert_eq!(c.role_of("x"), None);
+        assert_eq!(c.agent_wait_secs, 600);
+    }
+}

@@ -1,0 +1,600 @@
+//! The strategy's rules as pure functions: create-request validation, target selection, the sliding
+//! window, the final state, and the kube-rootca sync audit. No actors, no I/O, so each rule is tested
+//! on its own.
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::model::{
+    ApplyType, DEFAULT_MAX_PARALLEL, Group, MAX_PARALLEL_LIMIT, STRATEGY_TYPE, Step, StrategyState,
+    SyncStatus, step_state,
+};
+use dc_protocol::{ALARM_ROOT_CA_EXPIRED, ALARM_ROOT_CA_EXPIRING_SOON, ROOT_CA_ALARM_ENTITY};
+
+/// How the create request names a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRef {
+    Id(i64),
+    Name(String),
+}
+
+/// A create request that passed the API's (400) checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub apply_type: Option<ApplyType>,
+    pub max_parallel: Option<u32>,
+    pub stop_on_failure: bool,
+    pub cloud_name: Option<String>,
+    pub group: Option<GroupRef>,
+    pub force: bool,
+    pub subject: Option<String>,
+    pub expiry_date: Option<String>,
+    pub cert_file: Option<String>,
+}
+
+/// "true"/"false" strings and JSON booleans alike: dcmanager accepted a JSON `true` for force and then
+/// silently treated it as false; here both spellings mean what they say.
+fn bool_param(
+    body: &Value,
+    key: &str,
+    invalid: impl Fn(&Value) -> String,
+) -> Result<bool, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "true" => Ok(true),
+        Some(Value::String(s)) if s == "false" => Ok(false),
+        Some(other) => Err(ApiError::bad_request(invalid(other))),
+    }
+}
+
+fn string_param(body: &Value, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+/// Shows a JSON value the way the messages quote it: strings bare, everything else as JSON.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The API's validation of a create body, in dcmanager's order, with its messages.
+pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
+    if !body.is_object() || body.as_object().is_some_and(|m| m.is_empty()) {
+        return Err(ApiError::bad_request("Body required"));
+    }
+    let force = bool_param(body, "force", |v| {
+        format!(
+            "Invalid value '{}' for force - must be True/False or 'true'/'false'",
+            shown(v)
+        )
+    })?;
+    let apply_type = match body.get("subcloud-apply-type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            ApplyType::parse(s)
+                .ok_or_else(|| ApiError::bad_request("subcloud-apply-type invalid"))?,
+        ),
+        Some(_) => return Err(ApiError::bad_request("subcloud-apply-type invalid")),
+    };
+    let cloud_name = string_param(body, "cloud_name")?;
+    let group = match body.get("subcloud_group") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(GroupRef::Id(
+            n.as_i64()
+                .ok_or_else(|| ApiError::bad_request("Invalid group_id"))?,
+        )),
+        Some(Value::String(s)) => Some(match s.parse::<i64>() {
+            Ok(id) => GroupRef::Id(id),
+            Err(_) => GroupRef::Name(s.clone()),
+        }),
+        Some(_) => return Err(ApiError::bad_request("Invalid group_id")),
+    };
+    let max_given = body.get("max-parallel-subclouds").filter(|v| !v.is_null());
+    if group.is_some() && cloud_name.is_some() {
+        return Err(ApiError::bad_request(
+            "cloud_name and subcloud_group are mutually exclusive",
+        ));
+    }
+    if group.is_some() && (apply_type.is_some() || max_given.is_some()) {
+        return Err(ApiError::bad_request(
+            "subcloud-apply-type and max-parallel-subclouds are not allowed when subcloud_group is provided",
+        ));
+    }
+    let max_parallel = match max_given {
+        None => None,
+        Some(v) => {
+            let n = match v {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse::<i64>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "max-parallel-subclouds invalid value. Value: {}",
+                    shown(v)
+                ))
+            })?;
+            if !(1..=i64::from(MAX_PARALLEL_LIMIT)).contains(&n) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid max-parallel-subclouds value: {n}. For {STRATEGY_TYPE} strategy, the value must be between 1 and {MAX_PARALLEL_LIMIT}."
+                )));
+            }
+            u32::try_from(n).ok()
+        }
+    };
+    match body.get("type") {
+        None | Some(Value::Null) => return Err(ApiError::bad_request("type required")),
+        Some(Value::String(t)) if t == STRATEGY_TYPE => {}
+        Some(_) => return Err(ApiError::bad_request("type invalid")),
+    }
+    let stop_on_failure = bool_param(body, "stop-on-failure", |_| {
+        "stop-on-failure invalid".to_owned()
+    })?;
+    Ok(CreateRequest {
+        apply_type,
+        max_parallel,
+        stop_on_failure,
+        cloud_name,
+        group,
+        force,
+        subject: string_param(body, "subject")?,
+        expiry_date: string_param(body, "expiry-date")?,
+        cert_file: string_param(body, "cert-file")?,
+    })
+}
+
+/// The effective apply type and window: the group's when a group is named; serial means one.
+pub fn resolve_window(req: &CreateRequest, group: Option<&Group>) -> (ApplyType, u32) {
+    let (apply_type, max) = match group {
+        Some(g) => (g.update_apply_type, g.max_parallel),
+        None => (
+            req.apply_type.unwrap_or(ApplyType::Parallel),
+            req.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
+        ),
+    };
+    match apply_type {
+        ApplyType::Serial => (ApplyType::Serial, 1),
+        ApplyType::Parallel => (ApplyType::Parallel, max),
+    }
+}
+
+/// A subcloud as target selection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub name: String,
+    pub group_id: i64,
+    pub managed: bool,
+    pub online: bool,
+    pub sync: SyncStatus,
+}
+
+/// Which subclouds the strategy may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Group(i64),
+    Cloud(String),
+}
+
+/// Why target selection refuses (each becomes a 422 "Bad strategy request").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("Subcloud {0} does not exist")]
+    NoSuchSubcloud(String),
+    #[error("Subcloud {0} does not require {STRATEGY_TYPE}")]
+    NotRequired(String),
+    #[error("kube-rootca sync status is unknown for one or more subclouds")]
+    UnknownSync,
+    #[error("Strategy has no steps to apply")]
+    NoSteps,
+}
+
+/// dcmanager's selection: managed, online subclouds in scope that are out-of-sync (or in-sync too with
+/// force), in the given order; offline ones are skipped silently.
+pub fn select_targets(
+    candidates: &[Candidate],
+    scope: &Scope,
+    force: bool,
+) -> Result<Vec<String>, SelectError> {
+    let in_scope: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| match scope {
+            Scope::All => true,
+            Scope::Group(g) => c.group_id == *g,
+            Scope::Cloud(name) => &c.name == name,
+        })
+        .collect();
+    if let Scope::Cloud(name) = scope {
+        let Some(c) = in_scope.first() else {
+            return Err(SelectError::NoSuchSubcloud(name.clone()));
+        };
+        if c.online && c.sync == SyncStatus::InSync && !force {
+            return Err(SelectError::NotRequired(name.clone()));
+        }
+    }
+    let eligible: Vec<&&Candidate> = in_scope.iter().filter(|c| c.managed && c.online).collect();
+    if eligible.iter().any(|c| c.sync == SyncStatus::Unknown) {
+        return Err(SelectError::UnknownSync);
+    }
+    let targets: Vec<String> = eligible
+        .into_iter()
+        .filter(|c| c.sync == SyncStatus::OutOfSync || (force && c.sync == SyncStatus::InSync))
+        .map(|c| c.name.clone())
+        .collect();
+    if targets.is_empty() {
+        Err(SelectError::NoSteps)
+    } else {
+        Ok(targets)
+    }
+}
+
+/// The sliding window: the ids of the waiting steps to start now, the lowest ids first, so that at most
+/// `max_parallel` steps run. Called on every finish, so a freed place is refilled at once.
+pub fn steps_to_start(steps: &[Step], max_parallel: u32) -> Vec<i64> {
+    let running = steps.iter().filter(|s| s.is_running()).count();
+    let free = (max_parallel as usize).saturating_sub(running);
+    let mut waiting: Vec<i64> = steps
+        .iter()
+        .filter(|s| s.is_waiting())
+        .map(|s| s.id)
+        .collect();
+    waiting.sort_unstable();
+    waiting.truncate(free);
+    waiting
+}
+
+/// The strategy's end state once no step runs or waits: failed if any failed, else aborted if any was
+/// aborted, else complete. `None` while something is still to do.
+pub fn final_state(steps: &[Step]) -> Option<StrategyState> {
+    if steps.iter().any(|s| s.is_running() || s.is_waiting()) {
+        return None;
+    }
+    if steps.iter().any(|s| s.state == step_state::FAILED) {
+        Some(StrategyState::Failed)
+    } else if steps.iter().any(|s| s.state == step_state::ABORTED) {
+        Some(StrategyState::Aborted)
+    } else {
+        Some(StrategyState::Complete)
+    }
+}
+
+/// Whether stop-on-failure has tripped: no new subcloud may start.
+pub fn stopped_by_failure(stop_on_failure: bool, steps: &[Step]) -> bool {
+    stop_on_failure && steps.iter().any(|s| s.state == step_state::FAILED)
+}
+
+/// The kube-rootca audit: out-of-sync when the root CA alarms are raised or the root CA expires within
+/// `expiring_days`; unknown while offline or when the agent cannot read its root CA.
+pub fn kube_rootca_sync(
+    online: bool,
+    root_ca: Option<&dc_protocol::RootCaInfo>,
+    alarms: &[dc_protocol::Alarm],
+    now: i64,
+    expiring_days: u32,
+) -> SyncStatus {
+    if !online {
+        return SyncStatus::Unknown;
+    }
+    let alarmed = alarms.iter().any(|a| {
+        (a.id == ALARM_ROOT_CA_EXPIRING_SOON || a.id == ALARM_ROOT_CA_EXPIRED)
+            && a.entity == ROOT_CA_ALARM_ENTITY
+    });
+    if alarmed {
+        return SyncStatus::OutOfSync;
+    }
+    match root_ca {
+        None => SyncStatus::Unknown,
+        Some(ca) if ca.not_after <= now + i64::from(expiring_days) * 86_400 => {
+            SyncStatus::OutOfSync
+        }
+        Some(_) => SyncStatus::InSync,
+    }
+}
+
+/// A running step's details: the phase, its host, the agent's words, and the update's percent, e.g.
+/// "pods trust-both-cas: 12 of 40 workloads restarted; update 45% complete".
+pub fn progress_details(p: &dc_protocol::Progress) -> String {
+    let mut out = p.phase.label().to_owned();
+    if let Some(host) = &p.host {
+        out.push_str(" on ");
+        out.push_str(host);
+    }
+    if p.details.is_empty() {
+        out.push_str(&format!(": {}% of phase", p.phase_percent));
+    } else {
+        out.push_str(": ");
+        out.push_str(&p.details);
+    }
+    out.push_str(&format!("; update {}% complete", p.percent));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Stage;
+    use serde_json::json;
+
+    fn err(body: Value) -> (u16, String) {
+        match parse_create(&body) {
+            Ok(r) => panic!("accepted {r:?}"),
+            Err(e) => (e.status.as_u16(), e.message),
+        }
+    }
+
+    #[test]
+    fn create_validation_messages() {
+        assert_eq!(err(json!({})), (400, "Body required".into()));
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "force": "yes"})),
+            (
+                400,
+                "Invalid value 'yes' for force - must be True/False or 'true'/'false'".into()
+            )
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "subcloud-apply-type": "both"})).1,
+            "subcloud-apply-type invalid"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "cloud_name": "a", "subcloud_group": "Default"})).1,
+            "cloud_name and subcloud_group are mutually exclusive"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": 3, "subcloud_group": 1})).1,
+            "subcloud-apply-type and max-parallel-subclouds are not allowed when subcloud_group is provided"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": "many"})).1,
+            "max-parallel-subclouds invalid value. Value: many"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": 5001})).1,
+            "Invalid max-parallel-subclouds value: 5001. For kube-rootca-update strategy, the value must be between 1 and 5000."
+        );
+        assert_eq!(err(json!({"force": true})).1, "type required");
+        assert_eq!(err(json!({"type": "patch"})).1, "type invalid");
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "stop-on-failure": "maybe"})).1,
+            "stop-on-failure invalid"
+        );
+    }
+
+    #[test]
+    fn booleans_as_strings_or_json() {
+        for (v, want) in [
+            (json!(true), true),
+            (json!("true"), true),
+            (json!("false"), false),
+            (json!(false), false),
+        ] {
+            let r = parse_create(&json!({"type": STRATEGY_TYPE, "force": v, "stop-on-failure": v}))
+                .unwrap_or_default();
+            assert_eq!((r.force, r.stop_on_failure), (want, want));
+        }
+    }
+
+    #[test]
+    fn window_resolution_serial_parallel_groups() {
+        let req = parse_create(&json!({"type": STRATEGY_TYPE})).unwrap_or_default();
+        assert_eq!(resolve_window(&req, None), (ApplyType::Parallel, 2));
+        let req = parse_create(&json!({"type": STRATEGY_TYPE, "subcloud-apply-type": "serial", "max-parallel-subclouds": 9})).unwrap_or_default();
+        assert_eq!(resolve_window(&req, None), (ApplyType::Serial, 1));
+        let req = parse_create(&json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": "7"}))
+            .unwrap_or_default();
+        assert_eq!(resolve_window(&req, None), (ApplyType::Parallel, 7));
+        let mut g = Group::default_group();
+        g.max_parallel = 40;
+        let req = parse_create(&json!({"type": STRATEGY_TYPE, "subcloud_group": "Default"}))
+            .unwrap_or_default();
+        assert_eq!(req.group, Some(GroupRef::Name("Default".into())));
+        assert_eq!(resolve_window(&req, Some(&g)), (ApplyType::Parallel, 40));
+        g.update_apply_type = ApplyType::Serial;
+        assert_eq!(resolve_window(&req, Some(&g)), (ApplyType::Serial, 1));
+    }
+
+    fn cand(name: &str, group: i64, managed: bool, online: bool, sync: SyncStatus) -> Candidate {
+        Candidate {
+            name: name.into(),
+            group_id: group,
+            managed,
+            online,
+            sync,
+        }
+    }
+
+    #[test]
+    fn target_selection() {
+        use SyncStatus::*;
+        let all = vec![
+            cand("a", 1, true, true, OutOfSync),
+            cand("b", 1, true, true, InSync),
+            cand("c", 2, true, true, OutOfSync),
+            cand("d", 1, false, true, OutOfSync),
+            cand("e", 1, true, false, Unknown),
+        ];
+        assert_eq!(
+            select_targets(&all, &Scope::All, false),
+            Ok(vec!["a".into(), "c".into()])
+        );
+        assert_eq!(
+            select_targets(&all, &Scope::All, true),
+            Ok(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            select_targets(&all, &Scope::Group(2), false),
+            Ok(vec!["c".into()])
+        );
+        assert_eq!(
+            select_targets(&all, &Scope::Cloud("b".into()), false),
+            Err(SelectError::NotRequired("b".into()))
+        );
+        assert_eq!(
+            select_targets(&all, &Scope::Cloud("b".into()), true),
+            Ok(vec!["b".into()])
+        );
+        assert_eq!(
+            select_targets(&all, &Scope::Cloud("e".into()), false),
+            Err(SelectError::NoSteps)
+        );
+        assert_eq!(
+            select_targets(&all, &Scope::Cloud("z".into()), false),
+            Err(SelectError::NoSuchSubcloud("z".into()))
+        );
+        assert_eq!(
+            select_targets(&all, &Scope::Group(3), false),
+            Err(SelectError::NoSteps)
+        );
+        let unknown = vec![
+            cand("a", 1, true, true, OutOfSync),
+            cand("u", 1, true, true, Unknown),
+        ];
+        assert_eq!(
+            select_targets(&unknown, &Scope::All, false),
+            Err(SelectError::UnknownSync)
+        );
+        assert_eq!(
+            SelectError::NotRequired("x".into()).to_string(),
+            "Subcloud x does not require kube-rootca-update"
+        );
+    }
+
+    fn step(id: i64, stage: Stage, state: &str) -> Step {
+        Step {
+            id,
+            subcloud: format!("s{id}"),
+            update_id: String::new(),
+            stage,
+            state: state.into(),
+            details: String::new(),
+            started_at: None,
+            finished_at: None,
+            created_at: String::new(),
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn sliding_window_serial_and_parallel() {
+        let mut steps: Vec<Step> = (1..=5).map(|i| step(i, Stage::Create, "initial")).collect();
+        assert_eq!(steps_to_start(&steps, 1), vec![1]);
+        assert_eq!(steps_to_start(&steps, 2), vec![1, 2]);
+        steps[0].stage = Stage::Apply;
+        steps[1].stage = Stage::Apply;
+        assert!(steps_to_start(&steps, 2).is_empty());
+        // One finishes: its place is refilled at once with the next id.
+        steps[0].stage = Stage::Complete;
+        steps[0].state = "complete".into();
+        assert_eq!(steps_to_start(&steps, 2), vec![3]);
+        assert_eq!(steps_to_start(&steps, 10), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn final_states_abort_and_stop_on_failure() {
+        let mut steps = vec![
+            step(1, Stage::Complete, "complete"),
+            step(2, Stage::Apply, "updating-pods-trust-both-cas"),
+            step(3, Stage::Create, "aborted"),
+        ];
+        assert_eq!(final_state(&steps), None);
+        steps[1] = step(2, Stage::Complete, "aborted");
+        assert_eq!(final_state(&steps), Some(StrategyState::Aborted));
+        steps[2] = step(3, Stage::Complete, "failed");
+        assert_eq!(final_state(&steps), Some(StrategyState::Failed));
+        assert!(stopped_by_failure(true, &steps));
+        assert!(!stopped_by_failure(false, &steps));
+        let done = vec![step(1, Stage::Complete, "complete")];
+        assert_eq!(final_state(&done), Some(StrategyState::Complete));
+        // A stopped strategy starts nothing more: steps_to_start is not consulted, and the waiting steps are
+        // aborted, which final_state then counts.
+        let aborted_waiting = vec![
+            step(1, Stage::Complete, "failed"),
+            step(2, Stage::Create, "aborted"),
+        ];
+        assert_eq!(final_state(&aborted_waiting), Some(StrategyState::Failed));
+    }
+
+    #[test]
+    fn sync_audit() {
+        use dc_protocol::{Alarm, AlarmSeverity, RootCaInfo};
+        let now = 1_000_000_000;
+        let ca = |days: i64| RootCaInfo {
+            subject: "CN=kubernetes".into(),
+            serial: "01".into(),
+            not_before: 0,
+            not_after: now + days * 86_400,
+        };
+        assert_eq!(
+            kube_rootca_sync(false, Some(&ca(400)), &[], now, 30),
+            SyncStatus::Unknown
+        );
+        assert_eq!(
+            kube_rootca_sync(true, None, &[], now, 30),
+            SyncStatus::Unknown
+        );
+        assert_eq!(
+            kube_rootca_sync(true, Some(&ca(400)), &[], now, 30),
+            SyncStatus::InSync
+        );
+        assert_eq!(
+            kube_rootca_sync(true, Some(&ca(10)), &[], now, 30),
+            SyncStatus::OutOfSync
+        );
+        assert_eq!(
+            kube_rootca_sync(true, Some(&ca(-1)), &[], now, 30),
+            SyncStatus::OutOfSync
+        );
+        let alarm = |entity: &str| Alarm {
+            id: ALARM_ROOT_CA_EXPIRING_SOON.into(),
+            entity: entity.into(),
+            severity: AlarmSeverity::Major,
+            reason: String::new(),
+        };
+        assert_eq!(
+            kube_rootca_sync(
+                true,
+                Some(&ca(400)),
+                &[alarm(ROOT_CA_ALARM_ENTITY)],
+                now,
+                30
+            ),
+            SyncStatus::OutOfSync
+        );
+        // Another certificate's alarm does not count (dcmanager's LP#1949085).
+        assert_eq!(
+            kube_rootca_sync(
+                true,
+                Some(&ca(400)),
+                &[alarm("system.certificate.ssl")],
+                now,
+                30
+            ),
+            SyncStatus::InSync
+        );
+    }
+
+    #[test]
+    fn details_name_phase_host_and_percent() {
+        let p = dc_protocol::Progress {
+            update_id: "u".into(),
+            seq: 1,
+            phase: dc_protocol::Phase::PodsTrustBothCas,
+            host: None,
+            state: "updating-pods-trust-both-cas".into(),
+            phase_percent: 30,
+            percent: 45,
+            details: "12 of 40 workloads restarted".into(),
+        };
+        assert_eq!(
+            progress_details(&p),
+            "pods trust-both-cas: 12 of 40 workloads restarted; update 45% complete"
+        );
+    }
+}

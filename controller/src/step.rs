@@ -1,0 +1,401 @@
+//! The subcloud actor: one light actor per running step. It drives its subcloud's agent through the
+//! update (Start, Abort), turns the agent's pushed progress into step state and details, and waits a
+//! bounded time for an agent that dropped. The orchestrator persists what it reports.
+
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
+use dc_protocol::{
+    AgentMessage, Command, ControllerMessage, Phase, PhaseOutcome, RunState, UpdateParams,
+    UpdateStatus,
+};
+use tokio::time::Instant;
+
+use crate::model::step_state;
+use crate::orchestrator::{Orchestrator, StepReport};
+use crate::rules::progress_details;
+use crate::session::{Session, ToAgent};
+
+/// What a step actor tells the orchestrator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// The step's state or details changed. `urgent` asks for an immediate write (a transition or
+    /// something an operator must see), otherwise the write is coalesced.
+    Progress {
+        state: String,
+        details: String,
+        urgent: bool,
+        /// A phase that just succeeded and how long it took, for `/metrics`.
+        phase_done: Option<(Phase, f64)>,
+    },
+    /// The step ended: `complete`, `failed` or `aborted`.
+    Finished {
+        state: &'static str,
+        details: String,
+    },
+}
+
+/// The agent's session is (again) available, with its last reported update status.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub session: Addr<Session>,
+    pub update: Option<UpdateStatus>,
+}
+
+/// The agent's session dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach;
+
+/// A progress, phase-result or stopped message from the agent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromAgent(pub AgentMessage);
+
+/// The update status of a later heartbeat: catches an end the step missed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Observed(pub Option<UpdateStatus>);
+
+/// Finish the current phase and stop (an abort, or stop-on-failure): `reason` goes into the details.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AbortStep {
+    pub reason: String,
+}
+
+/// Stop without reporting (controller shutdown); the store keeps the step running for the next start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Halt;
+
+/// One running step.
+/// What a step actor starts from.
+pub struct StepSpec {
+    pub subcloud: String,
+    pub update_id: String,
+    pub params: UpdateParams,
+    pub abort: Option<String>,
+    pub agent_wait: Duration,
+    pub state: String,
+    pub resumed: bool,
+}
+
+pub struct StepActor {
+    subcloud: String,
+    update_id: String,
+    params: UpdateParams,
+    orchestrator: Addr<Orchestrator>,
+    session: Option<Addr<Session>>,
+    /// Set once an abort is ordered; survives reconnects so the agent hears it.
+    abort: Option<String>,
+    agent_wait: Duration,
+    wait_timer: Option<SpawnHandle>,
+    last_seq: u64,
+    phase: Option<Phase>,
+    phase_started: Instant,
+    state: String,
+    /// Re-driven after a controller restart rather than freshly started.
+    resumed: bool,
+    done: bool,
+}
+
+impl StepActor {
+    pub fn new(spec: StepSpec, orchestrator: Addr<Orchestrator>) -> Self {
+        Self {
+            subcloud: spec.subcloud,
+            update_id: spec.update_id,
+            params: spec.params,
+            orchestrator,
+            session: None,
+            abort: spec.abort,
+            agent_wait: spec.agent_wait,
+            wait_timer: None,
+            last_seq: 0,
+            phase: None,
+            phase_started: Instant::now(),
+            state: spec.state,
+            resumed: spec.resumed,
+            done: false,
+        }
+    }
+
+    fn report(&self, report: Report) {
+        self.orchestrator.do_send(StepReport {
+            subcloud: self.subcloud.clone(),
+            report,
+        });
+    }
+
+    fn finish(&mut self, state: &'static str, details: String, ctx: &mut Context<Self>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        tracing::info!(subcloud = %self.subcloud, state, %details, "step finished");
+        self.report(Report::Finished { state, details });
+        ctx.stop();
+    }
+
+    fn send(&self, command: Command) {
+        match &self.session {
+            Some(s) => s.do_send(ToAgent(ControllerMessage::Command(command))),
+            None => tracing::debug!(subcloud = %self.subcloud, "no session; command deferred"),
+        }
+    }
+
+    fn start_command(&self) {
+        self.send(Command::Start {
+            update_id: self.update_id.clone(),
+            params: self.params.clone(),
+        });
+    }
+
+    fn abort_command(&self) {
+        self.send(Command::Abort {
+            update_id: self.update_id.clone(),
+        });
+    }
+
+    /// Waits for the agent, telling the operator why when `why` is given, and fails the step when the
+    /// wait runs out.
+    fn wait_for_agent(&mut self, why: Option<&str>, ctx: &mut Context<Self>) {
+        if let Some(h) = self.wait_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let secs = self.agent_wait.as_secs();
+        if let Some(why) = why {
+            let phase = self.phase.map_or("the update", Phase::label);
+            self.report(Report::Progress {
+                state: self.state.clone(),
+                details: format!(
+                    "{why} during {phase}; waiting up to {secs} s for it to reconnect"
+                ),
+                urgent: true,
+                phase_done: None,
+            });
+        }
+        self.wait_timer = Some(ctx.run_later(self.agent_wait, move |act, ctx| {
+            let phase = act.phase.map_or("the update", Phase::label);
+            act.finish(
+                step_state::FAILED,
+                format!("{phase}: the agent did not reconnect within {secs} s"),
+                ctx,
+            );
+        }));
+    }
+
+    /// Takes an update's end reported by a heartbeat (the agent may have finished while we were away).
+    /// Returns whether the status was an end.
+    fn take_end(&mut self, status: &UpdateStatus, ctx: &mut Context<Self>) -> bool {
+        match &status.run {
+            RunState::Completed => {
+                self.finish(
+                    step_state::COMPLETE,
+                    "update completed; update 100% complete".to_owned(),
+                    ctx,
+                );
+                true
+            }
+            RunState::Failed { phase, reason } => {
+                self.finish(
+                    step_state::FAILED,
+                    format!("{} failed: {reason}", phase.label()),
+                    ctx,
+                );
+                true
+            }
+            RunState::Aborted { next } if self.abort.is_some() => {
+                let reason = self.abort.clone().unwrap_or_default();
+                self.finish(step_state::ABORTED, stopped_details(&reason, *next), ctx);
+                true
+            }
+            RunState::Aborted { .. } | RunState::Running => false,
+        }
+    }
+}
+
+fn stopped_details(reason: &str, next: Phase) -> String {
+    format!("{reason}: stopped before {}; resumable", next.label())
+}
+
+impl Actor for StepActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Until the orchestrator attaches a session, the agent is away; after a restart, say so.
+        let why = self
+            .resumed
+            .then_some("the controller restarted; waiting for the agent");
+        self.wait_for_agent(why, ctx);
+    }
+}
+
+impl Handler<Attach> for StepActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
+        if let Some(h) = self.wait_timer.take() {
+            ctx.cancel_future(h);
+        }
+        self.session = Some(msg.session);
+        let ours = msg.update.filter(|u| u.update_id == self.update_id);
+        match ours {
+            Some(status) => {
+                self.phase = Some(status.phase);
+                self.last_seq = self.last_seq.max(status.last_seq);
+                if self.take_end(&status, ctx) {
+                    return;
+                }
+                if matches!(status.run, RunState::Aborted { .. }) {
+                    // Stopped by an earlier abort that this strategy no longer wants: resume.
+                    self.start_command();
+                } else if self.abort.is_some() {
+                    self.abort_command();
+                }
+                self.report(Report::Progress {
+                    state: status.state.clone(),
+                    details: format!(
+                        "agent connected; {} in progress; update {}% complete",
+                        status.phase.label(),
+                        status.percent
+                    ),
+                    urgent: true,
+                    phase_done: None,
+                });
+            }
+            None if self.abort.is_some() => {
+                let reason = self.abort.clone().unwrap_or_default();
+                self.finish(
+                    step_state::ABORTED,
+                    format!("{reason}: the agent had not started the update"),
+                    ctx,
+                );
+            }
+            None => {
+                tracing::info!(subcloud = %self.subcloud, update_id = %self.update_id, "starting the update");
+                self.start_command();
+            }
+        }
+    }
+}
+
+impl Handler<Detach> for StepActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Detach, ctx: &mut Context<Self>) {
+        self.session = None;
+        self.wait_for_agent(Some("the agent disconnected"), ctx);
+    }
+}
+
+impl Handler<Observed> for StepActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Observed, ctx: &mut Context<Self>) {
+        if let Some(status) = msg.0.filter(|u| u.update_id == self.update_id) {
+            self.take_end(&status, ctx);
+        }
+    }
+}
+
+impl Handler<AbortStep> for StepActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AbortStep, _: &mut Context<Self>) {
+        if self.abort.is_none() {
+            self.abort = Some(msg.reason);
+            self.abort_command();
+        }
+    }
+}
+
+impl Handler<Halt> for StepActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Halt, ctx: &mut Context<Self>) {
+        self.done = true;
+        ctx.stop();
+    }
+}
+
+impl Handler<FromAgent> for StepActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromAgent, ctx: &mut Context<Self>) {
+        let (update_id, seq) = match &msg.0 {
+            AgentMessage::Progress(p) => (&p.update_id, p.seq),
+            AgentMessage::PhaseResult(r) => (&r.update_id, r.seq),
+            AgentMessage::Stopped(s) => (&s.update_id, s.seq),
+            _ => return,
+        };
+        if *update_id != self.update_id || seq <= self.last_seq {
+            return;
+        }
+        self.last_seq = seq;
+        match msg.0 {
+            AgentMessage::Progress(p) => {
+                let span =
+                    tracing::debug_span!("phase", subcloud = %self.subcloud, phase = %p.phase);
+                let _enter = span.enter();
+                if self.phase != Some(p.phase) {
+                    self.phase = Some(p.phase);
+                    self.phase_started = Instant::now();
+                }
+                let urgent = p.state != self.state;
+                self.state = p.state.clone();
+                self.report(Report::Progress {
+                    details: progress_details(&p),
+                    state: p.state,
+                    urgent,
+                    phase_done: None,
+                });
+            }
+            AgentMessage::PhaseResult(r) => match r.outcome {
+                PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
+                    self.finish(
+                        step_state::COMPLETE,
+                        "update completed; update 100% complete".to_owned(),
+                        ctx,
+                    );
+                }
+                PhaseOutcome::Succeeded => {
+                    let took = if self.phase == Some(r.phase) {
+                        self.phase_started.elapsed().as_secs_f64()
+                    } else {
+                        0.0
+                    };
+                    self.phase = r.phase.next();
+                    self.phase_started = Instant::now();
+                    self.state = r.state.clone();
+                    self.report(Report::Progress {
+                        details: format!(
+                            "{} done; update {}% complete",
+                            r.phase.label(),
+                            r.percent
+                        ),
+                        state: r.state,
+                        urgent: true,
+                        phase_done: Some((r.phase, took)),
+                    });
+                }
+                PhaseOutcome::Failed { reason } => {
+                    self.finish(
+                        step_state::FAILED,
+                        format!("{} failed: {reason}", r.phase.label()),
+                        ctx,
+                    );
+                }
+            },
+            AgentMessage::Stopped(s) => {
+                let reason = self
+                    .abort
+                    .clone()
+                    .unwrap_or_else(|| "stopped by the agent".to_owned());
+                self.finish(step_state::ABORTED, stopped_details(&reason, s.next), ctx);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Persistence behind the [`Store`] trait. SQLite (WAL) is the default; the trait is what a PostgreSQL
+//! store would implement for a highly available controller. Every change is a list of whole-row
+//! [`Op`]s written in one transaction, so a batch is durable all or nothing.
+//!
+//! The store runs on its own thread ([`StoreActor`] on a `SyncArbiter`), so a slow disk never stalls
+//! the actors that talk to agents.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::{ApplyType, Group, Stage, Step, Strategy, StrategyState, Subcloud};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database holds an invalid value: {0}")]
+    Corrupt(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// One row change.
+#[derive(Debug, Clone)]
+pub enum Op {
+    PutGroup(Group),
+    DeleteGroup(i64),
+    PutSubcloud(Subcloud),
+    DeleteSubcloud(i64),
+    PutStrategy(Strategy),
+    /// Deletes the strategy and all its steps.
+    DeleteStrategy,
+    PutStep(Step),
+}
+
+/// Everything the controller keeps, as loaded at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub groups: Vec<Group>,
+    pub subclouds: Vec<Subcloud>,
+    pub strategy: Option<Strategy>,
+    pub steps: Vec<Step>,
+}
+
+/// A durable store of the controller's records.
+pub trait Store: Send + 'static {
+    fn load(&mut self) -> Result<Snapshot, StoreError>;
+    /// Writes every op in one transaction.
+    fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError>;
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS groups (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT NOT NULL,
+  update_apply_type TEXT NOT NULL, max_parallel INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS subclouds (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT NOT NULL,
+  location TEXT NOT NULL, group_id INTEGER NOT NULL, managed INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS strategy (id INTEGER PRIMARY KEY, apply_type TEXT NOT NULL, max_parallel INTEGER NOT NULL,
+  stop_on_failure INTEGER NOT NULL, state TEXT NOT NULL, subject TEXT, expiry_date TEXT, cert_file TEXT,
+  created_at TEXT NOT NULL, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS steps (id INTEGER PRIMARY KEY, subcloud TEXT NOT NULL UNIQUE, update_id TEXT NOT NULL,
+  stage TEXT NOT NULL, state TEXT NOT NULL, details TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+  created_at TEXT NOT NULL, updated_at TEXT);
+";
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, format!("{what} '{value}'"), rusqlite::types::Type::Text)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database in WAL mode with full sync: a state change reported as written
+    /// survives a power cut.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    fn put_group(tx: &rusqlite::Transaction<'_>, g: &Group) -> rusqlite::Result<usize> {
+        tx.execute(
+            "INSERT OR REPLACE INTO groups VALUES (?1,?2,?3,?4,?5,?6,?7)",
+            params![
+                g.id,
+                g.name,
+                g.description,
+                g.update_apply_type.as_str(),
+                g.max_parallel,
+                g.created_at,
+                g.updated_at
+            ],
+        )
+    }
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let groups = self
+            .conn
+            .prepare("SELECT id,name,description,update_apply_type,max_parallel,created_at,updated_at FROM groups ORDER BY id")?
+            .query_map([], |r| {
+                let t: String = r.get(3)?;
+                Ok(Group {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    description: r.get(2)?,
+                    update_apply_type: ApplyType::parse(&t).ok_or_else(|| corrupt("apply type", &t))?,
+                    max_parallel: r.get(4)?,
+                    created_at: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let subclouds = self
+            .conn
+            .prepare("SELECT id,name,description,location,group_id,managed,created_at,updated_at FROM subclouds ORDER BY id")?
+            .query_map([], |r| {
+                Ok(Subcloud {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    description: r.get(2)?,
+                    location: r.get(3)?,
+                    group_id: r.get(4)?,
+                    managed: r.get(5)?,
+                    created_at: r.get(6)?,
+                    updated_at: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let strategy = self
+            .conn
+            .query_row(
+                "SELECT id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at FROM strategy LIMIT 1",
+                [],
+                |r| {
+                    let t: String = r.get(1)?;
+                    let s: String = r.get(4)?;
+                    Ok(Strategy {
+                        id: r.get(0)?,
+                        apply_type: ApplyType::parse(&t).ok_or_else(|| corrupt("apply type", &t))?,
+                        max_parallel: r.get(2)?,
+                        stop_on_failure: r.get(3)?,
+                        state: StrategyState::parse(&s).ok_or_else(|| corrupt("strategy state", &s))?,
+                        subject: r.get(5)?,
+                        expiry_date: r.get(6)?,
+                        cert_file: r.get(7)?,
+                        created_at: r.get(8)?,
+                        updated_at: r.get(9)?,
+                    })
+                },
+            )
+            .optional()?;
+        let steps = self
+            .conn
+            .prepare("SELECT id,subcloud,update_id,stage,state,details,started_at,finished_at,created_at,updated_at FROM steps ORDER BY id")?
+            .query_map([], |r| {
+                let stage: String = r.get(3)?;
+                Ok(Step {
+                    id: r.get(0)?,
+                    subcloud: r.get(1)?,
+                    update_id: r.get(2)?,
+                    stage: Stage::parse(&stage).ok_or_else(|| corrupt("stage", &stage))?,
+                    state: r.get(4)?,
+                    details: r.get(5)?,
+                    started_at: r.get(6)?,
+                    finished_at: r.get(7)?,
+                    created_at: r.get(8)?,
+                    updated_at: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot {
+            groups,
+            subclouds,
+            strategy,
+            steps,
+        })
+    }
+
+    fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for op in ops {
+            match op {
+                Op::PutGroup(g) => {
+                    Self::put_group(&tx, g)?;
+                }
+                Op::DeleteGroup(id) => {
+                    tx.execute("DELETE FROM groups WHERE id=?1", [id])?;
+                }
+                Op::PutSubcloud(s) => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO subclouds VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                        params![
+                            s.id,
+                            s.name,
+                            s.description,
+                            s.location,
+                            s.group_id,
+                            s.managed,
+                            s.created_at,
+                            s.updated_at
+                        ],
+                    )?;
+                }
+                Op::DeleteSubcloud(id) => {
+                    tx.execute("DELETE FROM subclouds WHERE id=?1", [id])?;
+                }
+                Op::PutStrategy(s) => {
+                    tx.execute("DELETE FROM strategy WHERE id<>?1", [s.id])?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO strategy VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                        params![
+                            s.id,
+                            s.apply_type.as_str(),
+                            s.max_parallel,
+                            s.stop_on_failure,
+                            s.state.as_str(),
+                            s.subject,
+                            s.expiry_date,
+                            s.cert_file,
+                            s.created_at,
+                            s.updated_at
+                        ],
+                    )?;
+                }
+                Op::DeleteStrategy => {
+                    tx.execute("DELETE FROM steps", [])?;
+                    tx.execute("DELETE FROM strategy", [])?;
+                }
+                Op::PutStep(s) => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO steps VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                        params![
+                            s.id,
+                            s.subcloud,
+                            s.update_id,
+                            s.stage.as_str(),
+                            s.state,
+                            s.details,
+                            s.started_at,
+                            s.finished_at,
+                            s.created_at,
+                            s.updated_at
+                        ],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Writes a batch of ops in one transaction.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Write(pub Vec<Op>);
+
+/// The store's thread.
+pub struct StoreActor {
+    store: Option<Box<dyn Store>>,
+}
+
+impl Actor for StoreActor {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Write> for StoreActor {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: Write, _: &mut SyncContext<Self>) -> Self::Result {
+        let store = self.store.as_mut().ok_or(StoreError::Closed)?;
+        store
+            .apply(&msg.0)
+            .inspect_err(|e| tracing::error!(error = %e, "store write failed"))
+    }
+}
+
+/// Moves an opened store onto its own thread. The store was opened (and loaded) by the caller, so
+/// start-up errors surface before any actor runs.
+pub fn start_store(store: Box<dyn Store>) -> Addr<StoreActor> {
+    let cell = Arc::new(Mutex::new(Some(store)));
+    SyncArbiter::start(1, move || StoreActor {
+        store: cell.lock().ok().and_then(|mut s| s.take()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::step_state;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut store = SqliteStore::open(&path).unwrap();
+        let strategy = Strategy {
+            id: 1,
+            apply_type: ApplyType::Parallel,
+            max_parallel: 3,
+            stop_on_failure: true,
+            state: StrategyState::AbortRequested,
+            subject: Some("CN=x".into()),
+            expiry_date: None,
+            cert_file: None,
+            created_at: "t".into(),
+            updated_at: None,
+        };
+        let step = Step {
+            id: 7,
+            subcloud: "s1".into(),
+            update_id: "u".into(),
+            stage: Stage::Apply,
+            state: step_state::STARTING.into(),
+            details: "d".into(),
+            started_at: Some("t".into()),
+            finished_at: None,
+            created_at: "t".into(),
+            updated_at: None,
+        };
+        store
+            .apply(&[
+                Op::PutGroup(Group::default_group()),
+                Op::PutStrategy(strategy.clone()),
+                Op::PutStep(step.clone()),
+            ])
+            .unwrap();
+        drop(store);
+        let snap = SqliteStore::open(&path).unwrap().load().unwrap();
+        assert_eq!(snap.strategy, Some(strategy));
+        assert_eq!(snap.steps, vec![step]);
+        assert_eq!(snap.groups.len(), 1);
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.apply(&[Op::DeleteStrategy]).unwrap();
+        let snap = store.load().unwrap();
+        assert!(snap.strategy.is_none() && snap.steps.is_empty());
+    }
+}

@@ -1,0 +1,656 @@
+//! The REST API through actix-web's test service, on a real orchestrator and store.
+
+mod common;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, test, web};
+use common::Harness;
+use dc_controller::api::{ApiState, routes};
+use dc_controller::config::{Role, TokenConfig};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token";
+const READER: &str = "reader-token";
+
+fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> test::TestRequest {
+    let mut req = match method {
+        "GET" => test::TestRequest::get(),
+        "POST" => test::TestRequest::post(),
+        "PATCH" => test::TestRequest::patch(),
+        "DELETE" => test::TestRequest::delete(),
+        other => panic!("{other}"),
+    }
+    .uri(path);
+    if let Some(t) = token {
+        req = req.insert_header(("X-Auth-Token", t));
+    }
+    if let Some(b) = body {
+        req = req.set_json(b);
+    }
+    req
+}
+
+async fn answer(resp: actix_web::dev::ServiceResponse) -> (StatusCode, Value) {
+    let status = resp.status();
+    let bytes = test::read_body(resp).await;
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+/// Calls the app and answers the status and the body (JSON, or the text as a JSON string).
+macro_rules! call {
+    ($app:expr, $m:expr, $p:expr, $t:expr, $b:expr) => {
+        answer(test::call_service($app, request($m, $p, $t, $b).to_request()).await).await
+    };
+}
+
+fn state(h: &Harness) -> ApiState {
+    let mut cfg = common::config(&h.pki, &h.db, 600);
+    cfg.auth.tokens = vec![
+        TokenConfig {
+            token: ADMIN.into(),
+            role: Role::Admin,
+        },
+        TokenConfig {
+            token: READER.into(),
+            role: Role::Reader,
+        },
+    ];
+    ApiState {
+        orchestrator: h.ctl().orchestrator(),
+        config: Arc::new(cfg),
+    }
+}
+
+fn assert_error(r: &(StatusCode, Value), status: u16, message: &str) {
+    assert_eq!(r.0.as_u16(), status, "{}", r.1);
+    assert_eq!(r.1["code"], status, "{}", r.1);
+    assert_eq!(r.1["message"], message, "{}", r.1);
+    assert!(r.1["title"].is_string());
+}
+
+#[actix_web::test]
+async fn auth_rules_health_and_metrics() {
+    let h = Harness::new(600).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(&h)))
+            .configure(routes),
+    )
+    .await;
+    assert_eq!(call!(&app, "GET", "/health", None, None).0, StatusCode::OK);
+    let m = call!(&app, "GET", "/metrics", None, None);
+    assert_eq!(m.0, StatusCode::OK);
+    let text = m.1.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("dc_connected_agents 0"), "{text}");
+    assert!(
+        text.contains("dc_strategies{state=\"applying\"} 0"),
+        "{text}"
+    );
+    let r = call!(&app, "GET", "/v1.0/subclouds", None, None);
+    assert_error(
+        &r,
+        401,
+        "Authentication required: send a valid X-Auth-Token header",
+    );
+    let r = call!(&app, "GET", "/v1.0/subclouds", Some("wrong"), None);
+    assert_eq!(r.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call!(&app, "GET", "/v1.0/subclouds", Some(READER), None).0,
+        StatusCode::OK
+    );
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/subclouds",
+        Some(READER),
+        Some(json!({"name": "x"}))
+    );
+    assert_error(&r, 403, "Forbidden: a reader token may not change anything");
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy",
+        Some(READER),
+        Some(json!({"type": "kube-rootca-update"}))
+    );
+    assert_eq!(r.0, StatusCode::FORBIDDEN);
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy/actions",
+        None,
+        Some(json!({"action": "apply"}))
+    );
+    assert_eq!(r.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call!(&app, "GET", "/v1.0/nothing", Some(READER), None).0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[actix_web::test]
+async fn subclouds_and_groups() {
+    let h = Harness::new(600).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(&h)))
+            .configure(routes),
+    )
+    .await;
+    let a = Some(ADMIN);
+    // Groups: the Default group exists.
+    let r = call!(&app, "GET", "/v1.0/subcloud-groups", a, None);
+    assert_eq!(r.1["subcloud_groups"][0]["name"], "Default");
+    assert_eq!(r.1["subcloud_groups"][0]["id"], 1);
+    assert_eq!(r.1["subcloud_groups"][0]["max_parallel_subclouds"], 2);
+    assert_eq!(r.1["subcloud_groups"][0]["update_apply_type"], "parallel");
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/subcloud-groups",
+        a,
+        Some(json!({"name": "edge", "update_apply_type": "serial", "max_parallel_subclouds": 7}))
+    );
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    assert_eq!(r.1["id"], 2);
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/subcloud-groups",
+        a,
+        Some(json!({"name": "edge"}))
+    );
+    assert_eq!(r.0.as_u16(), 422);
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/subcloud-groups",
+        a,
+        Some(json!({"name": "big", "max_parallel_subclouds": 0}))
+    );
+    assert_error(&r, 400, "Invalid group max_parallel_subclouds");
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/subcloud-groups",
+        a,
+        Some(json!({"name": "bad", "update_apply_type": "both"}))
+    );
+    assert_error(&r, 400, "Invalid group update_apply_type");
+    let r = call!(
+        &app,
+        "PATCH",
+        "/v1.0/subcloud-groups/Default",
+        a,
+        Some(json!({"name": "Other"}))
+    );
+    assert_error(&r, 422, "Default group name cannot be changed");
+    let r = call!(&app, "DELETE", "/v1.0/subcloud-groups/1", a, None);
+    assert_error(&r, 422, "Default Subcloud Group may not be deleted");
+    let r = call!(
+        &app,
+        "PATCH",
+        "/v1.0/subcloud-groups/edge",
+        a,
+        Some(json!({"max_parallel_subclouds": 9}))
+    );
+    assert_eq!(r.1["max_parallel_subclouds"], 9);
+    assert_error(
+        &call!(&app, "GET", "/v1.0/subcloud-groups/zzz", a, None),
+        404,
+        "Subcloud Group not found",
+    );
+
+    // Subclouds.
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/subclouds",
+        a,
+        Some(json!({"name": "s1", "description": "d", "location": "l", "group": "edge"}))
+    );
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    for key in [
+        "id",
+        "name",
+        "management-state",
+        "availability-status",
+        "deploy-status",
+        "endpoint_sync_status",
+        "group_id",
+        "created-at",
+        "kube-rootca-subject",
+        "last-heartbeat-at",
+    ] {
+        assert!(r.1.get(key).is_some(), "missing {key}: {}", r.1);
+    }
+    assert_eq!(r.1["group_id"], 2);
+    assert_eq!(r.1["availability-status"], "offline");
+    assert_eq!(
+        r.1["endpoint_sync_status"],
+        json!([{"endpoint_type": "kube-rootca", "sync_status": "unknown"}])
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/subclouds",
+            a,
+            Some(json!({"name": "s1"}))
+        ),
+        422,
+        "Subcloud with name s1 already exists",
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/subclouds",
+            a,
+            Some(json!({"name": "s2", "group_id": 99}))
+        ),
+        400,
+        "Invalid group_id",
+    );
+    assert_eq!(
+        call!(
+            &app,
+            "POST",
+            "/v1.0/subclouds",
+            a,
+            Some(json!({"name": "bad name!"}))
+        )
+        .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_error(
+        &call!(&app, "POST", "/v1.0/subclouds", a, None),
+        400,
+        "Body required",
+    );
+    let r = call!(&app, "GET", "/v1.0/subclouds", a, None);
+    assert_eq!(r.1["subclouds"][0]["sync_status"], "unknown");
+    let r = call!(&app, "GET", "/v1.0/subclouds/1", a, None);
+    assert_eq!(r.1["name"], "s1");
+    assert!(r.1.get("sync_status").is_none());
+    assert_error(
+        &call!(&app, "GET", "/v1.0/subclouds/nope", a, None),
+        404,
+        "Subcloud not found",
+    );
+    let r = call!(
+        &app,
+        "PATCH",
+        "/v1.0/subclouds/s1",
+        a,
+        Some(json!({"management-state": "unmanaged"}))
+    );
+    assert_eq!(r.1["management-state"], "unmanaged");
+    assert_error(
+        &call!(
+            &app,
+            "PATCH",
+            "/v1.0/subclouds/s1",
+            a,
+            Some(json!({"management-state": "maybe"}))
+        ),
+        400,
+        "Invalid management-state",
+    );
+    let r = call!(&app, "GET", "/v1.0/subcloud-groups/edge/subclouds", a, None);
+    assert_eq!(r.1["subclouds"][0]["name"], "s1");
+    assert_eq!(
+        call!(&app, "DELETE", "/v1.0/subcloud-groups/edge", a, None)
+            .0
+            .as_u16(),
+        422
+    );
+    let r = call!(&app, "DELETE", "/v1.0/subclouds/s1", a, None);
+    assert_eq!(r.1["name"], "s1");
+    assert_eq!(
+        call!(&app, "DELETE", "/v1.0/subcloud-groups/edge", a, None).0,
+        StatusCode::OK
+    );
+    assert_error(
+        &call!(&app, "DELETE", "/v1.0/subclouds/s1", a, None),
+        404,
+        "Subcloud not found",
+    );
+}
+
+#[actix_web::test]
+async fn strategy_endpoints_and_rejections() {
+    let h = Harness::new(600).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(&h)))
+            .configure(routes),
+    )
+    .await;
+    let a = Some(ADMIN);
+    let prefix = "Unable to create strategy of type 'kube-rootca-update': Bad strategy request: ";
+    let t = json!({"type": "kube-rootca-update"});
+    assert_error(
+        &call!(
+            &app,
+            "GET",
+            "/v1.0/sw-update-strategy?type=kube-rootca-update",
+            a,
+            None
+        ),
+        404,
+        "Strategy of type 'kube-rootca-update' not found",
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy/",
+            a,
+            Some(json!({"type": "kube-rootca-update", "subcloud-apply-type": "x"}))
+        ),
+        400,
+        "subcloud-apply-type invalid",
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy",
+            a,
+            Some(json!({"type": "kube-rootca-update", "subcloud_group": "nope"}))
+        ),
+        400,
+        "Invalid group_id",
+    );
+    assert_error(
+        &call!(&app, "POST", "/v1.0/sw-update-strategy", a, Some(t.clone())),
+        422,
+        &format!("{prefix}Strategy has no steps to apply"),
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy",
+            a,
+            Some(json!({"type": "kube-rootca-update", "cloud_name": "zz"}))
+        ),
+        422,
+        &format!("{prefix}Subcloud zz does not exist"),
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy",
+            a,
+            Some(json!({"type": "kube-rootca-update", "subject": "CN=a", "cert-file": "x"}))
+        ),
+        422,
+        &format!(
+            "{prefix}Invalid extra args. <cert-file> cannot be specified along with <subject> or <expiry-date>."
+        ),
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy",
+            a,
+            Some(json!({"type": "kube-rootca-update", "subject": "O=a"}))
+        ),
+        422,
+        &format!(
+            "{prefix}The CN=<commonName> parameter is required to be specified in subject argument"
+        ),
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy",
+            a,
+            Some(json!({"type": "kube-rootca-update", "expiry-date": "2030/01/01"}))
+        ),
+        422,
+        &format!("{prefix}expiry_date 2030/01/01 doesn't match format YYYY-MM-DD"),
+    );
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy",
+        a,
+        Some(json!({"type": "kube-rootca-update", "cert-file": "not pem"}))
+    );
+    assert_eq!(r.0.as_u16(), 422);
+    assert!(
+        r.1["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{prefix}cert-file")),
+        "{}",
+        r.1
+    );
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy/actions?type=kube-rootca-update",
+        a,
+        Some(json!({"action": "apply"}))
+    );
+    assert_error(
+        &r,
+        422,
+        "Unable to apply strategy of type 'kube-rootca-update': Strategy with type kube-rootca-update doesn't exist.",
+    );
+
+    // Two online subclouds: one out-of-sync (the fake agent's root CA expires in 10 days).
+    h.register("s1").await;
+    let _agent = h.agent("s1");
+    h.wait_status(|s| s.reporting.contains("s1")).await;
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy/",
+        a,
+        Some(
+            json!({"type": "kube-rootca-update", "max-parallel-subclouds": 3, "stop-on-failure": "true", "expiry-date": "2099-01-01"})
+        )
+    );
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    assert_eq!(r.1["state"], "initial");
+    assert_eq!(r.1["stop-on-failure"], true);
+    assert_eq!(r.1["max-parallel-subclouds"], 3);
+    assert_eq!(
+        r.1["extra-args"],
+        json!({"expiry-date": "2099-01-01", "subject": null, "cert-file": null})
+    );
+    assert_error(
+        &call!(&app, "POST", "/v1.0/sw-update-strategy", a, Some(t.clone())),
+        422,
+        &format!("{prefix}Strategy of type: 'kube-rootca-update' already exists"),
+    );
+    let r = call!(
+        &app,
+        "GET",
+        "/v1.0/sw-update-strategy/steps",
+        Some(READER),
+        None
+    );
+    assert_eq!(r.1["strategy-steps"][0]["cloud"], "s1");
+    assert_eq!(r.1["strategy-steps"][0]["stage"], "Create");
+    assert_eq!(r.1["strategy-steps"][0]["state"], "initial");
+    assert_eq!(
+        call!(
+            &app,
+            "GET",
+            "/v1.0/sw-update-strategy/steps/s1",
+            Some(READER),
+            None
+        )
+        .1["details"],
+        ""
+    );
+    assert_error(
+        &call!(&app, "GET", "/v1.0/sw-update-strategy/steps/zz", a, None),
+        404,
+        "Strategy step not found",
+    );
+    assert_error(
+        &call!(&app, "POST", "/v1.0/sw-update-strategy/actions", a, None),
+        400,
+        "Body required",
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy/actions",
+            a,
+            Some(json!({"x": 1}))
+        ),
+        400,
+        "action required",
+    );
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy/actions",
+            a,
+            Some(json!({"action": "abort"}))
+        ),
+        422,
+        "Unable to abort strategy of type 'kube-rootca-update': Bad strategy request: Strategy in state initial cannot be aborted",
+    );
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy/actions?type=kube-rootca-update",
+        a,
+        Some(json!({"action": "apply"}))
+    );
+    assert_eq!(r.1["state"], "applying");
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy/actions",
+            a,
+            Some(json!({"action": "apply"}))
+        ),
+        422,
+        "Unable to apply strategy of type 'kube-rootca-update': Bad strategy request: Strategy in state applying cannot be applied",
+    );
+    assert_error(
+        &call!(
+            &app,
+            "DELETE",
+            "/v1.0/sw-update-strategy?type=kube-rootca-update",
+            a,
+            None
+        ),
+        422,
+        "Unable to delete strategy of type 'kube-rootca-update': Bad strategy request: Strategy in state applying cannot be deleted",
+    );
+    assert_error(
+        &call!(&app, "DELETE", "/v1.0/subclouds/s1", a, None),
+        422,
+        "Subcloud s1 is part of the kube-rootca-update strategy; delete the strategy first",
+    );
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy/actions",
+        a,
+        Some(json!({"action": "abort"}))
+    );
+    assert_eq!(r.1["state"], "abort requested");
+    let r = call!(
+        &app,
+        "GET",
+        "/v1.0/sw-update-strategy?type=kube-rootca-update",
+        Some(READER),
+        None
+    );
+    assert!(
+        ["aborting", "aborted"].contains(&r.1["state"].as_str().unwrap_or_default()),
+        "{}",
+        r.1
+    );
+    assert_eq!(
+        call!(&app, "GET", "/v1.0/sw-update-strategy?type=other", a, None).0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[actix_web::test]
+async fn in_sync_subcloud_needs_force() {
+    let h = Harness::new(600).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(&h)))
+            .configure(routes),
+    )
+    .await;
+    let a = Some(ADMIN);
+    h.register("s1").await;
+    let agent = h.agent("s1");
+    h.wait_status(|s| s.reporting.contains("s1")).await;
+    // Unmanaged subclouds are not targets.
+    call!(
+        &app,
+        "PATCH",
+        "/v1.0/subclouds/s1",
+        a,
+        Some(json!({"management-state": "unmanaged"}))
+    );
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy",
+        a,
+        Some(json!({"type": "kube-rootca-update"}))
+    );
+    assert_eq!(
+        r.1["message"],
+        "Unable to create strategy of type 'kube-rootca-update': Bad strategy request: Strategy has no steps to apply"
+    );
+    call!(
+        &app,
+        "PATCH",
+        "/v1.0/subclouds/s1",
+        a,
+        Some(json!({"management-state": "managed"}))
+    );
+    let s = call!(&app, "GET", "/v1.0/subclouds/s1", a, None);
+    assert_eq!(s.1["availability-status"], "online");
+    assert_eq!(s.1["endpoint_sync_status"][0]["sync_status"], "out-of-sync");
+    assert_eq!(s.1["kube-rootca-subject"], "CN=kubernetes");
+    drop(agent);
+    // force as a JSON boolean is honoured (dcmanager silently ignored it).
+    let r = call!(
+        &app,
+        "POST",
+        "/v1.0/sw-update-strategy",
+        a,
+        Some(json!({"type": "kube-rootca-update", "cloud_name": "s1", "force": true}))
+    );
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    let r = call!(&app, "DELETE", "/v1.0/sw-update-strategy", a, None);
+    assert_eq!(r.1["state"], "deleting");
+    assert_eq!(
+        call!(&app, "GET", "/v1.0/sw-update-strategy", a, None).0,
+        StatusCode::NOT_FOUND
+    );
+}
