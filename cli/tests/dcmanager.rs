@@ -162,14 +162,15 @@ async fn handle(request: HttpRequest, body: web::Bytes, stub: web::Data<Stub>) -
 }
 
 /// Serves a fresh stub on 127.0.0.1 from its own thread and actix system (the test thread
-/// blocks on the CLI process).
-fn serve(ending: Ending) -> (String, web::Data<Stub>) {
+/// blocks on the CLI process); over HTTPS when given a TLS configuration.
+fn serve_with(ending: Ending, tls: Option<rustls::ServerConfig>) -> (String, web::Data<Stub>) {
     let stub = web::Data::new(Stub {
         requests: Mutex::new(Vec::new()),
         polls: Mutex::new(0),
         ending,
     });
     let shared = stub.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (tx, rx) = mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
@@ -178,15 +179,22 @@ fn serve(ending: Ending) -> (String, web::Data<Stub>) {
                     .app_data(shared.clone())
                     .default_service(web::to(handle))
             })
-            .workers(1)
-            .bind(("127.0.0.1", 0))
+            .workers(1);
+            let server = match tls {
+                Some(config) => server.bind_rustls_0_23(("127.0.0.1", 0), config),
+                None => server.bind(("127.0.0.1", 0)),
+            }
             .unwrap();
             tx.send(server.addrs()[0]).unwrap();
             server.run().await.unwrap();
         });
     });
     let addr = rx.recv().unwrap();
-    (format!("http://{addr}/v1.0"), stub)
+    (format!("{scheme}://{addr}/v1.0"), stub)
+}
+
+fn serve(ending: Ending) -> (String, web::Data<Stub>) {
+    serve_with(ending, None)
 }
 
 fn dcmanager(url: &str, args: &[&str]) -> Output {
@@ -563,4 +571,56 @@ fn watch_exits_non_zero_when_the_strategy_fails() {
     assert!(stdout(&out).ends_with(
         "subcloud3 failed pods trust-both-cas: timed out\n2026-11-28 10:00:01 strategy failed\n"
     ));
+}
+
+#[test]
+fn https_with_os_cacert() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let pki = dc_test_support::pki::TestPki::new().unwrap();
+    let chain = CertificateDer::pem_file_iter(pki.file("controller.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pki.file("controller.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let (url, stub) = serve_with(Ending::Complete, Some(config));
+    let ca = pki.file("ca.crt");
+    let out = dcmanager(
+        &url,
+        &[
+            "--os-cacert",
+            ca.to_str().unwrap(),
+            "subcloud",
+            "list",
+            "-f",
+            "value",
+            "-c",
+            "name",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "subcloud3\n");
+    assert_eq!(requests(&stub)[0].token.as_deref(), Some("secret-token"));
+    // Without the CA the server is not trusted, and the error says where the CLI tried to go.
+    let out = dcmanager(
+        &url,
+        &[
+            "--os-cacert",
+            pki.file("controller.crt").to_str().unwrap(),
+            "subcloud",
+            "list",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(&format!(
+        "ERROR: could not reach the dcmanager API at {url}/subclouds: "
+    )));
 }
