@@ -960,14 +960,14 @@ impl Orchestrator {
             state: step.state.clone(),
             resumed,
         };
-        let actor = StepActor::new(spec, ctx.address()).start();
+        let actor = StepActor::new(spec, ctx.address().recipient()).start();
         if let Some(live) = self.live.get_mut(&step.subcloud)
             && let Some(session) = live.session.as_mut()
         {
             session.attached = session.heartbeat_seen;
             if session.heartbeat_seen {
                 actor.do_send(Attach {
-                    session: session.addr.clone(),
+                    session: session.addr.clone().recipient(),
                     update: live.update.clone(),
                 });
             }
@@ -1307,7 +1307,7 @@ impl Handler<AgentSaid> for Orchestrator {
                     } else {
                         session.attached = true;
                         step.do_send(Attach {
-                            session: session.addr.clone(),
+                            session: session.addr.clone().recipient(),
                             update: live.update.clone(),
                         });
                     }

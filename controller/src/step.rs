@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, SpawnHandle};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Recipient, SpawnHandle};
 use dc_protocol::{
     AgentMessage, Command, ControllerMessage, Phase, PhaseOutcome, RunState, UpdateParams,
     UpdateStatus,
@@ -12,9 +12,9 @@ use dc_protocol::{
 use tokio::time::Instant;
 
 use crate::model::step_state;
-use crate::orchestrator::{Orchestrator, StepReport};
+use crate::orchestrator::StepReport;
 use crate::rules::progress_details;
-use crate::session::{Session, ToAgent};
+use crate::session::ToAgent;
 
 /// What a step actor tells the orchestrator.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +39,7 @@ pub enum Report {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
-    pub session: Addr<Session>,
+    pub session: Recipient<ToAgent>,
     pub update: Option<UpdateStatus>,
 }
 
@@ -86,8 +86,8 @@ pub struct StepActor {
     subcloud: String,
     update_id: String,
     params: UpdateParams,
-    orchestrator: Addr<Orchestrator>,
-    session: Option<Addr<Session>>,
+    orchestrator: Recipient<StepReport>,
+    session: Option<Recipient<ToAgent>>,
     /// Set once an abort is ordered; survives reconnects so the agent hears it.
     abort: Option<String>,
     agent_wait: Duration,
@@ -102,7 +102,7 @@ pub struct StepActor {
 }
 
 impl StepActor {
-    pub fn new(spec: StepSpec, orchestrator: Addr<Orchestrator>) -> Self {
+    pub fn new(spec: StepSpec, orchestrator: Recipient<StepReport>) -> Self {
         Self {
             subcloud: spec.subcloud,
             update_id: spec.update_id,
@@ -397,5 +397,187 @@ impl Handler<FromAgent> for StepActor {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    /// Stands in for both the orchestrator and the agent's session.
+    struct Collector {
+        reports: mpsc::UnboundedSender<Report>,
+        commands: mpsc::UnboundedSender<Command>,
+    }
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<StepReport> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: StepReport, _: &mut Context<Self>) {
+            let _ = self.reports.send(msg.report);
+        }
+    }
+
+    impl Handler<ToAgent> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: ToAgent, _: &mut Context<Self>) {
+            if let ControllerMessage::Command(c) = msg.0 {
+                let _ = self.commands.send(c);
+            }
+        }
+    }
+
+    struct Rig {
+        step: actix::Addr<StepActor>,
+        agent: Recipient<ToAgent>,
+        reports: mpsc::UnboundedReceiver<Report>,
+        commands: mpsc::UnboundedReceiver<Command>,
+    }
+
+    fn rig(abort: Option<&str>) -> Rig {
+        let (rt, reports) = mpsc::unbounded_channel();
+        let (ct, commands) = mpsc::unbounded_channel();
+        let c = Collector {
+            reports: rt,
+            commands: ct,
+        }
+        .start();
+        let spec = StepSpec {
+            subcloud: "s1".into(),
+            update_id: "u1".into(),
+            params: UpdateParams::default(),
+            abort: abort.map(str::to_owned),
+            agent_wait: Duration::from_secs(600),
+            state: step_state::STARTING.into(),
+            resumed: false,
+        };
+        Rig {
+            step: StepActor::new(spec, c.clone().recipient()).start(),
+            agent: c.recipient(),
+            reports,
+            commands,
+        }
+    }
+
+    fn status(run: RunState) -> UpdateStatus {
+        UpdateStatus {
+            update_id: "u1".into(),
+            phase: Phase::HostsTrustBothCas,
+            state: "updating-host-trust-both-cas".into(),
+            percent: 30,
+            run,
+            last_seq: 5,
+        }
+    }
+
+    #[actix::test]
+    async fn a_dropped_agent_is_awaited_for_the_configured_time_then_failed() {
+        tokio::time::pause();
+        let mut r = rig(None);
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: None,
+        });
+        assert!(matches!(
+            r.commands.recv().await,
+            Some(Command::Start { .. })
+        ));
+        r.step.do_send(Detach);
+        let t0 = Instant::now();
+        match r.reports.recv().await {
+            Some(Report::Progress {
+                details,
+                urgent: true,
+                ..
+            }) => assert_eq!(
+                details,
+                "the agent disconnected during the update; waiting up to 600 s for it to reconnect"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The paused clock jumps to the timer.
+        match r.reports.recv().await {
+            Some(Report::Finished { state, details }) => {
+                assert_eq!(state, step_state::FAILED);
+                assert_eq!(
+                    details,
+                    "the update: the agent did not reconnect within 600 s"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(t0.elapsed() >= Duration::from_secs(600));
+    }
+
+    #[actix::test]
+    async fn reconnect_in_time_cancels_the_wait_and_takes_the_agents_end() {
+        tokio::time::pause();
+        let mut r = rig(None);
+        r.step.do_send(Detach);
+        let _ = r.reports.recv().await;
+        tokio::time::advance(Duration::from_secs(300)).await;
+        // The agent finished while it was away.
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: Some(status(RunState::Completed)),
+        });
+        match r.reports.recv().await {
+            Some(Report::Finished { state, .. }) => assert_eq!(state, step_state::COMPLETE),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[actix::test]
+    async fn abort_is_sent_on_reconnect_and_stopped_ends_aborted() {
+        let mut r = rig(Some("aborted"));
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: Some(status(RunState::Running)),
+        });
+        assert_eq!(
+            r.commands.recv().await,
+            Some(Command::Abort {
+                update_id: "u1".into()
+            })
+        );
+        let _connected = r.reports.recv().await;
+        // A stale (already seen) sequence number is ignored; the next one counts.
+        let stopped = |seq| {
+            FromAgent(AgentMessage::Stopped(dc_protocol::Stopped {
+                update_id: "u1".into(),
+                seq,
+                next: Phase::PodsTrustBothCas,
+            }))
+        };
+        r.step.do_send(stopped(5));
+        r.step.do_send(stopped(6));
+        match r.reports.recv().await {
+            Some(Report::Finished { state, details }) => {
+                assert_eq!(state, step_state::ABORTED);
+                assert_eq!(
+                    details,
+                    "aborted: stopped before pods trust-both-cas; resumable"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[actix::test]
+    async fn an_aborted_step_whose_agent_never_started_ends_aborted() {
+        let mut r = rig(Some("aborted"));
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: None,
+        });
+        match r.reports.recv().await {
+            Some(Report::Finished { state, .. }) => assert_eq!(state, step_state::ABORTED),
+            other => panic!("{other:?}"),
+        }
+        assert!(r.commands.try_recv().is_err());
     }
 }
