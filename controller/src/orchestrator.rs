@@ -983,10 +983,33 @@ impl Orchestrator {
         if !strategy.state.is_active() {
             return;
         }
-        if strategy.state == StrategyState::Applying && self.stop_reason().is_none() {
-            let ids = rules::steps_to_start(&self.steps, strategy.max_parallel);
-            if !ids.is_empty() {
-                return self.start_steps(&ids, ctx);
+        if strategy.state == StrategyState::Applying {
+            match self.stop_reason() {
+                // Stop-on-failure tripped: running steps finish their phase (the order is idempotent),
+                // waiting ones will never start. Done here rather than where the failure is seen, so a
+                // restart between the two writes still settles.
+                Some(reason) => {
+                    for step in self.running.values() {
+                        step.do_send(AbortStep {
+                            reason: reason.clone(),
+                        });
+                    }
+                    let aborted = self.abort_waiting(&format!("not started: {reason}"));
+                    if !aborted.is_empty() {
+                        let ops = aborted.iter().cloned().map(Op::PutStep).collect();
+                        return self.write(ctx, ops, move |act, ctx| {
+                            act.replace_steps(aborted);
+                            act.publish();
+                            ctx.notify(Drive);
+                        });
+                    }
+                }
+                None => {
+                    let ids = rules::steps_to_start(&self.steps, strategy.max_parallel);
+                    if !ids.is_empty() {
+                        return self.start_steps(&ids, ctx);
+                    }
+                }
             }
         }
         if let Some(end) = rules::final_state(&self.steps) {
@@ -1045,7 +1068,7 @@ impl Orchestrator {
         });
     }
 
-    /// A step ended: record it, then stop the strategy if it must, then refill the window.
+    /// A step ended: record it, then let [`Self::drive`] refill the window or stop the strategy.
     fn finish_step(
         &mut self,
         subcloud: &str,
@@ -1073,27 +1096,7 @@ impl Orchestrator {
             act.running.remove(&row.subcloud);
             act.replace_steps(vec![row]);
             act.publish();
-            let stopping = act
-                .strategy
-                .as_ref()
-                .is_some_and(|s| s.state == StrategyState::Applying);
-            if let (true, Some(reason)) = (stopping, act.stop_reason()) {
-                // Stop-on-failure tripped: waiting steps will never start; running ones finish their phase.
-                let aborted = act.abort_waiting(&format!("not started: {reason}"));
-                let ops = aborted.iter().cloned().map(Op::PutStep).collect();
-                act.write(ctx, ops, move |act, ctx| {
-                    act.replace_steps(aborted);
-                    for step in act.running.values() {
-                        step.do_send(AbortStep {
-                            reason: reason.clone(),
-                        });
-                    }
-                    act.publish();
-                    ctx.notify(Drive);
-                });
-            } else {
-                ctx.notify(Drive);
-            }
+            ctx.notify(Drive);
         });
     }
 
