@@ -39,8 +39,8 @@ use crate::store::{Op, Snapshot, StoreActor, StoreError, Write};
 pub struct Status {
     /// The strategy's state, if one exists.
     pub strategy: Option<StrategyState>,
-    /// Subclouds whose agent is connected and has sent a heartbeat.
-    pub reporting: BTreeSet<String>,
+    /// How many subclouds have their agent connected and have sent a heartbeat on it.
+    pub reporting: usize,
     /// Steps that ended (complete, failed or aborted).
     pub finished_steps: usize,
     /// Steps running now.
@@ -78,6 +78,8 @@ pub struct Orchestrator {
     strategy: Option<Strategy>,
     /// Ordered by id.
     steps: Vec<Step>,
+    /// Position of each subcloud's step in `steps`: progress arrives per subcloud, thousands at a time.
+    step_index: HashMap<String, usize>,
     running: HashMap<String, Addr<StepActor>>,
     /// Steps whose progress details changed since the last flush.
     dirty: BTreeSet<i64>,
@@ -193,6 +195,14 @@ fn compact(datetime: &str) -> String {
     datetime.chars().filter(char::is_ascii_digit).collect()
 }
 
+fn index(steps: &[Step]) -> HashMap<String, usize> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.subcloud.clone(), i))
+        .collect()
+}
+
 fn obj(body: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
     body.as_object()
         .filter(|m| !m.is_empty())
@@ -226,6 +236,7 @@ impl Orchestrator {
                 .collect(),
             live: HashMap::new(),
             strategy: snapshot.strategy,
+            step_index: index(&snapshot.steps),
             steps: snapshot.steps,
             running: HashMap::new(),
             dirty: BTreeSet::new(),
@@ -262,10 +273,23 @@ impl Orchestrator {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let ops: Vec<Op> = std::mem::take(&mut self.dirty)
             .into_iter()
-            .filter_map(|id| self.steps.iter().find(|s| s.id == id))
+            .filter_map(|id| self.step_by_id(id))
             .map(|s| Op::PutStep(s.clone()))
             .collect();
         self.write(ctx, ops, |_, _| {});
+    }
+
+    fn step_by_id(&self, id: i64) -> Option<&Step> {
+        self.steps
+            .binary_search_by_key(&id, |s| s.id)
+            .ok()
+            .and_then(|i| self.steps.get(i))
+    }
+
+    /// The subcloud's step while it runs.
+    fn running_step(&mut self, subcloud: &str) -> Option<&mut Step> {
+        let i = *self.step_index.get(subcloud)?;
+        self.steps.get_mut(i).filter(|s| s.is_running())
     }
 
     fn publish(&self) {
@@ -273,10 +297,9 @@ impl Orchestrator {
             strategy: self.strategy.as_ref().map(|s| s.state),
             reporting: self
                 .live
-                .iter()
-                .filter(|(_, l)| l.session.as_ref().is_some_and(|s| s.heartbeat_seen))
-                .map(|(n, _)| n.clone())
-                .collect(),
+                .values()
+                .filter(|l| l.session.as_ref().is_some_and(|s| s.heartbeat_seen))
+                .count(),
             finished_steps: self
                 .steps
                 .iter()
@@ -458,7 +481,7 @@ impl Orchestrator {
             Ok(s) => s.clone(),
             Err(e) => return now_outcome(Err(e)),
         };
-        if self.strategy.is_some() && self.steps.iter().any(|st| st.subcloud == s.name) {
+        if self.strategy.is_some() && self.step_index.contains_key(&s.name) {
             return now_outcome(Err(ApiError::refused(format!(
                 "Subcloud {} is part of the {} strategy; delete the strategy first",
                 s.name,
@@ -728,6 +751,7 @@ impl Orchestrator {
                         let v = strategy.to_json();
                         act.last_strategy_id = strategy.id;
                         act.strategy = Some(strategy);
+                        act.step_index = index(&steps);
                         act.steps = steps;
                         act.publish();
                         Ok(v)
@@ -760,6 +784,7 @@ impl Orchestrator {
             Box::new(move |act, _| {
                 act.strategy = None;
                 act.steps.clear();
+                act.step_index.clear();
                 act.dirty.clear();
                 act.publish();
                 Ok(shown.to_json())
@@ -877,7 +902,9 @@ impl Orchestrator {
     fn replace_steps(&mut self, rows: Vec<Step>) {
         for row in rows {
             self.dirty.remove(&row.id);
-            if let Some(s) = self.steps.iter_mut().find(|s| s.id == row.id) {
+            if let Some(i) = self.step_index.get(&row.subcloud).copied()
+                && let Some(s) = self.steps.get_mut(i)
+            {
                 *s = row;
             }
         }
@@ -1076,11 +1103,7 @@ impl Orchestrator {
         details: String,
         ctx: &mut Context<Self>,
     ) {
-        let Some(step) = self
-            .steps
-            .iter()
-            .find(|s| s.subcloud == subcloud && s.is_running())
-        else {
+        let Some(step) = self.running_step(subcloud) else {
             return;
         };
         let now = now_string();
@@ -1108,11 +1131,7 @@ impl Orchestrator {
         urgent: bool,
         ctx: &mut Context<Self>,
     ) {
-        let Some(step) = self
-            .steps
-            .iter_mut()
-            .find(|s| s.subcloud == subcloud && s.is_running())
-        else {
+        let Some(step) = self.running_step(subcloud) else {
             return;
         };
         let urgent = urgent || step.state != state;
@@ -1121,8 +1140,8 @@ impl Orchestrator {
         step.updated_at = Some(now_string());
         let id = step.id;
         if urgent {
-            self.dirty.remove(&id);
             let row = step.clone();
+            self.dirty.remove(&id);
             self.write(ctx, vec![Op::PutStep(row)], |_, _| {});
         } else {
             self.dirty.insert(id);

@@ -457,7 +457,7 @@ async fn strategy_endpoints_and_rejections() {
     // Two online subclouds: one out-of-sync (the fake agent's root CA expires in 10 days).
     h.register("s1").await;
     let _agent = h.agent("s1");
-    h.wait_status(|s| s.reporting.contains("s1")).await;
+    h.wait_status(|s| s.reporting == 1).await;
     let r = call!(
         &app,
         "POST",
@@ -606,7 +606,7 @@ async fn in_sync_subcloud_needs_force() {
     let a = Some(ADMIN);
     h.register("s1").await;
     let agent = h.agent("s1");
-    h.wait_status(|s| s.reporting.contains("s1")).await;
+    h.wait_status(|s| s.reporting == 1).await;
     // Unmanaged subclouds are not targets.
     call!(
         &app,

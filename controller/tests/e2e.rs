@@ -13,9 +13,7 @@ async fn setup(h: &mut Harness, names: &[&str]) -> Vec<common::FakeAgent> {
         h.register(n).await;
     }
     let agents: Vec<_> = names.iter().map(|n| h.agent(n)).collect();
-    let want: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    h.wait_status(|s| want.iter().all(|n| s.reporting.contains(n)))
-        .await;
+    h.wait_status(|s| s.reporting == names.len()).await;
     agents
 }
 
@@ -116,8 +114,7 @@ async fn restart_mid_apply_resumes_and_completes() {
         .await;
     h.restart().await;
     // Agents follow to the new controller; r1 carries on where it stands.
-    h.wait_status(|s| names.iter().all(|n| s.reporting.contains(*n)))
-        .await;
+    h.wait_status(|s| s.reporting == names.len()).await;
     for a in &agents {
         a.allow(100);
     }
@@ -196,8 +193,7 @@ async fn stop_on_failure() {
     let bad = h.agent_as("f1", "f1", Some(Phase::HostsTrustBothCas));
     let good = h.agent("f2");
     let _idle = h.agent("f3");
-    h.wait_status(|s| ["f1", "f2", "f3"].iter().all(|n| s.reporting.contains(*n)))
-        .await;
+    h.wait_status(|s| s.reporting == 3).await;
     create_and_apply(
         &h,
         json!({"type": "kube-rootca-update", "stop-on-failure": true}),
@@ -256,7 +252,7 @@ async fn agent_that_never_returns_fails_its_step() {
     let mut h = Harness::new(1).await;
     h.register("gone").await;
     let agent = h.agent("gone");
-    h.wait_status(|s| s.reporting.contains("gone")).await;
+    h.wait_status(|s| s.reporting == 1).await;
     create_and_apply(&h, json!({"type": "kube-rootca-update"})).await;
     h.wait_event("gone", Event::Started).await;
     // The controller side goes away from the agent's view: move it to an address where nobody listens.
