@@ -223,4 +223,14 @@ role = "reader"
         assert_eq!(c.role_of("x"), None);
         assert_eq!(c.agent_wait_secs, 600);
     }
+
+    #[test]
+    fn deploy_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/controller.example.toml");
+        let c = ControllerConfig::load(&path).unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:8119");
+        assert_eq!(c.agents.listen, "0.0.0.0:8120");
+        assert_eq!(c.agent_wait_secs, 600);
+        assert_eq!(c.auth.tokens.len(), 2);
+    }
 }
