@@ -57,8 +57,10 @@ enum Command {
     /// The strategy's per-subcloud steps.
     #[command(name = "strategy-step", subcommand)]
     Step(StepCommand),
+    /// List, show, add, manage, unmanage and delete subclouds.
     #[command(subcommand)]
     Subcloud(SubcloudCommand),
+    /// Add, list, show, update and delete subcloud groups.
     #[command(name = "subcloud-group", subcommand)]
     Group(GroupCommand),
 }
@@ -120,10 +122,12 @@ enum StepCommand {
 
 #[derive(Subcommand)]
 enum SubcloudCommand {
+    /// List subclouds with their aggregated sync status.
     List {
         #[command(flatten)]
         out: ListOutput,
     },
+    /// Show a subcloud, with its kube-rootca sync status and root CA.
     Show {
         /// Name or ID of the subcloud.
         subcloud: String,
@@ -137,17 +141,23 @@ enum SubcloudCommand {
         #[command(flatten)]
         out: OneOutput,
     },
+    /// Manage a subcloud: include it in strategies.
     Manage {
+        /// Name or ID of the subcloud.
         subcloud: String,
         #[command(flatten)]
         out: OneOutput,
     },
+    /// Unmanage a subcloud: leave it out of strategies.
     Unmanage {
+        /// Name or ID of the subcloud.
         subcloud: String,
         #[command(flatten)]
         out: OneOutput,
     },
+    /// Delete a subcloud.
     Delete {
+        /// Name or ID of the subcloud.
         subcloud: String,
         #[command(flatten)]
         confirm: Confirm,
@@ -156,6 +166,7 @@ enum SubcloudCommand {
 
 #[derive(Subcommand)]
 enum GroupCommand {
+    /// Add a subcloud group.
     #[command(mut_arg("name", |a| a.required(true)))]
     Add {
         #[command(flatten)]
@@ -163,24 +174,30 @@ enum GroupCommand {
         #[command(flatten)]
         out: OneOutput,
     },
+    /// List subcloud groups.
     List {
         #[command(flatten)]
         out: ListOutput,
     },
+    /// Show a subcloud group.
     Show {
         /// Name or ID of the group.
         group: String,
         #[command(flatten)]
         out: OneOutput,
     },
+    /// Update a subcloud group.
     Update {
+        /// Name or ID of the group.
         group: String,
         #[command(flatten)]
         fields: request::GroupFields,
         #[command(flatten)]
         out: OneOutput,
     },
+    /// Delete a subcloud group (it must have no members).
     Delete {
+        /// Name or ID of the group.
         group: String,
         #[command(flatten)]
         confirm: Confirm,
@@ -229,8 +246,16 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{e}"))
 }
 
-const STRATEGY_PATH: &str = "/sw-update-strategy?type=kube-rootca-update";
-const ACTIONS_PATH: &str = "/sw-update-strategy/actions?type=kube-rootca-update";
+fn strategy_path() -> String {
+    format!("/sw-update-strategy?type={}", request::STRATEGY_TYPE)
+}
+
+fn actions_path() -> String {
+    format!(
+        "/sw-update-strategy/actions?type={}",
+        request::STRATEGY_TYPE
+    )
+}
 const STEPS_PATH: &str = "/sw-update-strategy/steps";
 
 fn main() -> ExitCode {
@@ -297,25 +322,29 @@ async fn strategy(client: &Client, command: StrategyCommand) -> anyhow::Result<E
                 return Ok(ExitCode::FAILURE);
             }
             (
-                client.post(ACTIONS_PATH, &request::action("apply")).await?,
+                client
+                    .post(&actions_path(), &request::action("apply"))
+                    .await?,
                 out,
             )
         }
         StrategyCommand::Abort { out } => (
-            client.post(ACTIONS_PATH, &request::action("abort")).await?,
+            client
+                .post(&actions_path(), &request::action("abort"))
+                .await?,
             out,
         ),
         StrategyCommand::Show { watch, out } => {
             if watch.watch {
                 return follow(client, watch.interval, Follow::Strategy(&out.columns)).await;
             }
-            (client.get(STRATEGY_PATH).await?, out)
+            (client.get(&strategy_path()).await?, out)
         }
         StrategyCommand::Delete { confirm, out } => {
             if !confirmed(&confirm)? {
                 return Ok(ExitCode::FAILURE);
             }
-            (client.delete(STRATEGY_PATH).await?, out)
+            (client.delete(&strategy_path()).await?, out)
         }
     };
     print_one(&views::record(&answer, views::STRATEGY), &out)
@@ -446,7 +475,7 @@ async fn follow(client: &Client, interval: Duration, view: Follow<'_>) -> anyhow
     let terminal = std::io::stdout().is_terminal();
     let mut before: Option<watch::Snapshot> = None;
     loop {
-        let strategy = client.get(STRATEGY_PATH).await?;
+        let strategy = client.get(&strategy_path()).await?;
         let steps = client.get(STEPS_PATH).await?;
         let now = watch::Snapshot::from_json(&strategy, &steps);
         if terminal {

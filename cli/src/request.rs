@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 /// The strategy type every strategy request names.
-const STRATEGY_TYPE: &str = "kube-rootca-update";
+pub const STRATEGY_TYPE: &str = "kube-rootca-update";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ApplyType {
@@ -37,7 +37,8 @@ pub enum ValidationError {
     NothingToUpdate,
 }
 
-/// `kube-rootca-update-strategy create` options.
+// `kube-rootca-update-strategy create` options (a plain comment: a doc comment would become the
+// help text of the command that flattens them).
 #[derive(Debug, Default, clap::Args)]
 pub struct CreateStrategy {
     /// Subcloud apply type (parallel or serial).
@@ -130,14 +131,16 @@ pub fn management(managed: bool) -> Value {
     json!({ "management-state": if managed { "managed" } else { "unmanaged" } })
 }
 
-/// `subcloud add` options.
+// `subcloud add` options.
 #[derive(Debug, Default, clap::Args)]
 pub struct AddSubcloud {
     /// Name of the subcloud; its agent presents a certificate for this name.
     #[arg(long)]
     pub name: String,
+    /// Description of the subcloud.
     #[arg(long)]
     pub description: Option<String>,
+    /// Location of the subcloud.
     #[arg(long)]
     pub location: Option<String>,
     /// Name or ID of the subcloud group (default: the Default group).
@@ -162,11 +165,13 @@ impl AddSubcloud {
     }
 }
 
-/// `subcloud-group add|update` fields, spelt with the original's underscores (dashes accepted too).
+// `subcloud-group add|update` fields, spelt with the original's underscores (dashes accepted too).
 #[derive(Debug, Default, clap::Args)]
 pub struct GroupFields {
+    /// Name of the group.
     #[arg(long)]
     pub name: Option<String>,
+    /// Description of the group.
     #[arg(long)]
     pub description: Option<String>,
     /// Apply type used when a strategy targets this group.
