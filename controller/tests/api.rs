@@ -654,3 +654,42 @@ async fn in_sync_subcloud_needs_force() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// With `api.tls` set, the API speaks HTTPS with the configured certificate.
+#[actix_web::test]
+async fn api_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = dc_test_support::pki::TestPki::new().expect("pki");
+    let mut cfg = common::config(&pki, &pki.root().join("db.sqlite"), 600);
+    cfg.api.tls = Some(dc_controller::config::TlsFiles {
+        cert: pki.file("controller.crt"),
+        key: pki.file("controller.key"),
+    });
+    let ctl = dc_controller::start(cfg).await.expect("start");
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read_to_string(pki.file("ca.crt")).expect("ca");
+    for c in rustls_pki_types::pem::PemObject::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let client = rustls::ClientConfig::builder_with_provider(dc_protocol::tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(ctl.api_addr)
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    let _ = tls.read_to_string(&mut out).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"status\":\"ok\""), "{out}");
+    ctl.stop().await;
+}
