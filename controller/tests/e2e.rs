@@ -234,8 +234,25 @@ async fn agent_drop_and_reconnect_resumes() {
     h.wait_event("d1", Event::Started).await;
     agents[0].allow(2);
     h.wait_event("d1", Event::PhaseDone(Phase::NewRootCa)).await;
+    // The agent drops and cannot come back yet: the step waits and says so.
+    let addr = h.ctl().agents_addr.to_string();
+    h.agents_addr.send_replace("127.0.0.1:1".into());
     agents[0].drop_connection();
     h.wait_event("d1", Event::Disconnected).await;
+    let step = h
+        .wait_step("d1", |s| {
+            s["details"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("the agent disconnected")
+        })
+        .await;
+    assert_eq!(
+        step["details"],
+        "the agent disconnected during hosts trust-both-cas; waiting up to 600 s for it to reconnect"
+    );
+    assert_eq!(step["stage"], "Apply");
+    h.agents_addr.send_replace(addr);
     h.wait_event("d1", Event::Connected).await;
     agents[0].allow(100);
     h.wait_status(|s| s.strategy == Some(StrategyState::Complete))

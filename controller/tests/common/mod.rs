@@ -215,6 +215,25 @@ impl Harness {
         self.agent_as(name, name, None)
     }
 
+    /// Waits until `cloud`'s step satisfies `f` (the API has no push, so this polls it briefly).
+    pub async fn wait_step(&self, cloud: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let step = self
+                .api(ApiRequest::Step(cloud.to_owned()))
+                .await
+                .expect("step");
+            if f(&step) {
+                return step;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timeout; step {step}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn steps(&self) -> HashMap<String, Value> {
         let v = self.api(ApiRequest::Steps).await.expect("steps");
         v["strategy-steps"]
