@@ -1,1 +1,181 @@
-//! The dc-rootca agent (see issue 3).
+//! The dc-rootca agent: replaces the Kubernetes root CA of one subcloud, phase by phase, resumable after
+//! any crash, and streams its progress to the controller over mutual TLS.
+//!
+//! # Layout
+//! - [`config`]: [`AgentConfig`], loaded from a TOML file plus `DC_AGENT__...` environment variables.
+//! - [`cluster`]: the [`cluster::Cluster`] seam the phases act through, and [`cluster::Backend`].
+//! - [`sim`]: the simulated cluster (real PKI files, workloads, pods, rollouts, fault injection).
+//! - [`update`]: the eight phases and the start/abort rules; [`journal`]: their durable record and the
+//!   ordered outbox of messages.
+//! - [`rollout`], [`trust`], [`kubeconfig`]: backend-independent rules (selectors and rollout
+//!   completion, the trust invariants, kubeconfig fields).
+//! - [`link`]: the connection to the controller; [`facts`]: what heartbeats report.
+//!
+//! [`run`] ties them together. Many agents can run in one process (tests, demo, benchmark): each call
+//! of [`run`] owns its own state and returns when its shutdown future resolves. Dropping the future is
+//! the same as killing the agent: the next run resumes where it stopped.
+
+pub mod cluster;
+pub mod config;
+pub mod facts;
+pub mod journal;
+pub mod kubeconfig;
+pub mod link;
+pub mod rollout;
+pub mod sim;
+pub mod trust;
+pub mod update;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use dc_protocol::Command;
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span, warn};
+
+pub use config::{AgentConfig, ClusterConfig};
+
+use crate::cluster::Backend;
+use crate::journal::{Journal, JournalError};
+use crate::sim::{SimCluster, SimError};
+use crate::update::{Settings, StartDecision, Updater};
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[from] dc_protocol::tls::TlsError),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Runs one agent until `shutdown` resolves. Errors are those that make the agent useless (unreadable
+/// certificates, an unwritable data dir); a lost controller is redialled and a failed phase is reported,
+/// neither ends the agent.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    let span = info_span!("agent", subcloud = %config.subcloud);
+    async move {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|source| AgentError::Read {
+                path: path.clone(),
+                source,
+            })
+        };
+        let client = dc_protocol::tls::client_config(
+            &read(&config.tls.ca)?,
+            &read(&config.tls.cert)?,
+            &read(&config.tls.key)?,
+        )?;
+        dc_certs::files::create_private_dir(&config.data_dir).map_err(|source| {
+            AgentError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
+        })?;
+        let cluster = match &config.cluster {
+            ClusterConfig::Simulated(sim) => {
+                Backend::Simulated(SimCluster::open(&config.data_dir, sim)?)
+            }
+        };
+        let updater = Updater::new(
+            cluster,
+            Journal::open(&config.data_dir)?,
+            Settings {
+                exclude_namespaces: config.pods.exclude_namespaces.clone(),
+                concurrency: config.pods.concurrency,
+                poll: Duration::from_millis(config.pods.poll_ms.max(1)),
+                phase_timeout: config.phase_timeout(),
+            },
+        );
+        let (commands_tx, commands_rx) = mpsc::channel(16);
+        info!("agent started");
+        tokio::select! {
+            () = shutdown => {
+                info!("agent stopping");
+                Ok(())
+            }
+            result = engine(&updater, commands_rx) => result,
+            () = link::maintain(&config, client, &updater, commands_tx) => Ok(()),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+type Running<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>>;
+
+/// Executes commands: at most one update runs at a time; a second start is acknowledged, an abort
+/// stops the running update after its current phase.
+pub async fn engine<C: cluster::Cluster + Send>(
+    updater: &Updater<C>,
+    mut commands: mpsc::Receiver<Command>,
+) -> Result<(), AgentError> {
+    let mut running: Option<Running<'_>> = None;
+    if updater.should_resume() {
+        info!("resuming the update that was running when the agent stopped");
+        running = Some(Box::pin(updater.run()));
+    }
+    loop {
+        tokio::select! {
+            result = async {
+                match running.as_mut() {
+                    Some(update) => update.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                running = None;
+                result?;
+            }
+            command = commands.recv() => match command {
+                None => return Ok(()),
+                Some(Command::Start { update_id, params }) => {
+                    let current = updater.journal().record().map(|r| r.update_id);
+                    if running.is_some() {
+                        if current.as_deref() == Some(update_id.as_str()) {
+                            updater.journal().progress(
+                                None,
+                                0,
+                                "start acknowledged: the update is already running".to_owned(),
+                            )?;
+                        } else {
+                            updater.refuse(&update_id, &format!(
+                                "another update ({}) is running",
+                                current.unwrap_or_default()
+                            ));
+                        }
+                    } else if updater.start(&update_id, params)? == StartDecision::Run {
+                        running = Some(Box::pin(updater.run()));
+                    }
+                }
+                Some(Command::Abort { update_id }) => {
+                    let current = updater.journal().record().map(|r| r.update_id);
+                    if current.as_deref() != Some(update_id.as_str()) {
+                        warn!(update_id, "abort for an update this agent does not know; ignored");
+                    } else if running.is_some() {
+                        info!("abort requested: stopping after the phase in progress");
+                        updater.request_abort();
+                    } else {
+                        updater.abort_idle()?;
+                    }
+                }
+            }
+        }
+    }
+}

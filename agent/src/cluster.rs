@@ -1,0 +1,378 @@
+//! The seam between the update phases and the cluster they act on.
+//!
+//! The trait is shaped after what a real Kubernetes backend can do (namespaced workloads with label
+//! selectors, the `kubectl rollout restart` annotation, rollout status fields, pods by selector, and host
+//! files plus component restarts on each host), so the phases never depend on how the cluster is reached.
+//! The backend is chosen with [`Backend`], an enum: one variant per backend, no dynamic dispatch.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sim::{SimCluster, SimError};
+
+/// The template annotation `kubectl rollout restart` sets; changing it rolls every pod of a workload.
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// Errors of a cluster backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The simulated cluster failed.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+/// A host's role: controllers run the control plane, workers only a kubelet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostRole {
+    Controller,
+    Worker,
+}
+
+/// A host of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub role: HostRole,
+}
+
+/// The kubeadm files a root CA update reads and writes on a host (paths relative to `/etc/kubernetes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HostFile {
+    /// `pki/ca.crt`: the trust bundle (apiserver client CA, kubelet client CA, pods' kube-root-ca.crt).
+    CaCert,
+    /// `pki/ca.key`: the key the controller-manager signs with outside an update.
+    CaKey,
+    /// `pki/ca_new.crt`: the new CA while the hosts trust both.
+    CaNewCert,
+    /// `pki/ca_new.key`.
+    CaNewKey,
+    /// `pki/apiserver.crt`: the apiserver's serving certificate.
+    ApiserverCert,
+    ApiserverKey,
+    /// `pki/apiserver-kubelet-client.crt`: the apiserver's client certificate towards kubelets.
+    ApiserverKubeletClientCert,
+    ApiserverKubeletClientKey,
+    /// `pki/front-proxy-ca.crt`: a separate CA the update leaves untouched.
+    FrontProxyCaCert,
+    /// A component's kubeconfig, embedding its CA data and client certificate.
+    Kubeconfig(Component),
+    /// `manifests/kube-controller-manager.yaml`: carries the cluster-signing flags.
+    ControllerManagerManifest,
+}
+
+impl HostFile {
+    /// The path relative to `/etc/kubernetes`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::CaCert => "pki/ca.crt",
+            Self::CaKey => "pki/ca.key",
+            Self::CaNewCert => "pki/ca_new.crt",
+            Self::CaNewKey => "pki/ca_new.key",
+            Self::ApiserverCert => "pki/apiserver.crt",
+            Self::ApiserverKey => "pki/apiserver.key",
+            Self::ApiserverKubeletClientCert => "pki/apiserver-kubelet-client.crt",
+            Self::ApiserverKubeletClientKey => "pki/apiserver-kubelet-client.key",
+            Self::FrontProxyCaCert => "pki/front-proxy-ca.crt",
+            Self::Kubeconfig(c) => c.kubeconfig(),
+            Self::ControllerManagerManifest => "manifests/kube-controller-manager.yaml",
+        }
+    }
+
+    /// Private keys are written owner-only.
+    pub fn is_private(self) -> bool {
+        matches!(
+            self,
+            Self::CaKey
+                | Self::CaNewKey
+                | Self::ApiserverKey
+                | Self::ApiserverKubeletClientKey
+                | Self::Kubeconfig(_)
+        )
+    }
+}
+
+/// A Kubernetes component on a host: restarted when its trust or credentials change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Component {
+    /// Only a kubeconfig (`admin.conf`); nothing to restart.
+    Admin,
+    Apiserver,
+    ControllerManager,
+    Scheduler,
+    Kubelet,
+}
+
+impl Component {
+    /// The kubeconfig file of the component (relative to `/etc/kubernetes`).
+    pub fn kubeconfig(self) -> &'static str {
+        match self {
+            Self::Admin => "admin.conf",
+            Self::Apiserver => "apiserver.conf",
+            Self::ControllerManager => "controller-manager.conf",
+            Self::Scheduler => "scheduler.conf",
+            Self::Kubelet => "kubelet.conf",
+        }
+    }
+
+    /// Components with a kubeconfig on a host of this role, as kubeadm lays them out.
+    pub fn with_kubeconfig(role: HostRole) -> &'static [Component] {
+        match role {
+            HostRole::Controller => &[
+                Component::Admin,
+                Component::ControllerManager,
+                Component::Scheduler,
+                Component::Kubelet,
+            ],
+            HostRole::Worker => &[Component::Kubelet],
+        }
+    }
+}
+
+/// The kinds of workloads the pods phases restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    Deployment,
+    DaemonSet,
+    StatefulSet,
+}
+
+/// A workload's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkloadRef {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkloadRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// How a workload replaces its pods when its template changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum UpdateStrategy {
+    /// The workload controller replaces pods itself. For Deployments `max_surge` extra pods may exist;
+    /// DaemonSets and StatefulSets never surge.
+    RollingUpdate {
+        max_unavailable: u32,
+        #[serde(default)]
+        max_surge: u32,
+    },
+    /// Pods are replaced only when deleted: the pods phases delete them.
+    OnDelete,
+}
+
+/// A label selector: every `match_labels` pair and every expression must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<LabelExpression>,
+}
+
+/// One `matchExpressions` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelExpression {
+    pub key: String,
+    pub operator: LabelOperator,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LabelOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// The rollout status fields of a workload, as the Kubernetes API reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    pub generation: i64,
+    pub observed_generation: i64,
+    /// Desired pods (`spec.replicas`, or the scheduled nodes of a DaemonSet).
+    pub desired: u32,
+    /// Pods that exist, old and new.
+    pub replicas: u32,
+    /// Pods of the current template.
+    pub updated: u32,
+    pub ready: u32,
+    pub available: u32,
+    /// StatefulSet and DaemonSet revisions; equal once every pod runs the update revision.
+    pub current_revision: Option<String>,
+    pub update_revision: Option<String>,
+}
+
+/// A workload as the pods phases see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub id: WorkloadRef,
+    pub strategy: UpdateStrategy,
+    /// `spec.paused` (Deployments): a paused rollout never completes, so it is refused up front.
+    pub paused: bool,
+    pub selector: LabelSelector,
+    /// The pod template's annotations (holds [`RESTARTED_AT_ANNOTATION`]).
+    pub template_annotations: BTreeMap<String, String>,
+    pub status: RolloutStatus,
+}
+
+/// A pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The template revision the pod was created from (`pod-template-hash`/`controller-revision-hash`).
+    pub revision: String,
+    pub ready: bool,
+    /// The kube-root-ca.crt the pod mounted when it started, when the backend knows it.
+    pub trust_bundle: Option<String>,
+}
+
+/// What the update phases need from a cluster.
+pub trait Cluster: Sync {
+    /// Every controller and worker host (storage hosts are not part of the update).
+    fn hosts(&self) -> impl Future<Output = Result<Vec<Host>, ClusterError>> + Send;
+    /// Fails when the host cannot be reached (precheck).
+    fn check_host(&self, host: &str) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Reads a host file; `None` when it does not exist.
+    fn read_file(
+        &self,
+        host: &str,
+        file: HostFile,
+    ) -> impl Future<Output = Result<Option<String>, ClusterError>> + Send;
+    /// Writes a host file atomically and durably.
+    fn write_file(
+        &self,
+        host: &str,
+        file: HostFile,
+        contents: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Removes a host file; absent is fine.
+    fn remove_file(
+        &self,
+        host: &str,
+        file: HostFile,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Restarts a component so it reloads its files.
+    fn restart_component(
+        &self,
+        host: &str,
+        component: Component,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Every Deployment, DaemonSet and StatefulSet outside the excluded namespaces.
+    fn list_workloads(
+        &self,
+        exclude_namespaces: &[String],
+    ) -> impl Future<Output = Result<Vec<Workload>, ClusterError>> + Send;
+    fn get_workload(
+        &self,
+        id: &WorkloadRef,
+    ) -> impl Future<Output = Result<Workload, ClusterError>> + Send;
+    /// Sets a pod template annotation (a strategic merge patch); the same value again changes nothing.
+    fn patch_template_annotation(
+        &self,
+        id: &WorkloadRef,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    fn list_pods(
+        &self,
+        namespace: &str,
+        selector: &LabelSelector,
+    ) -> impl Future<Output = Result<Vec<Pod>, ClusterError>> + Send;
+    fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Every pod of the cluster (the trust invariant checks each running pod).
+    fn all_pods(&self) -> impl Future<Output = Result<Vec<Pod>, ClusterError>> + Send;
+    /// Extra time a phase takes (fault injection); zero for real clusters.
+    fn phase_delay(&self, phase: dc_protocol::Phase) -> std::time::Duration;
+}
+
+/// The backend an agent runs against.
+#[derive(Debug)]
+pub enum Backend {
+    Simulated(SimCluster),
+}
+
+/// Forwards every call to the variant's backend.
+macro_rules! forward {
+    ($self:ident, $c:ident => $call:expr) => {
+        match $self {
+            Backend::Simulated($c) => $call,
+        }
+    };
+}
+
+impl Cluster for Backend {
+    async fn hosts(&self) -> Result<Vec<Host>, ClusterError> {
+        forward!(self, c => Ok(c.hosts().await?))
+    }
+    async fn check_host(&self, host: &str) -> Result<(), ClusterError> {
+        forward!(self, c => Ok(c.check_host(host).await?))
+    }
+    async fn read_file(&self, host: &str, file: HostFile) -> Result<Option<String>, ClusterError> {
+        forward!(self, c => Ok(c.read_file(host, file).await?))
+    }
+    async fn write_file(
+        &self,
+        host: &str,
+        file: HostFile,
+        contents: &str,
+    ) -> Result<(), ClusterError> {
+        forward!(self, c => Ok(c.write_file(host, file, contents).await?))
+    }
+    async fn remove_file(&self, host: &str, file: HostFile) -> Result<(), ClusterError> {
+        forward!(self, c => Ok(c.remove_file(host, file).await?))
+    }
+    async fn restart_component(
+        &self,
+        host: &str,
+        component: Component,
+    ) -> Result<(), ClusterError> {
+        forward!(self, c => Ok(c.restart_component(host, component).await?))
+    }
+    async fn list_workloads(&self, exclude: &[String]) -> Result<Vec<Workload>, ClusterError> {
+        forward!(self, c => Ok(c.list_workloads(exclude).await?))
+    }
+    async fn get_workload(&self, id: &WorkloadRef) -> Result<Workload, ClusterError> {
+        forward!(self, c => Ok(c.get_workload(id).await?))
+    }
+    async fn patch_template_annotation(
+        &self,
+        id: &WorkloadRef,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ClusterError> {
+        forward!(self, c => Ok(c.patch_template_annotation(id, key, value).await?))
+    }
+    async fn list_pods(
+        &self,
+        namespace: &str,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Pod>, ClusterError> {
+        forward!(self, c => Ok(c.list_pods(namespace, selector).await?))
+    }
+    async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        forward!(self, c => Ok(c.delete_pod(namespace, name).await?))
+    }
+    async fn all_pods(&self) -> Result<Vec<Pod>, ClusterError> {
+        forward!(self, c => Ok(c.all_pods().await?))
+    }
+    fn phase_delay(&self, phase: dc_protocol::Phase) -> std::time::Duration {
+        forward!(self, c => c.phase_delay(phase))
+    }
+}

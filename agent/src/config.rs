@@ -1,0 +1,223 @@
+//! The agent's configuration: a TOML file plus `DC_AGENT__...` environment variables (`__` separates
+//! levels, e.g. `DC_AGENT__CONTROLLER__ADDRESS`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sim::SimConfig;
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+}
+
+/// Everything one agent needs. Many agents may run in one process, each with its own config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The subcloud this agent serves; must match the CN of its certificate.
+    pub subcloud: String,
+    /// Where the controller listens.
+    pub controller: ControllerConfig,
+    /// The agent's mutual-TLS material.
+    pub tls: TlsConfig,
+    /// Where the update record, the new CA key and (for a simulated cluster) the cluster live. Kept
+    /// across restarts: it is what makes the update resumable.
+    pub data_dir: PathBuf,
+    /// Raise alarm 500.200 when the cluster's root CA expires within this many days.
+    #[serde(default = "default_expiring_days")]
+    pub root_ca_expiring_days: u32,
+    /// How the agent redials a lost controller.
+    #[serde(default)]
+    pub reconnect: ReconnectConfig,
+    /// The pods phases.
+    #[serde(default)]
+    pub pods: PodsConfig,
+    /// Longest a single phase may take, in seconds, before it fails (and stays resumable).
+    #[serde(default = "default_phase_timeout_secs")]
+    pub phase_timeout_secs: u64,
+    /// The cluster the agent acts on.
+    pub cluster: ClusterConfig,
+}
+
+fn default_expiring_days() -> u32 {
+    30
+}
+fn default_phase_timeout_secs() -> u64 {
+    1800
+}
+
+/// The controller's address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// `host:port` of the controller's agent listener, e.g. `127.0.0.1:7443`.
+    pub address: String,
+    /// The name the controller's certificate must carry.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+fn default_server_name() -> String {
+    "localhost".to_owned()
+}
+
+/// The agent's certificate files (from `dc-certs issue-agent`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The system CA, the only CA the agent trusts for the controller.
+    pub ca: PathBuf,
+    /// The agent's client certificate (CN = subcloud).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// Capped exponential backoff with jitter, so thousands of agents do not redial in lockstep.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectConfig {
+    /// First delay, seconds.
+    #[serde(default = "default_initial")]
+    pub initial_secs: f64,
+    /// Largest delay, seconds.
+    #[serde(default = "default_max")]
+    pub max_secs: f64,
+    /// Share of each delay drawn at random (0 = none, 1 = anywhere from 0 to the delay).
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+fn default_initial() -> f64 {
+    0.5
+}
+fn default_max() -> f64 {
+    30.0
+}
+fn default_jitter() -> f64 {
+    0.5
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            initial_secs: default_initial(),
+            max_secs: default_max(),
+            jitter: default_jitter(),
+        }
+    }
+}
+
+/// The pods phases' settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodsConfig {
+    /// Workloads restarted at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Namespaces whose workloads are left alone.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<String>,
+    /// How often a rollout's status is read while waiting, milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+impl Default for PodsConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            exclude_namespaces: Vec::new(),
+            poll_ms: default_poll_ms(),
+        }
+    }
+}
+
+/// Which cluster backend the agent drives. A `kubernetes` variant comes with the real backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ClusterConfig {
+    /// A simulated cluster in `data_dir/cluster` (`kind = "simulated"` plus [`SimConfig`]'s fields).
+    Simulated(SimConfig),
+}
+
+impl AgentConfig {
+    /// Loads a TOML file overlaid with `DC_AGENT__...` environment variables.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        Ok(config::Config::builder()
+            .add_source(config::File::from(file))
+            .add_source(
+                config::Environment::with_prefix("DC_AGENT")
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()?
+            .try_deserialize()?)
+    }
+
+    /// The per-phase timeout.
+    pub fn phase_timeout(&self) -> Duration {
+        Duration::from_secs(self.phase_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_toml_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            r#"
+subcloud = "subcloud1"
+data_dir = "/var/lib/dc-agent"
+[controller]
+address = "127.0.0.1:7443"
+[tls]
+ca = "ca.crt"
+cert = "agent.crt"
+key = "agent.key"
+[pods]
+exclude_namespaces = ["kube-system"]
+[cluster]
+kind = "simulated"
+controllers = 2
+workers = 1
+[[cluster.workloads]]
+kind = "StatefulSet"
+namespace = "db"
+name = "pg"
+replicas = 2
+strategy = { type = "OnDelete" }
+labels = { app = "pg" }
+[cluster.faults]
+never_ready = ["db/pg"]
+"#,
+        )
+        .unwrap();
+        let config = AgentConfig::load(&file).unwrap();
+        assert_eq!(config.controller.server_name, "localhost");
+        assert_eq!(config.root_ca_expiring_days, 30);
+        assert_eq!(config.reconnect.initial_secs, 0.5);
+        assert_eq!(config.pods.exclude_namespaces, ["kube-system"]);
+        let ClusterConfig::Simulated(sim) = config.cluster;
+        assert_eq!((sim.controllers, sim.workers), (2, 1));
+        assert_eq!(sim.workloads[0].replicas, 2);
+        assert_eq!(sim.faults.never_ready, ["db/pg"]);
+    }
+}

@@ -1,0 +1,346 @@
+//! The durable record of the update and the ordered messages it produces.
+//!
+//! Every transition is written (atomically, fsynced) before the agent acts on it, so a restart resumes at
+//! the first unfinished phase and, within host phases, at the first unfinished host. Each message gets
+//! the next sequence number and the record carries the last one, so numbers keep increasing across
+//! restarts. Messages wait in the [`Outbox`] until the link delivers them; the heartbeat's
+//! [`UpdateStatus`] lets a controller that missed some of them reconcile.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use dc_certs::files::{PRIVATE, create_private_dir, write_atomic};
+use dc_protocol::{
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RunState, Stopped,
+    UpdateParams, UpdateStatus,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+/// Most messages kept while the controller is unreachable; beyond it the oldest progress messages are
+/// dropped (results and stops are always kept, and the heartbeat carries the state anyway).
+pub const OUTBOX_LIMIT: usize = 1024;
+
+/// Errors of the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot write the update record {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the update record {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("update record {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("no update is recorded")]
+    NoUpdate,
+}
+
+/// The durable state of one update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    pub update_id: String,
+    pub params: UpdateParams,
+    /// The new CA came as a cert-file (changes the sysinv state names).
+    pub uploaded: bool,
+    /// The phase in progress, or the next one to run.
+    pub phase: Phase,
+    pub phase_state: PhaseState,
+    pub run: RunState,
+    pub last_seq: u64,
+    /// Hosts of the current host phase and where each stands.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, PhaseState>,
+    /// The restartedAt value of the current pods phase, chosen once so a resume restarts nothing twice.
+    #[serde(default)]
+    pub restarted_at: Option<String>,
+    /// The root CA the cluster trusted when the update started (PEM).
+    #[serde(default)]
+    pub old_ca_pem: Option<String>,
+}
+
+impl UpdateRecord {
+    /// Share of the whole update done.
+    pub fn percent(&self, phase_percent: u8) -> u8 {
+        if self.run == RunState::Completed {
+            return 100;
+        }
+        let done = self.phase.index() * 100 + usize::from(phase_percent.min(100));
+        u8::try_from(done / Phase::ALL.len()).unwrap_or(100)
+    }
+
+    /// The sysinv state name.
+    pub fn state(&self) -> &'static str {
+        self.phase.state_name(self.phase_state, self.uploaded)
+    }
+
+    fn status(&self) -> UpdateStatus {
+        UpdateStatus {
+            update_id: self.update_id.clone(),
+            phase: self.phase,
+            state: self.state().to_owned(),
+            percent: self.percent(if self.phase_state == PhaseState::Done {
+                100
+            } else {
+                0
+            }),
+            run: self.run.clone(),
+            last_seq: self.last_seq,
+        }
+    }
+}
+
+/// Messages waiting for the controller, in order.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: Mutex<VecDeque<AgentMessage>>,
+    pub(crate) notify: Notify,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<AgentMessage>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a message for the controller.
+    pub fn push(&self, message: AgentMessage) {
+        let mut queue = self.lock();
+        if queue.len() >= OUTBOX_LIMIT
+            && let Some(i) = queue
+                .iter()
+                .position(|m| matches!(m, AgentMessage::Progress(_)))
+        {
+            queue.remove(i);
+        }
+        queue.push_back(message);
+        drop(queue);
+        self.notify.notify_one();
+    }
+
+    /// The oldest message, left in place until [`Outbox::pop`] confirms it was sent.
+    pub fn front(&self) -> Option<AgentMessage> {
+        self.lock().front().cloned()
+    }
+
+    /// Removes the oldest message once sent.
+    pub fn pop(&self) {
+        self.lock().pop_front();
+    }
+}
+
+/// The record on disk, its current status for heartbeats, and the outbox.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    record: Mutex<Option<UpdateRecord>>,
+    status: watch::Sender<Option<UpdateStatus>>,
+    pub outbox: Outbox,
+}
+
+impl Journal {
+    /// Opens the journal in `<data_dir>/update/`.
+    pub fn open(data_dir: &Path) -> Result<Self, JournalError> {
+        let dir = data_dir.join("update");
+        create_private_dir(&dir).map_err(|source| JournalError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("record.json");
+        let record: Option<UpdateRecord> =
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|source| {
+                    JournalError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    }
+                })?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => return Err(JournalError::Read { path, source }),
+            };
+        let (status, _) = watch::channel(record.as_ref().map(UpdateRecord::status));
+        Ok(Self {
+            path,
+            record: Mutex::new(record),
+            status,
+            outbox: Outbox::default(),
+        })
+    }
+
+    /// The directory the update keeps its files in (record, new CA).
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<UpdateRecord>> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> Option<UpdateRecord> {
+        self.lock().clone()
+    }
+
+    /// The status heartbeats report; changes with every transition.
+    pub fn status(&self) -> watch::Receiver<Option<UpdateStatus>> {
+        self.status.subscribe()
+    }
+
+    fn save(&self, record: &UpdateRecord) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(|source| JournalError::Corrupt {
+            path: self.path.clone(),
+            source,
+        })?;
+        write_atomic(&self.path, &bytes, PRIVATE).map_err(|source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.status.send_replace(Some(record.status()));
+        Ok(())
+    }
+
+    /// Changes the record durably; `message` builds a message from the changed record, which gets the
+    /// next sequence number and is saved with it before it is queued.
+    pub fn update(
+        &self,
+        change: impl FnOnce(&mut UpdateRecord),
+        message: impl FnOnce(&UpdateRecord, u64) -> Option<AgentMessage>,
+    ) -> Result<(), JournalError> {
+        let mut guard = self.lock();
+        let record = guard.as_mut().ok_or(JournalError::NoUpdate)?;
+        let mut next = record.clone();
+        change(&mut next);
+        let message = message(&next, next.last_seq + 1);
+        if message.is_some() {
+            next.last_seq += 1;
+        }
+        self.save(&next)?;
+        *record = next;
+        drop(guard);
+        if let Some(message) = message {
+            self.outbox.push(message);
+        }
+        Ok(())
+    }
+
+    /// Records a new update, replacing a finished or never-begun one.
+    pub fn begin(&self, update_id: &str, params: UpdateParams) -> Result<(), JournalError> {
+        let record = UpdateRecord {
+            update_id: update_id.to_owned(),
+            uploaded: params.cert_file.is_some(),
+            params,
+            phase: Phase::Start,
+            phase_state: PhaseState::InProgress,
+            run: RunState::Running,
+            last_seq: 0,
+            hosts: BTreeMap::new(),
+            restarted_at: None,
+            old_ca_pem: None,
+        };
+        let mut guard = self.lock();
+        self.save(&record)?;
+        *guard = Some(record);
+        Ok(())
+    }
+
+    /// Sends a progress message for the current phase.
+    pub fn progress(
+        &self,
+        host: Option<&str>,
+        phase_percent: u8,
+        details: String,
+    ) -> Result<(), JournalError> {
+        self.update(
+            |_| {},
+            |r, seq| {
+                Some(AgentMessage::Progress(Progress {
+                    update_id: r.update_id.clone(),
+                    seq,
+                    phase: r.phase,
+                    host: host.map(str::to_owned),
+                    state: r.state().to_owned(),
+                    phase_percent,
+                    percent: r.percent(phase_percent),
+                    details,
+                }))
+            },
+        )
+    }
+
+    /// A phase ended: the result is recorded and reported; on success the record moves to the next
+    /// phase (or completes), on failure the update stops, resumable at this phase.
+    pub fn finish_phase(&self, phase: Phase, outcome: PhaseOutcome) -> Result<(), JournalError> {
+        self.update(
+            |r| {
+                match &outcome {
+                    // Host progress and the restartedAt value stay on failure: a resume continues at
+                    // the first unfinished host and restarts no workload a second time.
+                    PhaseOutcome::Succeeded => {
+                        r.hosts.clear();
+                        r.restarted_at = None;
+                        match phase.next() {
+                            Some(next) => {
+                                r.phase = next;
+                                r.phase_state = PhaseState::InProgress;
+                            }
+                            None => {
+                                r.phase_state = PhaseState::Done;
+                                r.run = RunState::Completed;
+                            }
+                        }
+                    }
+                    PhaseOutcome::Failed { reason } => {
+                        r.phase_state = PhaseState::Failed;
+                        r.run = RunState::Failed {
+                            phase,
+                            reason: reason.clone(),
+                        };
+                    }
+                }
+            },
+            |r, seq| {
+                let done = r.phase != phase || r.run == RunState::Completed;
+                Some(AgentMessage::PhaseResult(PhaseResult {
+                    update_id: r.update_id.clone(),
+                    seq,
+                    phase,
+                    outcome: outcome.clone(),
+                    state: phase
+                        .state_name(
+                            if done {
+                                PhaseState::Done
+                            } else {
+                                PhaseState::Failed
+                            },
+                            r.uploaded,
+                        )
+                        .to_owned(),
+                    percent: r.percent(0),
+                }))
+            },
+        )
+    }
+
+    /// Stops the update after an abort; a later start resumes at `next`.
+    pub fn stop(&self) -> Result<(), JournalError> {
+        self.update(
+            |r| {
+                r.run = RunState::Aborted { next: r.phase };
+            },
+            |r, seq| {
+                Some(AgentMessage::Stopped(Stopped {
+                    update_id: r.update_id.clone(),
+                    seq,
+                    next: r.phase,
+                }))
+            },
+        )
+    }
+}

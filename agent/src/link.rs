@@ -1,0 +1,217 @@
+//! The link to the controller: mutual TLS, Hello/Welcome, heartbeats, queued messages in order, and
+//! commands passed to the update engine. A lost link is redialled with capped exponential backoff and
+//! jitter; the update keeps running meanwhile.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dc_protocol::frame::{decode, encode};
+use dc_protocol::tls::{self, TlsError};
+use dc_protocol::{
+    AgentMessage, Command, ControllerMessage, ErrorMessage, FrameError, Heartbeat, Hello,
+    PROTOCOL_VERSION, check_protocol_version,
+};
+use futures::{SinkExt, StreamExt};
+use rustls::ClientConfig;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::cluster::Backend;
+use crate::config::{AgentConfig, ReconnectConfig};
+use crate::facts;
+use crate::update::Updater;
+
+/// Why a session with the controller ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the controller closed the connection")]
+    Closed,
+    #[error("the controller refused the agent: {0}")]
+    Refused(ErrorMessage),
+    #[error("unexpected message from the controller: {0}")]
+    Unexpected(String),
+}
+
+/// Capped exponential backoff with jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    config: ReconnectConfig,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(config: ReconnectConfig) -> Self {
+        Self { config, attempt: 0 }
+    }
+
+    /// The delay before the next attempt: `initial * 2^attempt`, capped at `max`, less a random share
+    /// of up to `jitter`.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = (self.config.initial_secs * 2f64.powi(self.attempt.min(30) as i32))
+            .min(self.config.max_secs)
+            .max(0.0);
+        self.attempt = self.attempt.saturating_add(1);
+        let jitter = self.config.jitter.clamp(0.0, 1.0) * random_unit();
+        Duration::from_secs_f64(base * (1.0 - jitter))
+    }
+
+    /// After a good session the next failure starts from the initial delay again.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// A number in [0, 1) from the standard library's randomly keyed hasher: enough to spread redials.
+fn random_unit() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Keeps a link to the controller up for as long as the agent runs.
+pub async fn maintain(
+    config: &AgentConfig,
+    client: Arc<ClientConfig>,
+    updater: &Updater<Backend>,
+    commands: mpsc::Sender<Command>,
+) {
+    let mut backoff = Backoff::new(config.reconnect.clone());
+    loop {
+        match session(config, client.clone(), updater, &commands, &mut backoff).await {
+            Ok(()) => info!("controller link closed"),
+            Err(e) => warn!(error = %e, "controller link lost"),
+        }
+        let delay = backoff.next_delay();
+        debug!(?delay, "redialling the controller");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn session(
+    config: &AgentConfig,
+    client: Arc<ClientConfig>,
+    updater: &Updater<Backend>,
+    commands: &mpsc::Sender<Command>,
+    backoff: &mut Backoff,
+) -> Result<(), LinkError> {
+    let stream = tls::connect(
+        client,
+        &config.controller.address,
+        &config.controller.server_name,
+    )
+    .await?;
+    let (mut sink, mut frames) = dc_protocol::Connection::new(stream).into_inner().split();
+    sink.send(encode(&AgentMessage::Hello(Hello {
+        subcloud: config.subcloud.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol_version: PROTOCOL_VERSION,
+        capabilities: vec!["simulated".to_owned(), "cert-file".to_owned()],
+    }))?)
+    .await?;
+    let welcome = match frames.next().await {
+        None => return Err(LinkError::Closed),
+        Some(frame) => match decode::<ControllerMessage>(&frame?)? {
+            ControllerMessage::Welcome(w) => w,
+            ControllerMessage::Error(e) => return Err(LinkError::Refused(e)),
+            other => return Err(LinkError::Unexpected(format!("{other:?} before Welcome"))),
+        },
+    };
+    check_protocol_version(welcome.protocol_version).map_err(LinkError::Refused)?;
+    info!(controller = %welcome.controller_version, "connected to the controller");
+    backoff.reset();
+    let journal = updater.journal();
+    let mut ticker = tokio::time::interval(Duration::from_secs(u64::from(
+        welcome.heartbeat_interval_secs.max(1),
+    )));
+    loop {
+        tokio::select! {
+            biased;
+            frame = frames.next() => {
+                let message = match frame {
+                    None => return Ok(()),
+                    Some(frame) => decode::<ControllerMessage>(&frame?)?,
+                };
+                match message {
+                    ControllerMessage::Command(command) => {
+                        debug!(?command, "command received");
+                        if commands.send(command).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    ControllerMessage::Error(e) => return Err(LinkError::Refused(e)),
+                    ControllerMessage::Welcome(_) => {
+                        return Err(LinkError::Unexpected("a second Welcome".to_owned()));
+                    }
+                }
+            }
+            // The first tick is immediate: the heartbeat with the update status goes first, so the
+            // controller reconciles before any queued result arrives.
+            _ = ticker.tick() => {
+                let heartbeat = heartbeat(config, updater).await;
+                sink.send(encode(&AgentMessage::Heartbeat(heartbeat))?).await?;
+                while let Some(message) = journal.outbox.front() {
+                    sink.send(encode(&message)?).await?;
+                    journal.outbox.pop();
+                }
+            }
+            () = journal.outbox.notify.notified() => {
+                while let Some(message) = journal.outbox.front() {
+                    sink.send(encode(&message)?).await?;
+                    journal.outbox.pop();
+                }
+            }
+        }
+    }
+}
+
+async fn heartbeat(config: &AgentConfig, updater: &Updater<Backend>) -> Heartbeat {
+    let now = dc_certs::now();
+    let root_ca = facts::root_ca(updater.cluster()).await;
+    Heartbeat {
+        sent_at: now,
+        host: facts::host_facts(),
+        alarms: root_ca
+            .as_ref()
+            .map(|ca| facts::alarms(ca.not_after, now, config.root_ca_expiring_days))
+            .unwrap_or_default(),
+        root_ca: root_ca.as_ref().map(facts::root_ca_info),
+        update: updater.journal().status().borrow().clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_below_the_delay() {
+        let mut backoff = Backoff::new(ReconnectConfig {
+            initial_secs: 0.5,
+            max_secs: 30.0,
+            jitter: 0.0,
+        });
+        let delays: Vec<f64> = (0..10)
+            .map(|_| backoff.next_delay().as_secs_f64())
+            .collect();
+        assert_eq!(&delays[..4], &[0.5, 1.0, 2.0, 4.0]);
+        assert_eq!(delays[9], 30.0);
+        backoff.reset();
+        assert_eq!(backoff.next_delay().as_secs_f64(), 0.5);
+        let mut jittered = Backoff::new(ReconnectConfig {
+            initial_secs: 8.0,
+            max_secs: 8.0,
+            jitter: 0.5,
+        });
+        for _ in 0..50 {
+            let d = jittered.next_delay().as_secs_f64();
+            assert!((4.0..=8.0).contains(&d), "{d}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! What a simulated cluster looks like and which faults it injects.
+
+use std::collections::BTreeMap;
+
+use dc_protocol::Phase;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{UpdateStrategy, WorkloadKind};
+
+/// The shape of a simulated cluster (`[cluster] kind = "simulated"`). Hosts and workloads are created
+/// at the first start and then persist in the data dir; faults are read at every start, so removing a
+/// fault from the config and restarting lets a failed phase succeed on resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Controller hosts (`controller-0`, ...); at least one.
+    #[serde(default = "default_controllers")]
+    pub controllers: u32,
+    /// Worker hosts (`worker-0`, ...).
+    #[serde(default)]
+    pub workers: u32,
+    /// Days until the generated "current" root CA expires; negative means it already expired (for the
+    /// 500.210 alarm).
+    #[serde(default = "default_root_ca_expiry_days")]
+    pub root_ca_expiry_days: i64,
+    /// How long a new pod takes to become ready, in milliseconds (tokio time, so paused-clock tests
+    /// run instantly).
+    #[serde(default = "default_pod_ready_ms")]
+    pub pod_ready_ms: u64,
+    /// The workloads, in every namespace.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadSpec>,
+    /// Faults to inject.
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+fn default_controllers() -> u32 {
+    1
+}
+fn default_root_ca_expiry_days() -> i64 {
+    3650
+}
+fn default_pod_ready_ms() -> u64 {
+    20
+}
+
+/// One workload of the simulated cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// Pods of a Deployment or StatefulSet; a DaemonSet runs one pod per host and ignores it.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    pub strategy: UpdateStrategy,
+    /// The pods' labels; the workload's selector is exactly these labels (`matchLabels`).
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+/// Fault injection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Workloads (`namespace/name`) whose new pods never become ready.
+    #[serde(default)]
+    pub never_ready: Vec<String>,
+    /// Hosts whose component restarts fail.
+    #[serde(default)]
+    pub restart_fails: Vec<String>,
+    /// Hosts that cannot be reached (the start precheck refuses).
+    #[serde(default)]
+    pub unreachable: Vec<String>,
+    /// A phase that takes this much longer.
+    #[serde(default)]
+    pub slow_phase: Option<SlowPhase>,
+}
+
+/// A phase slowed down by `delay_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowPhase {
+    pub phase: Phase,
+    pub delay_ms: u64,
+}
+
+impl WorkloadSpec {
+    /// A workload whose pods carry `app=<name>`.
+    pub fn new(
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        replicas: u32,
+        strategy: UpdateStrategy,
+    ) -> Self {
+        Self {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            replicas,
+            strategy,
+            labels: BTreeMap::from([("app".to_owned(), name.to_owned())]),
+        }
+    }
+
+    /// `namespace/name`, as faults name workloads.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+const ROLLING: UpdateStrategy = UpdateStrategy::RollingUpdate {
+    max_unavailable: 1,
+    max_surge: 0,
+};
+
+impl SimConfig {
+    /// The cheapest useful cluster, for fleet benchmarks: one controller, three small workloads, pods
+    /// ready in 20 ms.
+    pub fn light() -> Self {
+        Self {
+            controllers: 1,
+            workers: 0,
+            root_ca_expiry_days: default_root_ca_expiry_days(),
+            pod_ready_ms: default_pod_ready_ms(),
+            workloads: vec![
+                WorkloadSpec::new(WorkloadKind::Deployment, "default", "web", 2, ROLLING),
+                WorkloadSpec::new(WorkloadKind::DaemonSet, "kube-system", "proxy", 1, ROLLING),
+                WorkloadSpec::new(
+                    WorkloadKind::StatefulSet,
+                    "default",
+                    "db",
+                    1,
+                    UpdateStrategy::OnDelete,
+                ),
+            ],
+            faults: Faults::default(),
+        }
+    }
+
+    /// A typical subcloud, for demos and end-to-end tests: two controllers, two workers, every workload
+    /// kind with both update strategies, Deployments with surge, and two StatefulSets whose pods share
+    /// the `app` label (only the whole selector tells them apart).
+    pub fn typical() -> Self {
+        let mut primary = WorkloadSpec::new(
+            WorkloadKind::StatefulSet,
+            "db",
+            "pg-primary",
+            1,
+            UpdateStrategy::OnDelete,
+        );
+        primary.labels = BTreeMap::from([
+            ("app".into(), "pg".into()),
+            ("role".into(), "primary".into()),
+        ]);
+        let mut replica = WorkloadSpec::new(
+            WorkloadKind::StatefulSet,
+            "db",
+            "pg-replica",
+            2,
+            UpdateStrategy::OnDelete,
+        );
+        replica.labels = BTreeMap::from([
+            ("app".into(), "pg".into()),
+            ("role".into(), "replica".into()),
+        ]);
+        Self {
+            controllers: 2,
+            workers: 2,
+            root_ca_expiry_days: default_root_ca_expiry_days(),
+            pod_ready_ms: 50,
+            workloads: vec![
+                WorkloadSpec::new(
+                    WorkloadKind::Deployment,
+                    "default",
+                    "web",
+                    3,
+                    UpdateStrategy::RollingUpdate {
+                        max_unavailable: 0,
+                        max_surge: 1,
+                    },
+                ),
+                WorkloadSpec::new(
+                    WorkloadKind::Deployment,
+                    "monitoring",
+                    "grafana",
+                    2,
+                    ROLLING,
+                ),
+                WorkloadSpec::new(
+                    WorkloadKind::DaemonSet,
+                    "kube-system",
+                    "kube-proxy",
+                    1,
+                    ROLLING,
+                ),
+                WorkloadSpec::new(
+                    WorkloadKind::DaemonSet,
+                    "monitoring",
+                    "node-exporter",
+                    1,
+                    UpdateStrategy::OnDelete,
+                ),
+                WorkloadSpec::new(WorkloadKind::StatefulSet, "default", "cache", 2, ROLLING),
+                primary,
+                replica,
+            ],
+            faults: Faults::default(),
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Whole updates on simulated clusters, checked from the files: the phases, their order's safety,
+//! crashes at every step, abort and resume, and injected faults. The clock is paused, so pod readiness
+//! and rollout polling cost no wall time.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dc_agent::cluster::{Backend, Component, HostFile, HostRole, UpdateStrategy, WorkloadKind};
+use dc_agent::journal::{Journal, UpdateRecord};
+use dc_agent::kubeconfig::Kubeconfig;
+use dc_agent::sim::{SimCluster, SimConfig, SimState, SlowPhase};
+use dc_agent::update::{Settings, StartDecision, Updater};
+use dc_certs::inspect::CertSummary;
+use dc_certs::verify::Usage;
+use dc_protocol::{AgentMessage, Phase, PhaseOutcome, RunState, UpdateParams};
+
+const SUBJECT: &str = "C=CA ST=ON L=OTT O=WR OU=STX CN=NEW-ROOT";
+const EXPIRY: &str = "2031-06-30";
+
+fn params() -> UpdateParams {
+    UpdateParams {
+        subject: Some(SUBJECT.into()),
+        expiry_date: Some(EXPIRY.into()),
+        cert_file: None,
+    }
+}
+
+fn open(dir: &Path, sim: &SimConfig) -> Updater<Backend> {
+    let cluster = Backend::Simulated(SimCluster::open(dir, sim).unwrap());
+    let settings = Settings {
+        exclude_namespaces: vec![],
+        concurrency: 3,
+        poll: Duration::from_millis(10),
+        phase_timeout: Duration::from_secs(60),
+    };
+    Updater::new(cluster, Journal::open(dir).unwrap(), settings)
+}
+
+fn sim(updater: &Updater<Backend>) -> &SimCluster {
+    let Backend::Simulated(sim) = updater.cluster();
+    sim
+}
+
+fn record(updater: &Updater<Backend>) -> UpdateRecord {
+    updater.journal().record().unwrap()
+}
+
+/// Every message queued so far.
+fn drain(updater: &Updater<Backend>) -> Vec<AgentMessage> {
+    let mut out = Vec::new();
+    while let Some(m) = updater.journal().outbox.front() {
+        updater.journal().outbox.pop();
+        out.push(m);
+    }
+    out
+}
+
+fn failures(messages: &[AgentMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            AgentMessage::PhaseResult(r) => match &r.outcome {
+                PhaseOutcome::Failed { reason } => Some(reason.clone()),
+                PhaseOutcome::Succeeded => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn host_file(sim: &SimCluster, host: &str, file: HostFile) -> String {
+    std::fs::read_to_string(sim.host_dir(host).join(file.path())).unwrap()
+}
+
+/// Checks the end state from the files and the model: only the new CA anywhere, every leaf chains to
+/// it, every pod mounted the new CA alone, OnDelete pods were deleted and recreated, and every workload
+/// was restarted exactly once per pods phase.
+fn assert_updated(sim: &SimCluster, state: &SimState) {
+    let first = &state.hosts[0].name;
+    let ca_pem = host_file(sim, first, HostFile::CaCert);
+    let ders = dc_certs::pem_certificates(&ca_pem).unwrap();
+    assert_eq!(ders.len(), 1, "ca.crt holds the new CA alone");
+    let ca = CertSummary::from_der(&ders[0]).unwrap();
+    assert_eq!(ca.subject, SUBJECT);
+    assert_eq!(
+        ca.not_after,
+        dc_certs::ExpiryDate::parse(EXPIRY).unwrap().not_after()
+    );
+    assert_eq!(ca.key_algorithm, "ECDSA P-384");
+    let check = |leaf: &str, usage: Usage, what: &str| {
+        dc_agent::trust::trusts(leaf, &ca_pem, usage)
+            .unwrap_or_else(|e| panic!("{what} does not chain to the new CA: {e}"));
+    };
+    for host in &state.hosts {
+        let name = &host.name;
+        assert_eq!(
+            host_file(sim, name, HostFile::CaCert),
+            ca_pem,
+            "{name} ca.crt"
+        );
+        assert!(!sim.host_dir(name).join(HostFile::CaNewCert.path()).exists());
+        if host.role == HostRole::Controller {
+            let key = host_file(sim, name, HostFile::CaKey);
+            dc_certs::CertifiedCa::from_pem(&ca_pem, &key).expect("ca.key is the new CA's key");
+            check(
+                &host_file(sim, name, HostFile::ApiserverCert),
+                Usage::Server,
+                "apiserver.crt",
+            );
+            check(
+                &host_file(sim, name, HostFile::ApiserverKubeletClientCert),
+                Usage::Client,
+                "apiserver-kubelet-client.crt",
+            );
+            assert!(
+                host_file(sim, name, HostFile::ControllerManagerManifest)
+                    .contains("--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt")
+            );
+            // Untouched by the update.
+            assert!(
+                dc_agent::trust::trusts(
+                    &host_file(sim, name, HostFile::ApiserverCert),
+                    &host_file(sim, name, HostFile::FrontProxyCaCert),
+                    Usage::Server
+                )
+                .is_err()
+            );
+        }
+        for &component in Component::with_kubeconfig(host.role) {
+            let k =
+                Kubeconfig::parse(&host_file(sim, name, HostFile::Kubeconfig(component))).unwrap();
+            assert_eq!(k.ca_pem, ca_pem, "{name} {component:?} CA data");
+            check(&k.client_cert_pem, Usage::Client, component.kubeconfig());
+        }
+    }
+    for w in &state.workloads {
+        assert_eq!(
+            w.restarts,
+            2,
+            "{} restarted once per pods phase",
+            w.spec.key()
+        );
+        for pod in &w.pods {
+            assert_eq!(
+                pod.trust_bundle, ca_pem,
+                "pod {} trusts only the new CA",
+                pod.name
+            );
+            assert_eq!(pod.revision, 3, "pod {} runs the last template", pod.name);
+        }
+        if w.spec.strategy == UpdateStrategy::OnDelete {
+            let desired = if w.spec.kind == WorkloadKind::DaemonSet {
+                state.hosts.len()
+            } else {
+                w.spec.replicas as usize
+            };
+            assert_eq!(
+                w.pods_deleted as usize,
+                2 * desired,
+                "{}: each OnDelete pod deleted exactly once per pods phase",
+                w.spec.key()
+            );
+        } else {
+            assert_eq!(w.pods_deleted, 0, "{}", w.spec.key());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_update_on_a_typical_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::typical());
+    assert_eq!(updater.start("u1", params()).unwrap(), StartDecision::Run);
+    updater.run().await.unwrap();
+    let messages = drain(&updater);
+    assert_eq!(failures(&messages), Vec::<String>::new());
+    assert_eq!(record(&updater).run, RunState::Completed);
+    assert_eq!(record(&updater).state(), "update-completed");
+    // Messages are numbered in order, every phase reported its success, in order.
+    let seqs: Vec<u64> = messages.iter().filter_map(seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let succeeded: Vec<Phase> = messages
+        .iter()
+        .filter_map(|m| match m {
+            AgentMessage::PhaseResult(r) if r.outcome == PhaseOutcome::Succeeded => Some(r.phase),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(succeeded, Phase::ALL);
+    let state = sim(&updater).snapshot().unwrap();
+    assert_updated(sim(&updater), &state);
+    // Host phases went controllers first, one host at a time.
+    let hosts: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            AgentMessage::Progress(p) if p.phase == Phase::HostsTrustBothCas => p.host.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        ["controller-0", "controller-1", "worker-0", "worker-1"]
+    );
+    // A second start of the completed update only repeats its result.
+    assert_eq!(
+        updater.start("u1", params()).unwrap(),
+        StartDecision::AlreadyCompleted
+    );
+}
+
+fn seq(m: &AgentMessage) -> Option<u64> {
+    match m {
+        AgentMessage::Progress(p) => Some(p.seq),
+        AgentMessage::PhaseResult(r) => Some(r.seq),
+        AgentMessage::Stopped(s) => Some(s.seq),
+        _ => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_phase_order_is_caught_by_the_trust_invariants() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::typical());
+    updater.start("u1", params()).unwrap();
+    // Run until the hosts trust both CAs, then skip the pods phase: update-certs would re-issue the
+    // apiserver's certificate from a CA the pods do not trust yet.
+    let mut status = updater.journal().status();
+    tokio::select! {
+        _ = updater.run() => panic!("the update should have been stopped before the pods phase"),
+        _ = status.wait_for(|s| s.as_ref().is_some_and(|s| s.phase == Phase::PodsTrustBothCas)) => {}
+    }
+    updater
+        .journal()
+        .update(|r| r.phase = Phase::HostsUpdateCerts, |_, _| None)
+        .unwrap();
+    updater.run().await.unwrap();
+    let RunState::Failed { phase, reason } = record(&updater).run else {
+        panic!("update-certs must fail");
+    };
+    assert_eq!(phase, Phase::HostsUpdateCerts);
+    assert!(reason.contains("trust invariant violated"), "{reason}");
+    assert!(
+        reason.contains("cannot verify the apiserver of controller-0"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats() {
+    let config = SimConfig::typical();
+    for target in Phase::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        open(dir.path(), &config).start("u1", params()).unwrap();
+        let mut kills = 0;
+        // Kill the agent (drop its future) as the phase begins, then a few recorded transitions and
+        // await points into it: in the middle of a host, of a rollout, between a transition and the
+        // action it announces. A fresh agent on the same data dir resumes each time, as after a crash.
+        for (transitions, yields) in [(0, 0), (1, 3), (2, 1), (4, 7), (0, 0)] {
+            let updater = open(dir.path(), &config);
+            if record(&updater).phase > target || record(&updater).run == RunState::Completed {
+                break;
+            }
+            assert!(updater.should_resume());
+            let mut status = updater.journal().status();
+            tokio::select! {
+                result = updater.run() => result.unwrap(),
+                _ = async {
+                    status.wait_for(|s| s.as_ref().is_some_and(|s| s.phase == target)).await.unwrap();
+                    for _ in 0..transitions {
+                        status.changed().await.unwrap();
+                    }
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                } => {
+                    if record(&updater).phase == target {
+                        kills += 1;
+                    }
+                }
+            }
+            assert_eq!(failures(&drain(&updater)), Vec::<String>::new());
+        }
+        assert!(kills > 0, "never killed in {target}");
+        let updater = open(dir.path(), &config);
+        updater.run().await.unwrap();
+        assert_eq!(failures(&drain(&updater)), Vec::<String>::new());
+        assert_eq!(
+            record(&updater).run,
+            RunState::Completed,
+            "killed in {target}"
+        );
+        let state = sim(&updater).snapshot().unwrap();
+        assert_updated(sim(&updater), &state);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::typical());
+    updater.start("u1", params()).unwrap();
+    let mut status = updater.journal().status();
+    let (result, ()) = tokio::join!(updater.run(), async {
+        status
+            .wait_for(|s| {
+                s.as_ref()
+                    .is_some_and(|s| s.phase == Phase::PodsTrustBothCas)
+            })
+            .await
+            .unwrap();
+        updater.request_abort();
+    });
+    result.unwrap();
+    assert_eq!(
+        record(&updater).run,
+        RunState::Aborted {
+            next: Phase::HostsUpdateCerts
+        }
+    );
+    let messages = drain(&updater);
+    assert!(matches!(
+        messages.last(),
+        Some(AgentMessage::Stopped(s)) if s.next == Phase::HostsUpdateCerts
+    ));
+    // The pods phase in progress was finished.
+    assert!(messages.iter().any(|m| matches!(m,
+        AgentMessage::PhaseResult(r) if r.phase == Phase::PodsTrustBothCas && r.outcome == PhaseOutcome::Succeeded)));
+    assert_eq!(updater.start("u1", params()).unwrap(), StartDecision::Run);
+    updater.run().await.unwrap();
+    let resumed = drain(&updater);
+    assert!(matches!(
+        resumed.first(),
+        Some(AgentMessage::Progress(p)) if p.phase == Phase::HostsUpdateCerts
+    ));
+    assert_eq!(record(&updater).run, RunState::Completed);
+    assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
+}
+
+/// Runs `u1` on a cluster with `faulty`, expects `phase` to fail with a reason containing `expect`, then
+/// restarts the agent with the fault removed and expects the resumed update to complete.
+async fn fault_then_resume(faulty: SimConfig, phase: Phase, expect: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &faulty);
+    updater.start("u1", params()).unwrap();
+    updater.run().await.unwrap();
+    let RunState::Failed {
+        phase: failed,
+        reason,
+    } = record(&updater).run
+    else {
+        panic!("the update must fail: {:?}", record(&updater).run);
+    };
+    assert_eq!(failed, phase, "{reason}");
+    for e in expect {
+        assert!(reason.contains(e), "{reason} lacks {e}");
+    }
+    assert!(
+        record(&updater).state().ends_with("-failed"),
+        "{}",
+        record(&updater).state()
+    );
+    drop(updater);
+    let mut fixed = faulty;
+    fixed.faults = Default::default();
+    let updater = open(dir.path(), &fixed);
+    assert_eq!(updater.start("u1", params()).unwrap(), StartDecision::Run);
+    updater.run().await.unwrap();
+    assert_eq!(record(&updater).run, RunState::Completed);
+    assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_pods_that_never_become_ready_fail_the_pods_phase() {
+    let mut config = SimConfig::typical();
+    config.faults.never_ready = vec!["default/web".into()];
+    fault_then_resume(
+        config,
+        Phase::PodsTrustBothCas,
+        &["Deployment default/web", "rollout not complete after 60s"],
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_component_restart_fails_the_host_phase() {
+    let mut config = SimConfig::typical();
+    config.faults.restart_fails = vec!["worker-1".into()];
+    fault_then_resume(
+        config,
+        Phase::HostsTrustBothCas,
+        &["restarting Kubelet on worker-1 failed"],
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_host_is_refused_at_start() {
+    let mut config = SimConfig::light();
+    config.faults.unreachable = vec!["controller-0".into()];
+    fault_then_resume(
+        config,
+        Phase::Start,
+        &["host controller-0 is not reachable"],
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_phase_takes_its_extra_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SimConfig::light();
+    config.faults.slow_phase = Some(SlowPhase {
+        phase: Phase::NewRootCa,
+        delay_ms: 30_000,
+    });
+    let updater = open(dir.path(), &config);
+    updater.start("u1", params()).unwrap();
+    let started = tokio::time::Instant::now();
+    updater.run().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    assert_eq!(record(&updater).run, RunState::Completed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_parameters_are_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::light());
+    let before = sim(&updater).snapshot().unwrap();
+    let bad = UpdateParams {
+        subject: Some("O=WR".into()),
+        ..UpdateParams::default()
+    };
+    updater.start("u1", bad).unwrap();
+    updater.run().await.unwrap();
+    let RunState::Failed { phase, reason } = record(&updater).run else {
+        panic!("must be refused");
+    };
+    assert_eq!(phase, Phase::Start);
+    assert!(reason.contains("invalid subject"), "{reason}");
+    let after = sim(&updater).snapshot().unwrap();
+    assert_eq!(before.workloads, after.workloads);
+    // Another update may start instead, since the refused one never touched the cluster.
+    assert_eq!(updater.start("u2", params()).unwrap(), StartDecision::Run);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_uploaded_cert_file_is_used_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::light());
+    let now = dc_certs::now();
+    let ca = dc_certs::authority::NewRootCa {
+        subject: Some(dc_certs::Subject::parse("CN=uploaded").unwrap()),
+        expiry: None,
+    }
+    .generate(90 * 86400, now)
+    .unwrap();
+    let file = format!("{}{}", ca.cert_pem(), ca.key_pem());
+    updater
+        .start(
+            "u1",
+            UpdateParams {
+                cert_file: Some(file),
+                ..UpdateParams::default()
+            },
+        )
+        .unwrap();
+    updater.run().await.unwrap();
+    assert_eq!(record(&updater).run, RunState::Completed);
+    let messages = drain(&updater);
+    assert!(messages.iter().any(|m| matches!(m,
+        AgentMessage::PhaseResult(r) if r.state == "update-new-rootca-cert-uploaded")));
+    let host = &sim(&updater).snapshot().unwrap().hosts[0].name;
+    assert_eq!(
+        host_file(sim(&updater), host, HostFile::CaCert),
+        ca.cert_pem()
+    );
+}
