@@ -127,10 +127,20 @@ async fn session(
     info!(controller = %welcome.controller_version, "connected to the controller");
     backoff.reset();
     let journal = updater.journal();
-    let mut ticker = tokio::time::interval(Duration::from_secs(u64::from(
-        welcome.heartbeat_interval_secs.max(1),
-    )));
+    // The heartbeat with the update status goes first, so the controller reconciles before any queued
+    // result arrives; then whatever was queued while the link was down.
+    sink.send(encode(&AgentMessage::Heartbeat(
+        heartbeat(config, updater).await,
+    ))?)
+    .await?;
+    let period = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(1)));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
+        // A message leaves the outbox only once written, so a link lost mid-send loses nothing.
+        while let Some(message) = journal.outbox.front() {
+            sink.send(encode(&message)?).await?;
+            journal.outbox.pop();
+        }
         tokio::select! {
             biased;
             frame = frames.next() => {
@@ -151,22 +161,11 @@ async fn session(
                     }
                 }
             }
-            // The first tick is immediate: the heartbeat with the update status goes first, so the
-            // controller reconciles before any queued result arrives.
             _ = ticker.tick() => {
                 let heartbeat = heartbeat(config, updater).await;
                 sink.send(encode(&AgentMessage::Heartbeat(heartbeat))?).await?;
-                while let Some(message) = journal.outbox.front() {
-                    sink.send(encode(&message)?).await?;
-                    journal.outbox.pop();
-                }
             }
-            () = journal.outbox.notify.notified() => {
-                while let Some(message) = journal.outbox.front() {
-                    sink.send(encode(&message)?).await?;
-                    journal.outbox.pop();
-                }
-            }
+            () = journal.outbox.notify.notified() => {}
         }
     }
 }

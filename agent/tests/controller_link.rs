@@ -1,0 +1,208 @@
+//! The agent against a small fake controller over real mutual TLS on 127.0.0.1: Hello, heartbeats,
+//! a start command, progress in order with percent and details, a dropped link redialled with the
+//! update still running, and the heartbeat with the update status first after the reconnect.
+
+use std::time::Duration;
+
+use dc_agent::config::{ControllerConfig, PodsConfig, ReconnectConfig, TlsConfig};
+use dc_agent::sim::SimConfig;
+use dc_agent::{AgentConfig, ClusterConfig};
+use dc_certs::pki;
+use dc_protocol::tls::{self, AgentAcceptor};
+use dc_protocol::{
+    AgentMessage, Command, Connection, ControllerMessage, PROTOCOL_VERSION, Phase, PhaseOutcome,
+    UpdateParams, Welcome,
+};
+use tokio::net::{TcpListener, TcpStream};
+
+type Link = Connection<tokio_rustls::server::TlsStream<TcpStream>>;
+
+const SUBJECT: &str = "O=WR CN=linked-root";
+
+/// Accepts one agent, checks its Hello and welcomes it.
+async fn accept(listener: &TcpListener, acceptor: &AgentAcceptor) -> Link {
+    let (tcp, _) = listener.accept().await.unwrap();
+    let (stream, subcloud) = acceptor.accept(tcp).await.unwrap();
+    assert_eq!(subcloud, "subcloud1");
+    let mut link = Connection::new(stream);
+    match link.recv::<AgentMessage>().await.unwrap() {
+        Some(AgentMessage::Hello(hello)) => {
+            assert_eq!(hello.subcloud, "subcloud1");
+            assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
+        }
+        other => panic!("expected Hello, got {other:?}"),
+    }
+    link.send(&ControllerMessage::Welcome(Welcome {
+        controller_version: "fake".into(),
+        protocol_version: PROTOCOL_VERSION,
+        heartbeat_interval_secs: 1,
+    }))
+    .await
+    .unwrap();
+    link
+}
+
+async fn next(link: &mut Link) -> AgentMessage {
+    link.recv::<AgentMessage>()
+        .await
+        .unwrap()
+        .expect("the agent closed the link")
+}
+
+fn seq(m: &AgentMessage) -> Option<u64> {
+    match m {
+        AgentMessage::Progress(p) => Some(p.seq),
+        AgentMessage::PhaseResult(r) => Some(r.seq),
+        AgentMessage::Stopped(s) => Some(s.seq),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn progress_streams_in_order_over_mtls_across_a_reconnect() {
+    tokio::time::timeout(Duration::from_secs(120), scenario())
+        .await
+        .expect("the scenario timed out");
+}
+
+async fn scenario() {
+    let pki = dc_test_support::TestPki::new().unwrap();
+    let agent_dir = pki.agent("subcloud1").unwrap();
+    let read = |name: &str| std::fs::read_to_string(pki.file(name)).unwrap();
+    let acceptor = AgentAcceptor::new(
+        tls::server_config(
+            &read(pki::CA_CERT),
+            &read(pki::CONTROLLER_CERT),
+            &read(pki::CONTROLLER_KEY),
+        )
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = AgentConfig {
+        subcloud: "subcloud1".into(),
+        controller: ControllerConfig {
+            address: listener.local_addr().unwrap().to_string(),
+            server_name: "localhost".into(),
+        },
+        tls: TlsConfig {
+            ca: agent_dir.join(pki::CA_CERT),
+            cert: agent_dir.join(pki::AGENT_CERT),
+            key: agent_dir.join(pki::AGENT_KEY),
+        },
+        data_dir: data.path().to_owned(),
+        root_ca_expiring_days: 30,
+        reconnect: ReconnectConfig {
+            initial_secs: 0.05,
+            max_secs: 0.2,
+            jitter: 0.5,
+        },
+        pods: PodsConfig {
+            concurrency: 2,
+            exclude_namespaces: vec![],
+            poll_ms: 10,
+        },
+        phase_timeout_secs: 60,
+        cluster: ClusterConfig::Simulated(SimConfig::light()),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(dc_agent::run(config, async {
+        let _ = stopped.await;
+    }));
+
+    // First link: the heartbeat comes at once, with the current CA and no update.
+    let mut link = accept(&listener, &acceptor).await;
+    let AgentMessage::Heartbeat(first) = next(&mut link).await else {
+        panic!("the first message after Welcome must be a heartbeat");
+    };
+    assert_eq!(first.update, None);
+    assert_eq!(first.root_ca.as_ref().unwrap().subject, "CN=kubernetes");
+    assert!(first.alarms.is_empty());
+    let start = ControllerMessage::Command(Command::Start {
+        update_id: "u1".into(),
+        params: UpdateParams {
+            subject: Some(SUBJECT.into()),
+            expiry_date: None,
+            cert_file: None,
+        },
+    });
+    link.send(&start).await.unwrap();
+    // A second start for the running update is acknowledged, not restarted.
+    link.send(&start).await.unwrap();
+    let mut messages = Vec::new();
+    loop {
+        let m = next(&mut link).await;
+        let done =
+            matches!(&m, AgentMessage::PhaseResult(r) if r.phase == Phase::HostsTrustBothCas);
+        messages.push(m);
+        if done {
+            break;
+        }
+    }
+    // The controller goes away mid-update; the agent keeps working and redials.
+    drop(link);
+    let mut link = accept(&listener, &acceptor).await;
+    let m = next(&mut link).await;
+    let AgentMessage::Heartbeat(reconnected) = m else {
+        panic!("after a reconnect the heartbeat must come first: {m:?}");
+    };
+    let status = reconnected
+        .update
+        .expect("the heartbeat carries the update status");
+    assert_eq!(status.update_id, "u1");
+    loop {
+        let m = next(&mut link).await;
+        let done = matches!(&m, AgentMessage::PhaseResult(r) if r.phase == Phase::Complete);
+        messages.push(m);
+        if done {
+            break;
+        }
+    }
+    // Once complete, heartbeats report the new CA.
+    loop {
+        if let AgentMessage::Heartbeat(h) = next(&mut link).await
+            && h.root_ca.as_ref().is_some_and(|ca| ca.subject == SUBJECT)
+        {
+            assert_eq!(h.update.unwrap().state, "update-completed");
+            break;
+        }
+    }
+
+    let seqs: Vec<u64> = messages.iter().filter_map(seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers increase: {seqs:?}"
+    );
+    assert!(status.last_seq >= seqs[0]);
+    let mut percent = 0;
+    for m in &messages {
+        match m {
+            AgentMessage::Progress(p) => {
+                assert!(!p.details.is_empty());
+                assert!(p.percent >= percent, "percent goes back: {m:?}");
+                percent = p.percent;
+            }
+            AgentMessage::PhaseResult(r) => {
+                assert_eq!(r.outcome, PhaseOutcome::Succeeded, "{m:?}");
+                percent = r.percent;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(percent, 100);
+    assert!(messages.iter().any(|m| matches!(m,
+        AgentMessage::Progress(p) if p.details.contains("already running"))));
+    assert!(messages.iter().any(|m| matches!(m,
+        AgentMessage::Progress(p) if p.phase == Phase::PodsTrustBothCas && p.details.contains("of 3 workloads"))));
+    let results: Vec<Phase> = messages
+        .iter()
+        .filter_map(|m| match m {
+            AgentMessage::PhaseResult(r) => Some(r.phase),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, Phase::ALL);
+
+    stop.send(()).unwrap();
+    agent.await.unwrap().unwrap();
+}
