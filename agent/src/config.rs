@@ -161,7 +161,8 @@ impl AgentConfig {
             .add_source(
                 config::Environment::with_prefix("DC_AGENT")
                     .prefix_separator("__")
-                    .separator("__"),
+                    .separator("__")
+                    .try_parsing(true),
             )
             .build()?
             .try_deserialize()?)
@@ -219,5 +220,13 @@ never_ready = ["db/pg"]
         assert_eq!((sim.controllers, sim.workers), (2, 1));
         assert_eq!(sim.workloads[0].replicas, 2);
         assert_eq!(sim.faults.never_ready, ["db/pg"]);
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dc-agent.example.toml");
+        let config = AgentConfig::load(&path).unwrap();
+        let ClusterConfig::Simulated(sim) = config.cluster;
+        assert_eq!(sim.workloads.len(), 3);
     }
 }

@@ -677,3 +677,116 @@ fn write_host_file(
     )
     .map_err(io(&path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::rollout_complete;
+
+    fn cluster(dir: &Path, spec: WorkloadSpec, workers: u32) -> (SimCluster, WorkloadRef) {
+        let config = SimConfig {
+            controllers: 1,
+            workers,
+            pod_ready_ms: 100,
+            workloads: vec![spec.clone()],
+            ..SimConfig::light()
+        };
+        let id = WorkloadRef {
+            kind: spec.kind,
+            namespace: spec.namespace,
+            name: spec.name,
+        };
+        (SimCluster::open(dir, &config).unwrap(), id)
+    }
+
+    /// Restarts the workload and follows the rollout, checking the strategy's limits at every step.
+    async fn follow(sim: &SimCluster, id: &WorkloadRef, min_ready: u32, max_pods: u32) {
+        sim.patch_template_annotation(id, RESTARTED_AT_ANNOTATION, "now")
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            let status = sim.get_workload(id).await.unwrap().status;
+            assert!(status.ready >= min_ready, "{status:?}");
+            assert!(status.replicas <= max_pods, "{status:?}");
+            if rollout_complete(&status).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        panic!("the rollout never completed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deployment_surges_without_losing_a_ready_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let strategy = UpdateStrategy::RollingUpdate {
+            max_unavailable: 0,
+            max_surge: 1,
+        };
+        let spec = WorkloadSpec::new(WorkloadKind::Deployment, "default", "web", 3, strategy);
+        let (sim, id) = cluster(dir.path(), spec, 0);
+        follow(&sim, &id, 3, 4).await;
+        let state = sim.snapshot().unwrap();
+        assert!(state.workloads[0].pods.iter().all(|p| p.revision == 2));
+        // The same value again is no new rollout.
+        sim.patch_template_annotation(&id, RESTARTED_AT_ANNOTATION, "now")
+            .await
+            .unwrap();
+        assert_eq!(sim.snapshot().unwrap().workloads[0].restarts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn daemonset_replaces_one_host_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = WorkloadSpec::new(
+            WorkloadKind::DaemonSet,
+            "kube-system",
+            "proxy",
+            1,
+            UpdateStrategy::RollingUpdate {
+                max_unavailable: 1,
+                max_surge: 0,
+            },
+        );
+        let (sim, id) = cluster(dir.path(), spec, 2);
+        follow(&sim, &id, 2, 3).await;
+        let names: Vec<String> = sim.snapshot().unwrap().workloads[0]
+            .pods
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        assert_eq!(names.len(), 3);
+        assert!(names.contains(&"proxy-worker-1".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_delete_waits_for_deletions_and_state_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = WorkloadSpec::new(
+            WorkloadKind::StatefulSet,
+            "db",
+            "pg",
+            2,
+            UpdateStrategy::OnDelete,
+        );
+        let (sim, id) = cluster(dir.path(), spec.clone(), 0);
+        sim.patch_template_annotation(&id, RESTARTED_AT_ANNOTATION, "now")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let status = sim.get_workload(&id).await.unwrap().status;
+        assert_eq!(status.updated, 0, "OnDelete never replaces pods by itself");
+        assert!(rollout_complete(&status).is_err());
+        sim.delete_pod("db", "pg-1").await.unwrap();
+        let pods = sim
+            .list_pods("db", &sim.get_workload(&id).await.unwrap().selector)
+            .await
+            .unwrap();
+        assert_eq!(pods.len(), 2, "the deleted pod is recreated at once");
+        drop(sim);
+        let (sim, _) = cluster(dir.path(), spec, 0);
+        let state = sim.snapshot().unwrap();
+        assert_eq!(state.workloads[0].pods_deleted, 1);
+        assert_eq!(state.workloads[0].revision, 2);
+    }
+}
