@@ -65,67 +65,118 @@ async fn progress_streams_in_order_over_mtls_across_a_reconnect() {
         .expect("the scenario timed out");
 }
 
-async fn scenario() {
-    let pki = dc_test_support::TestPki::new().unwrap();
-    let agent_dir = pki.agent("subcloud1").unwrap();
-    let read = |name: &str| std::fs::read_to_string(pki.file(name)).unwrap();
-    let acceptor = AgentAcceptor::new(
-        tls::server_config(
-            &read(pki::CA_CERT),
-            &read(pki::CONTROLLER_CERT),
-            &read(pki::CONTROLLER_KEY),
-        )
-        .unwrap(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let config = AgentConfig {
-        subcloud: "subcloud1".into(),
-        controller: ControllerConfig {
-            address: listener.local_addr().unwrap().to_string(),
-            server_name: "localhost".into(),
-        },
-        tls: TlsConfig {
-            ca: agent_dir.join(pki::CA_CERT),
-            cert: agent_dir.join(pki::AGENT_CERT),
-            key: agent_dir.join(pki::AGENT_KEY),
-        },
-        data_dir: data.path().to_owned(),
-        root_ca_expiring_days: 30,
-        reconnect: ReconnectConfig {
-            initial_secs: 0.05,
-            max_secs: 0.2,
-            jitter: 0.5,
-        },
-        pods: PodsConfig {
-            concurrency: 2,
-            exclude_namespaces: vec![],
-            poll_ms: 10,
-        },
-        phase_timeout_secs: 60,
-        cluster: ClusterConfig::Simulated(SimConfig::light()),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(dc_agent::run(config, async {
-        let _ = stopped.await;
-    }));
+/// A fake controller with its listener, and an agent dialling it.
+struct Harness {
+    listener: TcpListener,
+    acceptor: AgentAcceptor,
+    stop: tokio::sync::oneshot::Sender<()>,
+    agent: tokio::task::JoinHandle<Result<(), dc_agent::AgentError>>,
+    _pki: dc_test_support::TestPki,
+    _data: tempfile::TempDir,
+}
 
-    // First link: the heartbeat comes at once, with the current CA and no update.
-    let mut link = accept(&listener, &acceptor).await;
-    let AgentMessage::Heartbeat(first) = next(&mut link).await else {
-        panic!("the first message after Welcome must be a heartbeat");
-    };
-    assert_eq!(first.update, None);
-    assert_eq!(first.root_ca.as_ref().unwrap().subject, "CN=kubernetes");
-    assert!(first.alarms.is_empty());
-    let start = ControllerMessage::Command(Command::Start {
+impl Harness {
+    async fn start() -> Self {
+        let pki = dc_test_support::TestPki::new().unwrap();
+        let agent_dir = pki.agent("subcloud1").unwrap();
+        let read = |name: &str| std::fs::read_to_string(pki.file(name)).unwrap();
+        let acceptor = AgentAcceptor::new(
+            tls::server_config(
+                &read(pki::CA_CERT),
+                &read(pki::CONTROLLER_CERT),
+                &read(pki::CONTROLLER_KEY),
+            )
+            .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let config = AgentConfig {
+            subcloud: "subcloud1".into(),
+            controller: ControllerConfig {
+                address: listener.local_addr().unwrap().to_string(),
+                server_name: "localhost".into(),
+            },
+            tls: TlsConfig {
+                ca: agent_dir.join(pki::CA_CERT),
+                cert: agent_dir.join(pki::AGENT_CERT),
+                key: agent_dir.join(pki::AGENT_KEY),
+            },
+            data_dir: data.path().to_owned(),
+            root_ca_expiring_days: 30,
+            reconnect: ReconnectConfig {
+                initial_secs: 0.05,
+                max_secs: 0.2,
+                jitter: 0.5,
+            },
+            pods: PodsConfig {
+                concurrency: 2,
+                exclude_namespaces: vec![],
+                poll_ms: 10,
+            },
+            phase_timeout_secs: 60,
+            cluster: ClusterConfig::Simulated(SimConfig::light()),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let agent = tokio::spawn(dc_agent::run(config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            listener,
+            acceptor,
+            stop,
+            agent,
+            _pki: pki,
+            _data: data,
+        }
+    }
+
+    async fn accept(&self) -> Link {
+        accept(&self.listener, &self.acceptor).await
+    }
+
+    async fn shutdown(self) {
+        self.stop.send(()).unwrap();
+        self.agent.await.unwrap().unwrap();
+    }
+}
+
+/// Reads until `last` matches, returning everything but heartbeats.
+async fn until(link: &mut Link, last: impl Fn(&AgentMessage) -> bool) -> Vec<AgentMessage> {
+    let mut messages = Vec::new();
+    loop {
+        let m = next(link).await;
+        let done = last(&m);
+        if !matches!(m, AgentMessage::Heartbeat(_)) {
+            messages.push(m);
+        }
+        if done {
+            return messages;
+        }
+    }
+}
+
+fn start_command() -> ControllerMessage {
+    ControllerMessage::Command(Command::Start {
         update_id: "u1".into(),
         params: UpdateParams {
             subject: Some(SUBJECT.into()),
             expiry_date: None,
             cert_file: None,
         },
-    });
+    })
+}
+
+async fn scenario() {
+    let harness = Harness::start().await;
+    // First link: the heartbeat comes at once, with the current CA and no update.
+    let mut link = harness.accept().await;
+    let AgentMessage::Heartbeat(first) = next(&mut link).await else {
+        panic!("the first message after Welcome must be a heartbeat");
+    };
+    assert_eq!(first.update, None);
+    assert_eq!(first.root_ca.as_ref().unwrap().subject, "CN=kubernetes");
+    assert!(first.alarms.is_empty());
+    let start = start_command();
     link.send(&start).await.unwrap();
     // A second start for the running update is acknowledged, not restarted.
     link.send(&start).await.unwrap();
@@ -141,7 +192,7 @@ async fn scenario() {
     }
     // The controller goes away mid-update; the agent keeps working and redials.
     drop(link);
-    let mut link = accept(&listener, &acceptor).await;
+    let mut link = harness.accept().await;
     let m = next(&mut link).await;
     let AgentMessage::Heartbeat(reconnected) = m else {
         panic!("after a reconnect the heartbeat must come first: {m:?}");
@@ -150,14 +201,13 @@ async fn scenario() {
         .update
         .expect("the heartbeat carries the update status");
     assert_eq!(status.update_id, "u1");
-    loop {
-        let m = next(&mut link).await;
-        let done = matches!(&m, AgentMessage::PhaseResult(r) if r.phase == Phase::Complete);
-        messages.push(m);
-        if done {
-            break;
-        }
-    }
+    messages.extend(
+        until(
+            &mut link,
+            |m| matches!(m, AgentMessage::PhaseResult(r) if r.phase == Phase::Complete),
+        )
+        .await,
+    );
     // Once complete, heartbeats report the new CA.
     loop {
         if let AgentMessage::Heartbeat(h) = next(&mut link).await
@@ -203,6 +253,58 @@ async fn scenario() {
         .collect();
     assert_eq!(results, Phase::ALL);
 
-    stop.send(()).unwrap();
-    agent.await.unwrap().unwrap();
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn abort_over_the_link_stops_after_the_phase_and_start_resumes() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let harness = Harness::start().await;
+        let mut link = harness.accept().await;
+        link.send(&start_command()).await.unwrap();
+        until(&mut link, |m| {
+            matches!(m, AgentMessage::Progress(p) if p.phase == Phase::PodsTrustBothCas)
+        })
+        .await;
+        link.send(&ControllerMessage::Command(Command::Abort {
+            update_id: "u1".into(),
+        }))
+        .await
+        .unwrap();
+        let stopped = until(&mut link, |m| matches!(m, AgentMessage::Stopped(_))).await;
+        assert!(matches!(
+            stopped.last(),
+            Some(AgentMessage::Stopped(s)) if s.next == Phase::HostsUpdateCerts
+        ));
+        assert!(stopped.iter().any(|m| matches!(m,
+            AgentMessage::PhaseResult(r) if r.phase == Phase::PodsTrustBothCas && r.outcome == PhaseOutcome::Succeeded)));
+        // The heartbeat says where it stopped.
+        let status = loop {
+            if let AgentMessage::Heartbeat(h) = next(&mut link).await {
+                break h.update.unwrap();
+            }
+        };
+        assert_eq!(
+            status.run,
+            dc_protocol::RunState::Aborted {
+                next: Phase::HostsUpdateCerts
+            }
+        );
+        link.send(&start_command()).await.unwrap();
+        let resumed = until(&mut link, |m| {
+            matches!(m, AgentMessage::PhaseResult(r) if r.phase == Phase::Complete)
+        })
+        .await;
+        let phases: Vec<Phase> = resumed
+            .iter()
+            .filter_map(|m| match m {
+                AgentMessage::PhaseResult(r) => Some(r.phase),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(phases, &Phase::ALL[4..]);
+        harness.shutdown().await;
+    })
+    .await
+    .expect("the scenario timed out");
 }
