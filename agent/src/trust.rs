@@ -6,7 +6,8 @@
 //! serving certificates, and each apiserver's kubelet client certificate verifies against every kubelet's
 //! client CA. A violation fails the phase with a message naming who lost whom.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use dc_certs::inspect::CertSummary;
 use dc_certs::verify::{Usage, VerifyError, verify_chain};
@@ -29,7 +30,12 @@ pub struct HostView {
 }
 
 /// Every violated invariant, in a stable order; empty when the cluster is sound.
-pub fn violations(hosts: &[HostView], pods: &[(String, String)]) -> Vec<String> {
+pub fn violations(
+    hosts: &[HostView],
+    pods: &[(String, String)],
+    verified: &Verified,
+) -> Vec<String> {
+    let trusts = |leaf: &str, bundle: &str, usage: Usage| verified.trusts(leaf, bundle, usage);
     let mut found = Vec::new();
     let controllers: Vec<&HostView> = hosts
         .iter()
@@ -94,6 +100,37 @@ pub fn trusts(leaf: &str, bundle: &str, usage: Usage) -> Result<(), VerifyError>
     verify_chain(leaf, bundle, usage, at)
 }
 
+/// Verdicts already reached. The same certificates are checked against the same bundles after every
+/// step of an update, and each check is a signature verification (P-384 for the new generation): a
+/// fleet of simulated subclouds in one process would spend most of its time redoing them.
+#[derive(Debug, Default)]
+pub struct Verified {
+    verdicts: Mutex<HashMap<VerdictKey, Result<(), VerifyError>>>,
+}
+
+/// A leaf, a bundle, and whether the leaf is checked as a server (else as a client).
+type VerdictKey = (String, String, bool);
+
+/// Verdicts kept before the cache starts over; an update needs a few dozen.
+const VERDICTS_KEPT: usize = 1024;
+
+impl Verified {
+    /// [`trusts`], remembered.
+    pub fn trusts(&self, leaf: &str, bundle: &str, usage: Usage) -> Result<(), VerifyError> {
+        let key = (leaf.to_owned(), bundle.to_owned(), usage == Usage::Server);
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(verdict) = verdicts.get(&key) {
+            return verdict.clone();
+        }
+        let verdict = trusts(leaf, bundle, usage);
+        if verdicts.len() >= VERDICTS_KEPT {
+            verdicts.clear();
+        }
+        verdicts.insert(key, verdict.clone());
+        verdict
+    }
+}
+
 /// Errors collecting the views.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -156,7 +193,7 @@ pub async fn host_view(
 }
 
 /// Checks every invariant on the cluster as it is now.
-pub async fn check(cluster: &impl Cluster) -> Result<(), TrustError> {
+pub async fn check(cluster: &impl Cluster, verified: &Verified) -> Result<(), TrustError> {
     let mut views = Vec::new();
     for host in cluster.hosts().await? {
         views.push(host_view(cluster, &host.name, host.role).await?);
@@ -170,7 +207,7 @@ pub async fn check(cluster: &impl Cluster) -> Result<(), TrustError> {
             Some((format!("{}/{}", p.namespace, p.name), bundle))
         })
         .collect();
-    let found = violations(&views, &pods);
+    let found = violations(&views, &pods, verified);
     if found.is_empty() {
         Ok(())
     } else {

@@ -96,6 +96,8 @@ pub struct Updater<C> {
     journal: Journal,
     settings: Settings,
     abort: AtomicBool,
+    /// Trust verdicts reached so far, reused by the checks after every step.
+    verified: trust::Verified,
 }
 
 impl<C: Cluster> Updater<C> {
@@ -105,6 +107,7 @@ impl<C: Cluster> Updater<C> {
             journal,
             settings,
             abort: AtomicBool::new(false),
+            verified: trust::Verified::default(),
         }
     }
 
@@ -294,7 +297,7 @@ impl<C: Cluster> Updater<C> {
                 PhaseError::Refused(format!("workload {} is not healthy: {why}", workload.id))
             })?;
         }
-        trust::check(&self.cluster).await?;
+        trust::check(&self.cluster, &self.verified).await?;
         if record.old_ca_pem.is_none() {
             let first = first_controller(&hosts)?;
             let bundle = self.read(&first.name, HostFile::CaCert).await?;
@@ -407,7 +410,7 @@ impl<C: Cluster> Updater<C> {
                     Phase::HostsUpdateCerts => self.update_certs(host, &old_pem, &new_ca).await,
                     _ => self.trust_new_ca(host, &new_ca).await,
                 }?;
-                trust::check(&self.cluster).await?;
+                trust::check(&self.cluster, &self.verified).await?;
                 Ok::<(), PhaseError>(())
             }
             .instrument(span)
@@ -647,7 +650,7 @@ impl<C: Cluster> Updater<C> {
         while let Some(result) = results.next().await {
             let id = result?;
             done += 1;
-            trust::check(&self.cluster).await?;
+            trust::check(&self.cluster, &self.verified).await?;
             let percent = percent_of(done, total);
             self.journal.progress(
                 None,
@@ -722,7 +725,7 @@ impl<C: Cluster> Updater<C> {
                 });
             }
         }
-        trust::check(&self.cluster).await?;
+        trust::check(&self.cluster, &self.verified).await?;
         Ok(())
     }
 }

@@ -235,7 +235,11 @@ impl SimCluster {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &bytes, PRIVATE).map_err(io(&path))
+        // Atomic (rename) but not fsynced: the model only has to survive a killed agent, not a power
+        // cut, and a fleet of simulated subclouds would otherwise spend its time in fsync.
+        let tmp = self.dir.join(".state.json.tmp");
+        std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
     /// A copy of the model as it is now, with rollouts advanced (for tests, the demo and a fake API).
