@@ -11,7 +11,7 @@ use crate::sim::SimConfig;
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
+    #[error("the configuration cannot be loaded")]
     Load(#[from] config::ConfigError),
 }
 

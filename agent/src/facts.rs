@@ -1,5 +1,7 @@
 //! What a heartbeat tells the controller: host facts, the cluster's root CA and its expiry alarms.
 
+use std::sync::OnceLock;
+
 use dc_certs::UnixTime;
 use dc_certs::inspect::CertSummary;
 use dc_protocol::{
@@ -10,25 +12,31 @@ use dc_protocol::{
 use crate::cluster::{Cluster, HostFile, HostRole};
 
 /// Facts about the machine the agent runs on. Fields sysinfo cannot read stay empty rather than
-/// failing the heartbeat.
+/// failing the heartbeat. The ones that never change are read once per process: a fleet of agents in
+/// one process shares them.
 pub fn host_facts() -> HostFacts {
     use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+    static FIXED: OnceLock<HostFacts> = OnceLock::new();
+    let fixed = FIXED.get_or_init(|| HostFacts {
+        hostname: System::host_name().unwrap_or_default(),
+        os: System::long_os_version().unwrap_or_default(),
+        kernel: System::kernel_version().unwrap_or_default(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .unwrap_or(0),
+        ..HostFacts::default()
+    });
     let memory = System::new_with_specifics(
         RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
     )
     .map(|s| (s.total_memory(), s.used_memory()))
     .unwrap_or_default();
     HostFacts {
-        hostname: System::host_name().unwrap_or_default(),
-        os: System::long_os_version().unwrap_or_default(),
-        kernel: System::kernel_version().unwrap_or_default(),
         uptime_secs: System::uptime().unwrap_or_default(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
-            .unwrap_or(0),
         load_1m: System::load_average().map(|l| l.one).unwrap_or_default(),
         memory_total_bytes: memory.0,
         memory_used_bytes: memory.1,
+        ..fixed.clone()
     }
 }
 
@@ -78,6 +86,13 @@ pub fn alarms(not_after: UnixTime, now: UnixTime, expiring_days: u32) -> Vec<Ala
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_facts_are_read() {
+        let facts = host_facts();
+        assert!(facts.cpus > 0);
+        assert!(facts.memory_total_bytes > 0);
+    }
 
     #[test]
     fn expiry_alarms() {
