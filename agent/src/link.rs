@@ -59,7 +59,8 @@ impl Backoff {
             .max(0.0);
         self.attempt = self.attempt.saturating_add(1);
         let jitter = self.config.jitter.clamp(0.0, 1.0) * random_unit();
-        Duration::from_secs_f64(base * (1.0 - jitter))
+        // A nonsensical configuration (NaN, infinite) falls back to the cap of the defaults.
+        Duration::try_from_secs_f64(base * (1.0 - jitter)).unwrap_or(Duration::from_secs(30))
     }
 
     /// After a good session the next failure starts from the initial delay again.

@@ -94,9 +94,10 @@ pub fn violations(
 /// (the heartbeat's alarms report that), so the chain is checked at a moment inside the leaf's own
 /// validity: a cluster whose current CA already expired can still be moved to a new one safely.
 pub fn trusts(leaf: &str, bundle: &str, usage: Usage) -> Result<(), VerifyError> {
+    let now = dc_certs::now();
     let at = CertSummary::from_pem(leaf)
-        .map(|s| dc_certs::now().clamp(s.not_before, s.not_after))
-        .unwrap_or_else(|_| dc_certs::now());
+        .map(|s| now.min(s.not_after).max(s.not_before))
+        .unwrap_or(now);
     verify_chain(leaf, bundle, usage, at)
 }
 

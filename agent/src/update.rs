@@ -706,7 +706,12 @@ impl<C: Cluster> Updater<C> {
                     waiting,
                 });
             }
-            tokio::time::sleep(self.settings.poll.min(deadline - Instant::now())).await;
+            tokio::time::sleep(
+                self.settings
+                    .poll
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
     }
 

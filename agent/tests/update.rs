@@ -475,3 +475,22 @@ async fn an_uploaded_cert_file_is_used_as_is() {
         ca.cert_pem()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_root_ca_raises_its_alarm_and_is_still_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SimConfig::light();
+    config.root_ca_expiry_days = -2;
+    let updater = open(dir.path(), &config);
+    let now = dc_certs::now();
+    let current = dc_agent::facts::root_ca(updater.cluster()).await.unwrap();
+    assert!(current.not_after < now);
+    let alarms = dc_agent::facts::alarms(current.not_after, now, 30);
+    assert_eq!(alarms[0].id, dc_protocol::ALARM_ROOT_CA_EXPIRED);
+    updater.start("u1", params()).unwrap();
+    updater.run().await.unwrap();
+    assert_eq!(record(&updater).run, RunState::Completed);
+    let new = dc_agent::facts::root_ca(updater.cluster()).await.unwrap();
+    assert_eq!(new.subject, SUBJECT);
+    assert!(dc_agent::facts::alarms(new.not_after, now, 30).is_empty());
+}

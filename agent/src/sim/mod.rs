@@ -152,6 +152,8 @@ impl SimCluster {
         }
         let now = dc_certs::now();
         let (ca, front_proxy) = pki::current_cas(config.root_ca_expiry_days, now)?;
+        // Leaves of an already expired CA were issued while it was still valid.
+        let issued = now.min(now + config.root_ca_expiry_days * 86400 - 86400);
         let hosts: Vec<Host> = (0..config.controllers)
             .map(|i| Host {
                 name: format!("controller-{i}"),
@@ -163,7 +165,7 @@ impl SimCluster {
             }))
             .collect();
         for (index, host) in hosts.iter().enumerate() {
-            let files = pki::host_files(host, index, &ca, &front_proxy, now)?;
+            let files = pki::host_files(host, index, &ca, &front_proxy, issued)?;
             for (file, contents) in files {
                 write_host_file(dir, &host.name, file.path(), &contents, file.is_private())?;
             }
