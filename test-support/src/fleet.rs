@@ -463,7 +463,7 @@ labels = { app = "cache" }
     format!(
         r#"subcloud = "{name}"
 data_dir = "{data}"
-phase_timeout_secs = 60
+phase_timeout_secs = 15
 [reconnect]
 initial_secs = 0.2
 max_secs = 1.0

@@ -102,13 +102,17 @@ fn abort_lets_the_running_subcloud_finish_its_phase_and_stops_the_rest() {
     for s in &steps {
         assert_eq!(s["state"], "aborted", "{s:#}");
     }
-    // a1 stopped after its pods phase: resumable, the hosts still trust both CAs (two in ca.crt).
-    let record =
-        std::fs::read_to_string(fleet.agent_data(0).join("update.json")).unwrap_or_default();
+    // a1 stopped after its pods phase, resumable: its update record is kept, and its hosts still trust
+    // both CAs (old + new in ca.crt), which is safe for every pod.
     assert!(
-        !record.is_empty(),
-        "a1 keeps its update record for a later resume"
+        fleet.agent_data(0).join("update/record.json").exists(),
+        "a1 keeps its update record"
     );
+    let ca_crt = fleet
+        .agent_data(0)
+        .join("cluster/hosts/controller-0/etc/kubernetes/pki/ca.crt");
+    let bundle = dc_certs::pem_certificates(&std::fs::read_to_string(&ca_crt).unwrap()).unwrap();
+    assert_eq!(bundle.len(), 2, "{} trusts both CAs", ca_crt.display());
     for i in 1..3 {
         fleet
             .verify_site(i, None, SUBJECT)

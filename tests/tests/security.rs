@@ -63,8 +63,8 @@ fn impostor_and_foreign_ca_agents_are_refused_while_the_fleet_updates() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     // The impostors never touched a real subcloud's record: their own data dirs hold no update.
-    assert!(!stolen.join("data/update.json").exists());
-    assert!(!forged.join("data/update.json").exists());
+    assert!(!stolen.join("data/update/record.json").exists());
+    assert!(!forged.join("data/update/record.json").exists());
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
