@@ -1,5 +1,8 @@
 //! `dc-certs`: bootstrap the system PKI that the controller and the agents authenticate each other with.
-#![allow(clippy::print_stdout, reason = "a command-line tool reports to its user on stdout")]
+#![allow(
+    clippy::print_stdout,
+    reason = "a command-line tool reports to its user on stdout"
+)]
 
 use std::path::PathBuf;
 
