@@ -235,7 +235,7 @@ impl<C: Cluster> Updater<C> {
             let span = info_span!("phase", phase = %phase, update_id = %record.update_id);
             let result = async {
                 info!(state = record.state(), "phase begins");
-                self.journal.progress(None, 0, format!("{phase} started"))?;
+                self.journal.progress(None, 0, "started".to_owned())?;
                 let delay = self.cluster.phase_delay(phase);
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -399,7 +399,7 @@ impl<C: Cluster> Updater<C> {
                         state: r.state().to_owned(),
                         phase_percent: percent,
                         percent: r.percent(percent),
-                        details: format!("{phase}: host {} ({} of {total})", host.name, i + 1),
+                        details: format!("host {} of {total}", i + 1),
                     }))
                 },
             )?;
