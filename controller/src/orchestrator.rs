@@ -561,17 +561,7 @@ impl Orchestrator {
             self.group_fields(&mut g, body)?;
             Ok(g)
         })();
-        match parsed {
-            Err(e) => now_outcome(Err(e)),
-            Ok(g) => Outcome::Write(
-                vec![Op::PutGroup(g.clone())],
-                Box::new(move |act, _| {
-                    let v = g.to_json();
-                    act.groups.insert(g.id, g);
-                    Ok(v)
-                }),
-            ),
-        }
+        put_group(parsed)
     }
 
     fn patch_group(&self, r: &str, body: &Value) -> Outcome {
@@ -596,17 +586,7 @@ impl Orchestrator {
             g.updated_at = Some(now_string());
             Ok(g)
         })();
-        match parsed {
-            Err(e) => now_outcome(Err(e)),
-            Ok(g) => Outcome::Write(
-                vec![Op::PutGroup(g.clone())],
-                Box::new(move |act, _| {
-                    let v = g.to_json();
-                    act.groups.insert(g.id, g);
-                    Ok(v)
-                }),
-            ),
-        }
+        put_group(parsed)
     }
 
     fn delete_group(&self, r: &str) -> Outcome {
@@ -1417,5 +1397,20 @@ impl Handler<Shutdown> for Orchestrator {
         AtomicResponse::new(Box::pin(
             actix::fut::ready(()).map(|(), _: &mut Self, ctx: &mut Context<Self>| ctx.stop()),
         ))
+    }
+}
+
+/// Writes a created or changed group, then keeps it in memory and answers with its JSON.
+fn put_group(parsed: Result<Group, ApiError>) -> Outcome {
+    match parsed {
+        Err(e) => now_outcome(Err(e)),
+        Ok(g) => Outcome::Write(
+            vec![Op::PutGroup(g.clone())],
+            Box::new(move |act, _| {
+                let v = g.to_json();
+                act.groups.insert(g.id, g);
+                Ok(v)
+            }),
+        ),
     }
 }

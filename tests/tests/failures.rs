@@ -11,28 +11,12 @@ fn stop_on_failure_stops_after_the_faulty_subcloud() {
     // f1's web Deployment never gets ready pods: its pods trust-both-cas phase fails at its timeout.
     sites[0].never_ready = vec!["default/web".to_owned()];
     let fleet = start(sites);
-    let (date, _) = expiry();
-    fleet
-        .dcmanager_ok(&[
-            "kube-rootca-update-strategy",
-            "create",
-            "--subject",
-            SUBJECT,
-            "--expiry-date",
-            &date,
-            "--subcloud-apply-type",
-            "serial",
-            "--stop-on-failure",
-        ])
-        .unwrap();
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
-        .unwrap();
-    let strategy = fleet
-        .wait_strategy(&["complete", "failed", "aborted"], TIMEOUT)
-        .unwrap();
-    let steps = steps(&fleet);
-    assert_eq!(strategy["state"], "failed", "{steps:#?}");
+    create_and_apply(
+        &fleet,
+        &["--subcloud-apply-type", "serial", "--stop-on-failure"],
+    );
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "failed", "{steps:#?}");
     let f1 = steps.iter().find(|s| s["cloud"] == "f1").unwrap();
     assert_eq!(f1["state"], "failed", "{f1:#}");
     let details = f1["details"].as_str().unwrap_or_default();
@@ -51,11 +35,8 @@ fn stop_on_failure_stops_after_the_faulty_subcloud() {
         );
     }
     // Nothing was changed on the subclouds that never started.
-    for i in 1..3 {
-        fleet
-            .verify_site(i, None, SUBJECT)
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    assert_untouched(&fleet, 1);
+    assert_untouched(&fleet, 2);
 }
 
 #[test]
@@ -64,41 +45,16 @@ fn abort_lets_the_running_subcloud_finish_its_phase_and_stops_the_rest() {
     // a1 spends long enough in pods trust-both-cas to be caught there.
     sites[0].slow_pods_ms = 3000;
     let fleet = start(sites);
-    let (date, _) = expiry();
-    fleet
-        .dcmanager_ok(&[
-            "kube-rootca-update-strategy",
-            "create",
-            "--subject",
-            SUBJECT,
-            "--expiry-date",
-            &date,
-            "--subcloud-apply-type",
-            "serial",
-        ])
-        .unwrap();
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
-        .unwrap();
+    create_and_apply(&fleet, &["--subcloud-apply-type", "serial"]);
     wait_until(TIMEOUT, || {
-        let steps = steps(&fleet);
-        Ok(steps.iter().any(|s| {
-            s["cloud"] == "a1"
-                && s["state"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains("pods-trust-both-cas")
-        }))
+        Ok(in_phase(&fleet, "a1", "pods-trust-both-cas"))
     })
     .unwrap();
     fleet
         .dcmanager_ok(&["kube-rootca-update-strategy", "abort"])
         .unwrap();
-    let strategy = fleet
-        .wait_strategy(&["complete", "failed", "aborted"], TIMEOUT)
-        .unwrap();
-    let steps = steps(&fleet);
-    assert_eq!(strategy["state"], "aborted", "{steps:#?}");
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "aborted", "{steps:#?}");
     for s in &steps {
         assert_eq!(s["state"], "aborted", "{s:#}");
     }
@@ -113,9 +69,6 @@ fn abort_lets_the_running_subcloud_finish_its_phase_and_stops_the_rest() {
         .join("cluster/hosts/controller-0/etc/kubernetes/pki/ca.crt");
     let bundle = dc_certs::pem_certificates(&std::fs::read_to_string(&ca_crt).unwrap()).unwrap();
     assert_eq!(bundle.len(), 2, "{} trusts both CAs", ca_crt.display());
-    for i in 1..3 {
-        fleet
-            .verify_site(i, None, SUBJECT)
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    assert_untouched(&fleet, 1);
+    assert_untouched(&fleet, 2);
 }

@@ -39,29 +39,11 @@ fn impostor_and_foreign_ca_agents_are_refused_while_the_fleet_updates() {
 
     // ...while the real agents stay online and update.
     fleet.wait_online(TIMEOUT).unwrap();
-    let (date, not_after) = expiry();
-    fleet
-        .dcmanager_ok(&[
-            "kube-rootca-update-strategy",
-            "create",
-            "--subject",
-            SUBJECT,
-            "--expiry-date",
-            &date,
-        ])
-        .unwrap();
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
-        .unwrap();
-    let strategy = fleet
-        .wait_strategy(&["complete", "failed", "aborted"], TIMEOUT)
-        .unwrap();
-    assert_eq!(strategy["state"], "complete", "{:#?}", steps(&fleet));
-    for i in 0..2 {
-        fleet
-            .verify_site(i, Some((SUBJECT, not_after)), SUBJECT)
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let not_after = create_and_apply(&fleet, &[]);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "complete", "{steps:#?}");
+    assert_new_ca(&fleet, 0, not_after);
+    assert_new_ca(&fleet, 1, not_after);
     // The impostors never touched a real subcloud's record: their own data dirs hold no update.
     assert!(!stolen.join("data/update/record.json").exists());
     assert!(!forged.join("data/update/record.json").exists());

@@ -11,25 +11,9 @@ fn update_all(mut sites: Vec<Site>, create_flags: &[&str], window: usize) {
     good.ca_days = 3650;
     sites.push(good);
     let fleet = start(sites);
-    let (date, not_after) = expiry();
-    let mut create = vec![
-        "kube-rootca-update-strategy",
-        "create",
-        "--subject",
-        SUBJECT,
-        "--expiry-date",
-        &date,
-    ];
-    create.extend_from_slice(create_flags);
-    fleet.dcmanager_ok(&create).unwrap();
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
-        .unwrap();
-    let strategy = fleet
-        .wait_strategy(&["complete", "failed", "aborted"], TIMEOUT)
-        .unwrap();
-    let steps = steps(&fleet);
-    assert_eq!(strategy["state"], "complete", "steps: {steps:#?}");
+    let not_after = create_and_apply(&fleet, create_flags);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "complete", "steps: {steps:#?}");
 
     // Every out-of-sync subcloud had a step and completed it; the in-sync one had none.
     assert_eq!(steps.len(), fleet.sites.len() - 1, "{steps:#?}");
@@ -42,10 +26,11 @@ fn update_all(mut sites: Vec<Site>, create_flags: &[&str], window: usize) {
     );
 
     for (i, site) in fleet.sites.iter().enumerate() {
-        let expected = (!site.in_sync()).then_some((SUBJECT, not_after));
-        fleet
-            .verify_site(i, expected, SUBJECT)
-            .unwrap_or_else(|e| panic!("{e}"));
+        if site.in_sync() {
+            assert_untouched(&fleet, i);
+        } else {
+            assert_new_ca(&fleet, i, not_after);
+        }
     }
 }
 

@@ -88,3 +88,57 @@ pub fn failing(fleet: &Fleet, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Creates the strategy with the test subject, an expiry two years ahead and `flags`, then applies it.
+/// Returns the new CA's expected `not_after`.
+pub fn create_and_apply(fleet: &Fleet, flags: &[&str]) -> i64 {
+    let (date, not_after) = expiry();
+    let mut create = vec![
+        "kube-rootca-update-strategy",
+        "create",
+        "--subject",
+        SUBJECT,
+        "--expiry-date",
+        &date,
+    ];
+    create.extend_from_slice(flags);
+    fleet
+        .dcmanager_ok(&create)
+        .unwrap_or_else(|e| panic!("{e}"));
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    not_after
+}
+
+/// Waits for the strategy to end; returns its final state and the steps.
+pub fn finish(fleet: &Fleet) -> (String, Vec<Value>) {
+    let strategy = fleet
+        .wait_strategy(&["complete", "failed", "aborted"], TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        strategy["state"].as_str().unwrap_or_default().to_owned(),
+        steps(fleet),
+    )
+}
+
+/// Whether `cloud`'s step is in a state naming `phase` (e.g. `pods-trust-both-cas`).
+pub fn in_phase(fleet: &Fleet, cloud: &str, phase: &str) -> bool {
+    steps(fleet)
+        .iter()
+        .any(|s| s["cloud"] == cloud && s["state"].as_str().unwrap_or_default().contains(phase))
+}
+
+/// Checks that site `i` holds the new CA alone, with the test subject and `not_after`.
+pub fn assert_new_ca(fleet: &Fleet, i: usize, not_after: i64) {
+    fleet
+        .verify_site(i, Some((SUBJECT, not_after)), SUBJECT)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Checks that site `i` was not updated.
+pub fn assert_untouched(fleet: &Fleet, i: usize) {
+    fleet
+        .verify_site(i, None, SUBJECT)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
