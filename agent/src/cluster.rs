@@ -10,6 +10,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kube::{KubeCluster, KubeError};
 use crate::sim::{SimCluster, SimError};
 
 /// The template annotation `kubectl rollout restart` sets; changing it rolls every pod of a workload.
@@ -21,6 +22,9 @@ pub enum ClusterError {
     /// The simulated cluster failed.
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// The Kubernetes API or a host of a real cluster failed.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
 }
 
 /// A host's role: controllers run the control plane, workers only a kubelet.
@@ -38,7 +42,16 @@ pub struct Host {
     pub role: HostRole,
 }
 
-/// The kubeadm files a root CA update reads and writes on a host (paths relative to `/etc/kubernetes`).
+/// The directories of a host the update writes in, as kubeadm lays them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HostDir {
+    /// `/etc/kubernetes`: the PKI, the kubeconfigs and the static-pod manifests.
+    Kubernetes,
+    /// `/var/lib/kubelet/pki`: the kubelet's rotated client certificate.
+    KubeletPki,
+}
+
+/// The kubeadm files a root CA update reads and writes on a host (paths relative to their [`HostDir`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum HostFile {
     /// `pki/ca.crt`: the trust bundle (apiserver client CA, kubelet client CA, pods' kube-root-ca.crt).
@@ -57,14 +70,25 @@ pub enum HostFile {
     ApiserverKubeletClientKey,
     /// `pki/front-proxy-ca.crt`: a separate CA the update leaves untouched.
     FrontProxyCaCert,
-    /// A component's kubeconfig, embedding its CA data and client certificate.
-    Kubeconfig(Component),
+    /// A kubeconfig, embedding its CA data and (except kubeadm's `kubelet.conf`) its client certificate.
+    Kubeconfig(KubeconfigFile),
     /// `manifests/kube-controller-manager.yaml`: carries the cluster-signing flags.
     ControllerManagerManifest,
+    /// `/var/lib/kubelet/pki/kubelet-client-current.pem`: the kubelet's client certificate and key in one
+    /// file, which kubeadm's `kubelet.conf` references instead of embedding them.
+    KubeletClientCurrent,
 }
 
 impl HostFile {
-    /// The path relative to `/etc/kubernetes`.
+    /// The directory the file lives in.
+    pub fn dir(self) -> HostDir {
+        match self {
+            Self::KubeletClientCurrent => HostDir::KubeletPki,
+            _ => HostDir::Kubernetes,
+        }
+    }
+
+    /// The path relative to [`Self::dir`].
     pub fn path(self) -> &'static str {
         match self {
             Self::CaCert => "pki/ca.crt",
@@ -76,8 +100,9 @@ impl HostFile {
             Self::ApiserverKubeletClientCert => "pki/apiserver-kubelet-client.crt",
             Self::ApiserverKubeletClientKey => "pki/apiserver-kubelet-client.key",
             Self::FrontProxyCaCert => "pki/front-proxy-ca.crt",
-            Self::Kubeconfig(c) => c.kubeconfig(),
+            Self::Kubeconfig(k) => k.path(),
             Self::ControllerManagerManifest => "manifests/kube-controller-manager.yaml",
+            Self::KubeletClientCurrent => "kubelet-client-current.pem",
         }
     }
 
@@ -90,6 +115,7 @@ impl HostFile {
                 | Self::ApiserverKey
                 | Self::ApiserverKubeletClientKey
                 | Self::Kubeconfig(_)
+                | Self::KubeletClientCurrent
         )
     }
 }
@@ -98,36 +124,54 @@ impl HostFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Component {
-    /// Only a kubeconfig (`admin.conf`); nothing to restart.
-    Admin,
     Apiserver,
     ControllerManager,
     Scheduler,
     Kubelet,
 }
 
-impl Component {
-    /// The kubeconfig file of the component (relative to `/etc/kubernetes`).
-    pub fn kubeconfig(self) -> &'static str {
+/// A kubeconfig file kubeadm writes (the apiserver has none: it reads the PKI files directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KubeconfigFile {
+    /// `admin.conf`: the operators' credentials; nothing to restart.
+    Admin,
+    /// `super-admin.conf` (kubeadm 1.29 and later, first control-plane host only): the break-glass
+    /// credentials; updated when present.
+    SuperAdmin,
+    ControllerManager,
+    Scheduler,
+    Kubelet,
+}
+
+impl KubeconfigFile {
+    /// The file name (relative to `/etc/kubernetes`).
+    pub fn path(self) -> &'static str {
         match self {
             Self::Admin => "admin.conf",
-            Self::Apiserver => "apiserver.conf",
+            Self::SuperAdmin => "super-admin.conf",
             Self::ControllerManager => "controller-manager.conf",
             Self::Scheduler => "scheduler.conf",
             Self::Kubelet => "kubelet.conf",
         }
     }
 
-    /// Components with a kubeconfig on a host of this role, as kubeadm lays them out.
-    pub fn with_kubeconfig(role: HostRole) -> &'static [Component] {
+    /// Whether kubeadm may leave it out; a missing optional kubeconfig is skipped.
+    pub fn optional(self) -> bool {
+        self == Self::SuperAdmin
+    }
+
+    /// The kubeconfigs on a host of this role, as kubeadm lays them out.
+    pub fn of_role(role: HostRole) -> &'static [KubeconfigFile] {
         match role {
             HostRole::Controller => &[
-                Component::Admin,
-                Component::ControllerManager,
-                Component::Scheduler,
-                Component::Kubelet,
+                Self::Admin,
+                Self::SuperAdmin,
+                Self::ControllerManager,
+                Self::Scheduler,
+                Self::Kubelet,
             ],
-            HostRole::Worker => &[Component::Kubelet],
+            HostRole::Worker => &[Self::Kubelet],
         }
     }
 }
@@ -198,6 +242,10 @@ pub enum LabelOperator {
 /// The rollout status fields of a workload, as the Kubernetes API reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutStatus {
+    /// Why the workload controller gave up on the rollout (a Deployment's `Progressing` condition with
+    /// reason `ProgressDeadlineExceeded`): the rollout fails instead of waiting on.
+    #[serde(default)]
+    pub failure: Option<String>,
     pub generation: i64,
     pub observed_generation: i64,
     /// Desired pods (`spec.replicas`, or the scheduled nodes of a DaemonSet).
@@ -208,8 +256,11 @@ pub struct RolloutStatus {
     pub updated: u32,
     pub ready: u32,
     pub available: u32,
-    /// StatefulSet and DaemonSet revisions; equal once every pod runs the update revision.
+    /// The revision of the pods that are not updated yet (StatefulSets); equal to `update_revision`
+    /// once every pod runs it. `None` where the API reports none (Deployments, DaemonSets).
     pub current_revision: Option<String>,
+    /// The revision of the current template, as pods carry it in [`Pod::revision`] (StatefulSets,
+    /// DaemonSets); OnDelete pods of another revision are replaced.
     pub update_revision: Option<String>,
 }
 
@@ -306,6 +357,7 @@ pub trait Cluster: Sync {
 #[derive(Debug)]
 pub enum Backend {
     Simulated(SimCluster),
+    Kubernetes(KubeCluster),
 }
 
 /// Forwards every call to the variant's backend.
@@ -313,6 +365,7 @@ macro_rules! forward {
     ($self:ident, $c:ident => $call:expr) => {
         match $self {
             Backend::Simulated($c) => $call,
+            Backend::Kubernetes($c) => $call,
         }
     };
 }

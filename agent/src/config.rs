@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::kube::KubernetesConfig;
 use crate::sim::SimConfig;
 
 /// Errors loading the configuration.
@@ -145,12 +146,14 @@ impl Default for PodsConfig {
     }
 }
 
-/// Which cluster backend the agent drives. A `kubernetes` variant comes with the real backend.
+/// Which cluster backend the agent drives.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ClusterConfig {
     /// A simulated cluster in `data_dir/cluster` (`kind = "simulated"` plus [`SimConfig`]'s fields).
     Simulated(SimConfig),
+    /// A real kubeadm cluster (`kind = "kubernetes"` plus [`KubernetesConfig`]'s fields).
+    Kubernetes(KubernetesConfig),
 }
 
 impl AgentConfig {
@@ -216,7 +219,9 @@ never_ready = ["db/pg"]
         assert_eq!(config.root_ca_expiring_days, 30);
         assert_eq!(config.reconnect.initial_secs, 0.5);
         assert_eq!(config.pods.exclude_namespaces, ["kube-system"]);
-        let ClusterConfig::Simulated(sim) = config.cluster;
+        let ClusterConfig::Simulated(sim) = config.cluster else {
+            panic!("simulated config expected");
+        };
         assert_eq!((sim.controllers, sim.workers), (2, 1));
         assert_eq!(sim.workloads[0].replicas, 2);
         assert_eq!(sim.faults.never_ready, ["db/pg"]);
@@ -226,7 +231,9 @@ never_ready = ["db/pg"]
     fn the_example_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dc-agent.example.toml");
         let config = AgentConfig::load(&path).unwrap();
-        let ClusterConfig::Simulated(sim) = config.cluster;
+        let ClusterConfig::Simulated(sim) = config.cluster else {
+            panic!("simulated config expected");
+        };
         assert_eq!(sim.workloads.len(), 3);
     }
 }

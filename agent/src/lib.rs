@@ -5,10 +5,11 @@
 //! - [`config`]: [`AgentConfig`], loaded from a TOML file plus `DC_AGENT__...` environment variables.
 //! - [`cluster`]: the [`cluster::Cluster`] seam the phases act through, and [`cluster::Backend`].
 //! - [`sim`]: the simulated cluster (real PKI files, workloads, pods, rollouts, fault injection).
+//! - [`kube`]: a real kubeadm cluster (the Kubernetes API, the hosts' files, component restarts).
 //! - [`update`]: the eight phases and the start/abort rules; [`journal`]: their durable record and the
 //!   ordered outbox of messages.
-//! - [`rollout`], [`trust`], [`kubeconfig`]: backend-independent rules (selectors and rollout
-//!   completion, the trust invariants, kubeconfig fields).
+//! - [`rollout`], [`trust`], [`kubeconfig`], [`manifest`]: backend-independent rules (selectors and
+//!   rollout completion, the trust invariants, kubeconfig and controller-manager manifest edits).
 //! - [`link`]: the connection to the controller; [`facts`]: what heartbeats report.
 //!
 //! [`run`] ties them together. Many agents can run in one process (tests, demo, benchmark): each call
@@ -19,8 +20,10 @@ pub mod cluster;
 pub mod config;
 pub mod facts;
 pub mod journal;
+pub mod kube;
 pub mod kubeconfig;
 pub mod link;
+pub mod manifest;
 pub mod rollout;
 pub mod sim;
 pub mod trust;
@@ -39,6 +42,7 @@ pub use config::{AgentConfig, ClusterConfig};
 
 use crate::cluster::Backend;
 use crate::journal::{Journal, JournalError};
+use crate::kube::KubeCluster;
 use crate::sim::{SimCluster, SimError};
 use crate::update::{Settings, StartDecision, Updater};
 
@@ -59,6 +63,8 @@ pub enum AgentError {
     Tls(#[from] dc_protocol::tls::TlsError),
     #[error(transparent)]
     Sim(#[from] SimError),
+    #[error(transparent)]
+    Kube(#[from] crate::kube::KubeError),
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -92,6 +98,9 @@ pub async fn run(
         let cluster = match &config.cluster {
             ClusterConfig::Simulated(sim) => {
                 Backend::Simulated(SimCluster::open(&config.data_dir, sim)?)
+            }
+            ClusterConfig::Kubernetes(real) => {
+                Backend::Kubernetes(KubeCluster::connect(real).await?)
             }
         };
         let updater = Updater::new(

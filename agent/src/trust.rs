@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use dc_certs::inspect::CertSummary;
 use dc_certs::verify::{Usage, VerifyError, verify_chain};
 
-use crate::cluster::{Cluster, ClusterError, Component, HostFile, HostRole};
-use crate::kubeconfig::Kubeconfig;
+use crate::cluster::{Cluster, ClusterError, HostFile, HostRole, KubeconfigFile};
+use crate::kubeconfig::{ClientCredentials, Kubeconfig};
 
 /// The trust-relevant files of one host.
 #[derive(Debug, Clone)]
@@ -26,7 +26,16 @@ pub struct HostView {
     pub apiserver_cert: Option<String>,
     /// Controllers only.
     pub apiserver_kubelet_client_cert: Option<String>,
-    pub kubeconfigs: Vec<(Component, Kubeconfig)>,
+    pub kubeconfigs: Vec<(KubeconfigFile, KubeconfigView)>,
+}
+
+/// What a kubeconfig trusts and presents.
+#[derive(Debug, Clone)]
+pub struct KubeconfigView {
+    /// Its `certificate-authority-data`.
+    pub ca_pem: String,
+    /// Its client certificate, embedded or from the file it names.
+    pub client_cert_pem: String,
 }
 
 /// Every violated invariant, in a stable order; empty when the cluster is sound.
@@ -63,16 +72,17 @@ pub fn violations(
             }
         }
         for h in hosts {
-            for (component, kubeconfig) in &h.kubeconfigs {
+            for (file, kubeconfig) in &h.kubeconfigs {
+                let component = file.path();
                 if let Err(e) = trusts(serving, &kubeconfig.ca_pem, Usage::Server) {
                     found.push(format!(
-                        "{component:?} on {} cannot verify the apiserver of {}: {e}",
+                        "{component} on {} cannot verify the apiserver of {}: {e}",
                         h.name, c.name
                     ));
                 }
                 if let Err(e) = trusts(&kubeconfig.client_cert_pem, &c.ca_bundle, Usage::Client) {
                     found.push(format!(
-                        "the apiserver of {} rejects the client certificate of {component:?} on {}: {e}",
+                        "the apiserver of {} rejects the client certificate of {component} on {}: {e}",
                         c.name, h.name
                     ));
                 }
@@ -145,8 +155,79 @@ pub enum TrustError {
         file: &'static str,
         source: crate::kubeconfig::KubeconfigError,
     },
+    #[error("{host}: {file}: {reason}")]
+    Reference {
+        host: String,
+        file: &'static str,
+        reason: String,
+    },
     #[error("trust invariant violated: {}", .0.join("; "))]
     Violated(Vec<String>),
+}
+
+/// The host file holding a kubeconfig's client credentials when the kubeconfig names files instead of
+/// embedding them: kubeadm's `kubelet.conf` names the kubelet's rotated client file, one file with both
+/// certificate and key. Other references are refused, since the update could not re-issue them.
+pub fn credentials_file(file: KubeconfigFile, cert: &str, key: &str) -> Result<HostFile, String> {
+    if file == KubeconfigFile::Kubelet && cert == key {
+        Ok(HostFile::KubeletClientCurrent)
+    } else {
+        Err(format!(
+            "client credentials in files ({cert}, {key}) are supported only as kubeadm's kubelet.conf has them: one file with certificate and key"
+        ))
+    }
+}
+
+/// Reads a kubeconfig of a host; `None` when an optional one is absent.
+pub async fn read_kubeconfig(
+    cluster: &impl Cluster,
+    host: &str,
+    file: KubeconfigFile,
+) -> Result<Option<Kubeconfig>, TrustError> {
+    let path = HostFile::Kubeconfig(file).path();
+    let Some(text) = cluster.read_file(host, HostFile::Kubeconfig(file)).await? else {
+        if file.optional() {
+            return Ok(None);
+        }
+        return Err(TrustError::Missing {
+            host: host.to_owned(),
+            file: path,
+        });
+    };
+    Kubeconfig::parse(&text)
+        .map(Some)
+        .map_err(|source| TrustError::Kubeconfig {
+            host: host.to_owned(),
+            file: path,
+            source,
+        })
+}
+
+/// The client certificate a kubeconfig presents (PEM, possibly followed by its key).
+pub async fn client_cert_pem(
+    cluster: &impl Cluster,
+    host: &str,
+    file: KubeconfigFile,
+    kubeconfig: &Kubeconfig,
+) -> Result<String, TrustError> {
+    match kubeconfig.client() {
+        ClientCredentials::Embedded { cert_pem, .. } => Ok(cert_pem.clone()),
+        ClientCredentials::Files { cert, key } => {
+            let pem_file =
+                credentials_file(file, cert, key).map_err(|reason| TrustError::Reference {
+                    host: host.to_owned(),
+                    file: file.path(),
+                    reason,
+                })?;
+            cluster
+                .read_file(host, pem_file)
+                .await?
+                .ok_or_else(|| TrustError::Missing {
+                    host: host.to_owned(),
+                    file: pem_file.path(),
+                })
+        }
+    }
 }
 
 /// Reads the trust-relevant files of a host.
@@ -170,18 +251,18 @@ pub async fn host_view(
         HostRole::Worker => (None, None),
     };
     let mut kubeconfigs = Vec::new();
-    for &component in Component::with_kubeconfig(role) {
-        let file = HostFile::Kubeconfig(component);
-        let text = read(file).await?.ok_or_else(|| TrustError::Missing {
-            host: name.to_owned(),
-            file: file.path(),
-        })?;
-        let parsed = Kubeconfig::parse(&text).map_err(|source| TrustError::Kubeconfig {
-            host: name.to_owned(),
-            file: file.path(),
-            source,
-        })?;
-        kubeconfigs.push((component, parsed));
+    for &file in KubeconfigFile::of_role(role) {
+        let Some(kubeconfig) = read_kubeconfig(cluster, name, file).await? else {
+            continue;
+        };
+        let client_cert_pem = client_cert_pem(cluster, name, file, &kubeconfig).await?;
+        kubeconfigs.push((
+            file,
+            KubeconfigView {
+                ca_pem: kubeconfig.ca_pem().to_owned(),
+                client_cert_pem,
+            },
+        ));
     }
     Ok(HostView {
         name: name.to_owned(),

@@ -26,13 +26,13 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::cluster::{
-    Cluster, ClusterError, Component, Host, HostFile, HostRole, RESTARTED_AT_ANNOTATION,
-    UpdateStrategy, Workload,
+    Cluster, ClusterError, Component, Host, HostFile, HostRole, KubeconfigFile,
+    RESTARTED_AT_ANNOTATION, UpdateStrategy, Workload,
 };
 use crate::journal::{Journal, JournalError};
-use crate::kubeconfig::Kubeconfig;
-use crate::rollout::{healthy, rollout_complete};
-use crate::sim::controller_manager_manifest;
+use crate::kubeconfig::ClientCredentials;
+use crate::manifest::set_signing_files;
+use crate::rollout::{Pending, healthy, on_delete_complete, rollout_complete};
 use crate::trust::{self, TrustError, trusts};
 
 /// File names of the new CA in the update directory; the key never leaves the subcloud.
@@ -61,6 +61,8 @@ pub enum PhaseError {
     },
     #[error("new root CA: {0}")]
     NewCa(String),
+    #[error("{workload}: rollout failed: {reason}")]
+    RolloutFailed { workload: String, reason: String },
     #[error("{workload}: rollout not complete after {timeout:?}: {waiting}")]
     RolloutTimeout {
         workload: String,
@@ -437,25 +439,37 @@ impl<C: Cluster> Updater<C> {
 
     /// Sets the CA data of every kubeconfig of the host.
     async fn set_kubeconfig_ca(&self, host: &Host, ca_pem: &str) -> Result<(), PhaseError> {
-        for &component in Component::with_kubeconfig(host.role) {
-            let file = HostFile::Kubeconfig(component);
-            let mut kubeconfig = self.kubeconfig(&host.name, file).await?;
-            if kubeconfig.ca_pem != ca_pem {
-                kubeconfig.ca_pem = ca_pem.to_owned();
+        for &file in KubeconfigFile::of_role(host.role) {
+            let Some(mut kubeconfig) =
+                trust::read_kubeconfig(&self.cluster, &host.name, file).await?
+            else {
+                continue;
+            };
+            if kubeconfig.ca_pem() != ca_pem {
+                kubeconfig.set_ca(ca_pem);
                 self.cluster
-                    .write_file(&host.name, file, &kubeconfig.render())
+                    .write_file(&host.name, HostFile::Kubeconfig(file), kubeconfig.text())
                     .await?;
             }
         }
         Ok(())
     }
 
-    async fn kubeconfig(&self, host: &str, file: HostFile) -> Result<Kubeconfig, PhaseError> {
-        Kubeconfig::parse(&self.read(host, file).await?).map_err(|e| PhaseError::Certificate {
-            host: host.to_owned(),
-            file: file.path(),
-            reason: e.to_string(),
-        })
+    /// Points the controller-manager's cluster-signing flags at `cert`/`key` in its manifest, editing
+    /// the host's own manifest in place.
+    async fn set_signing_files(&self, host: &str, cert: &str, key: &str) -> Result<(), PhaseError> {
+        let file = HostFile::ControllerManagerManifest;
+        let manifest = self.read(host, file).await?;
+        let edited =
+            set_signing_files(&manifest, cert, key).map_err(|e| PhaseError::Certificate {
+                host: host.to_owned(),
+                file: file.path(),
+                reason: e.to_string(),
+            })?;
+        if edited != manifest {
+            self.cluster.write_file(host, file, &edited).await?;
+        }
+        Ok(())
     }
 
     async fn restart(&self, host: &Host, components: &[Component]) -> Result<(), PhaseError> {
@@ -489,16 +503,12 @@ impl<C: Cluster> Updater<C> {
         self.set_kubeconfig_ca(host, &bundle).await?;
         if host.role == HostRole::Controller {
             // From now on the controller-manager signs (kubelet CSRs, say) with the new CA.
-            self.cluster
-                .write_file(
-                    name,
-                    HostFile::ControllerManagerManifest,
-                    &controller_manager_manifest(
-                        &format!("{PKI}/ca_new.crt"),
-                        &format!("{PKI}/ca_new.key"),
-                    ),
-                )
-                .await?;
+            self.set_signing_files(
+                name,
+                &format!("{PKI}/ca_new.crt"),
+                &format!("{PKI}/ca_new.key"),
+            )
+            .await?;
             self.restart(
                 host,
                 &[
@@ -550,16 +560,47 @@ impl<C: Cluster> Updater<C> {
                 }
             }
         }
-        for &component in Component::with_kubeconfig(host.role) {
-            let file = HostFile::Kubeconfig(component);
-            let mut kubeconfig = self.kubeconfig(name, file).await?;
-            if trusts(&kubeconfig.client_cert_pem, new_pem, Usage::Client).is_err() {
-                let leaf = reissue(file, &kubeconfig.client_cert_pem)?;
-                kubeconfig.client_cert_pem = leaf.cert_pem;
-                kubeconfig.client_key_pem = leaf.key_pem;
-                self.cluster
-                    .write_file(name, file, &kubeconfig.render())
-                    .await?;
+        for &file in KubeconfigFile::of_role(host.role) {
+            let Some(mut kubeconfig) = trust::read_kubeconfig(&self.cluster, name, file).await?
+            else {
+                continue;
+            };
+            let cert_pem = trust::client_cert_pem(&self.cluster, name, file, &kubeconfig).await?;
+            if trusts(&cert_pem, new_pem, Usage::Client).is_ok() {
+                continue;
+            }
+            match kubeconfig.client() {
+                ClientCredentials::Embedded { .. } => {
+                    let leaf = reissue(HostFile::Kubeconfig(file), &cert_pem)?;
+                    kubeconfig
+                        .set_client(&leaf.cert_pem, &leaf.key_pem)
+                        .map_err(|e| PhaseError::Certificate {
+                            host: name.clone(),
+                            file: file.path(),
+                            reason: e.to_string(),
+                        })?;
+                    self.cluster
+                        .write_file(name, HostFile::Kubeconfig(file), kubeconfig.text())
+                        .await?;
+                }
+                ClientCredentials::Files { cert, key } => {
+                    // kubeadm's kubelet.conf: certificate and key together in the file it names.
+                    let pem_file = trust::credentials_file(file, cert, key).map_err(|reason| {
+                        PhaseError::Certificate {
+                            host: name.clone(),
+                            file: file.path(),
+                            reason,
+                        }
+                    })?;
+                    let leaf = reissue(pem_file, &cert_pem)?;
+                    self.cluster
+                        .write_file(
+                            name,
+                            pem_file,
+                            &format!("{}{}", leaf.cert_pem, leaf.key_pem),
+                        )
+                        .await?;
+                }
             }
         }
         // The new CA first: tools that read only the first CA of the bundle (cert-mon) see the new one.
@@ -595,15 +636,7 @@ impl<C: Cluster> Updater<C> {
             .await?;
         self.set_kubeconfig_ca(host, new_pem).await?;
         if host.role == HostRole::Controller {
-            self.cluster
-                .write_file(
-                    name,
-                    HostFile::ControllerManagerManifest,
-                    &controller_manager_manifest(
-                        &format!("{PKI}/ca.crt"),
-                        &format!("{PKI}/ca.key"),
-                    ),
-                )
+            self.set_signing_files(name, &format!("{PKI}/ca.crt"), &format!("{PKI}/ca.key"))
                 .await?;
             self.restart(
                 host,
@@ -648,20 +681,20 @@ impl<C: Cluster> Updater<C> {
             .buffer_unordered(self.settings.concurrency.max(1));
         let mut done = 0;
         while let Some(result) = results.next().await {
-            let id = result?;
+            let outcome = result?;
             done += 1;
             trust::check(&self.cluster, &self.verified).await?;
             let percent = percent_of(done, total);
             self.journal.progress(
                 None,
                 percent,
-                format!("restarted {done} of {total} workloads ({id} rolled out)"),
+                format!("restarted {done} of {total} workloads ({outcome})"),
             )?;
         }
         Ok(())
     }
 
-    /// Restarts one workload (idempotently) and waits for its rollout.
+    /// Restarts one workload (idempotently) and waits for its rollout. Returns what to report.
     async fn restart_workload(
         &self,
         workload: Workload,
@@ -669,6 +702,14 @@ impl<C: Cluster> Updater<C> {
         deadline: Instant,
     ) -> Result<String, PhaseError> {
         let id = workload.id.clone();
+        if workload.paused {
+            // `kubectl rollout restart` refuses paused Deployments too; resuming one is the
+            // operator's decision, so it is skipped and reported.
+            warn!(workload = %id, "paused: skipped; its pods keep the trust bundle they mounted");
+            return Ok(format!(
+                "{id} skipped: its rollout is paused (resume it and restart it by hand)"
+            ));
+        }
         if workload
             .template_annotations
             .get(RESTARTED_AT_ANNOTATION)
@@ -679,25 +720,44 @@ impl<C: Cluster> Updater<C> {
                 .patch_template_annotation(&id, RESTARTED_AT_ANNOTATION, restarted_at)
                 .await?;
         }
-        if workload.strategy == UpdateStrategy::OnDelete {
-            let current = self.cluster.get_workload(&id).await?;
-            let update_revision = current.status.update_revision.unwrap_or_default();
-            // The whole selector, not just the `app` label, so no other workload's pod is touched.
-            for pod in self
-                .cluster
-                .list_pods(&id.namespace, &current.selector)
-                .await?
-            {
-                if pod.revision != update_revision {
-                    self.cluster.delete_pod(&pod.namespace, &pod.name).await?;
-                }
-            }
-        }
+        let on_delete = workload.strategy == UpdateStrategy::OnDelete;
+        let mut deleted = false;
         loop {
-            let status = self.cluster.get_workload(&id).await?.status;
-            let waiting = match rollout_complete(&status) {
-                Ok(()) => return Ok(id.to_string()),
-                Err(waiting) => waiting,
+            let current = self.cluster.get_workload(&id).await?;
+            let verdict = if on_delete {
+                // The whole selector, not just the `app` label, so no other workload's pod is touched.
+                let pods = self
+                    .cluster
+                    .list_pods(&id.namespace, &current.selector)
+                    .await?;
+                // Once the controller has observed the new template, delete every pod of another
+                // revision (once; a resumed phase deletes only what still runs the old template).
+                if let Some(update_revision) = current
+                    .status
+                    .update_revision
+                    .as_deref()
+                    .filter(|_| current.status.observed_generation >= current.status.generation)
+                    .filter(|_| !deleted)
+                {
+                    for pod in pods.iter().filter(|p| p.revision != update_revision) {
+                        self.cluster.delete_pod(&pod.namespace, &pod.name).await?;
+                    }
+                    deleted = true;
+                    continue;
+                }
+                on_delete_complete(&current.status, &pods)
+            } else {
+                rollout_complete(&current.status)
+            };
+            let waiting = match verdict {
+                Ok(()) => return Ok(format!("{id} rolled out")),
+                Err(Pending::Failed(reason)) => {
+                    return Err(PhaseError::RolloutFailed {
+                        workload: id.to_string(),
+                        reason,
+                    });
+                }
+                Err(Pending::Waiting(waiting)) => waiting,
             };
             if Instant::now() >= deadline {
                 return Err(PhaseError::RolloutTimeout {

@@ -5,9 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dc_agent::cluster::{Backend, Component, HostFile, HostRole, UpdateStrategy, WorkloadKind};
+use dc_agent::cluster::{
+    Backend, HostFile, HostRole, KubeconfigFile, UpdateStrategy, WorkloadKind,
+};
 use dc_agent::journal::{Journal, UpdateRecord};
-use dc_agent::kubeconfig::Kubeconfig;
+use dc_agent::kubeconfig::{ClientCredentials, Kubeconfig};
 use dc_agent::sim::{SimCluster, SimConfig, SimState, SlowPhase};
 use dc_agent::update::{Settings, StartDecision, Updater};
 use dc_certs::inspect::CertSummary;
@@ -37,7 +39,9 @@ fn open(dir: &Path, sim: &SimConfig) -> Updater<Backend> {
 }
 
 fn sim(updater: &Updater<Backend>) -> &SimCluster {
-    let Backend::Simulated(sim) = updater.cluster();
+    let Backend::Simulated(sim) = updater.cluster() else {
+        panic!("these tests run on a simulated cluster");
+    };
     sim
 }
 
@@ -126,11 +130,17 @@ fn assert_updated(sim: &SimCluster, state: &SimState) {
                 .is_err()
             );
         }
-        for &component in Component::with_kubeconfig(host.role) {
-            let k =
-                Kubeconfig::parse(&host_file(sim, name, HostFile::Kubeconfig(component))).unwrap();
-            assert_eq!(k.ca_pem, ca_pem, "{name} {component:?} CA data");
-            check(&k.client_cert_pem, Usage::Client, component.kubeconfig());
+        for &file in KubeconfigFile::of_role(host.role) {
+            let path = sim.host_dir(name).join(file.path());
+            if file.optional() && !path.exists() {
+                continue;
+            }
+            let k = Kubeconfig::parse(&host_file(sim, name, HostFile::Kubeconfig(file))).unwrap();
+            assert_eq!(k.ca_pem(), ca_pem, "{name} {file:?} CA data");
+            let ClientCredentials::Embedded { cert_pem, .. } = k.client() else {
+                panic!("{name} {file:?}: the simulated cluster embeds credentials");
+            };
+            check(cert_pem, Usage::Client, file.path());
         }
     }
     for w in &state.workloads {

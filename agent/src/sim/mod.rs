@@ -26,7 +26,7 @@ pub use config::{Faults, SimConfig, SlowPhase, WorkloadSpec};
 pub use pki::{client_identity, controller_manager_manifest};
 
 use crate::cluster::{
-    Component, Host, HostFile, HostRole, LabelSelector, Pod, RESTARTED_AT_ANNOTATION,
+    Component, Host, HostDir, HostFile, HostRole, LabelSelector, Pod, RESTARTED_AT_ANNOTATION,
     RolloutStatus, UpdateStrategy, Workload, WorkloadKind, WorkloadRef,
 };
 use crate::rollout::selector_matches;
@@ -167,13 +167,15 @@ impl SimCluster {
         for (index, host) in hosts.iter().enumerate() {
             let files = pki::host_files(host, index, &ca, &front_proxy, issued)?;
             for (file, contents) in files {
-                write_host_file(dir, &host.name, file.path(), &contents, file.is_private())?;
+                write_host_file(
+                    &host_path(dir, &host.name, file),
+                    &contents,
+                    file.is_private(),
+                )?;
             }
             if host.role == HostRole::Controller {
                 write_host_file(
-                    dir,
-                    &host.name,
-                    "pki/front-proxy-ca.key",
+                    &hosts_dir(dir, &host.name, HostDir::Kubernetes).join("pki/front-proxy-ca.key"),
                     &front_proxy.key_pem(),
                     true,
                 )?;
@@ -253,7 +255,12 @@ impl SimCluster {
 
     /// The host directory standing for `/etc/kubernetes`.
     pub fn host_dir(&self, host: &str) -> PathBuf {
-        self.dir.join("hosts").join(host).join("etc/kubernetes")
+        hosts_dir(&self.dir, host, HostDir::Kubernetes)
+    }
+
+    /// The host directory standing for `/var/lib/kubelet/pki`.
+    pub fn kubelet_pki_dir(&self, host: &str) -> PathBuf {
+        hosts_dir(&self.dir, host, HostDir::KubeletPki)
     }
 
     fn known_host(&self, host: &str) -> Result<(), SimError> {
@@ -418,6 +425,7 @@ impl SimCluster {
             },
             template_annotations: w.template_annotations.clone(),
             status: RolloutStatus {
+                failure: None,
                 generation: w.generation,
                 observed_generation: w.generation,
                 desired: n,
@@ -463,7 +471,7 @@ impl SimCluster {
     pub async fn read_file(&self, host: &str, file: HostFile) -> Result<Option<String>, SimError> {
         api_call().await;
         self.known_host(host)?;
-        let path = self.host_dir(host).join(file.path());
+        let path = host_path(&self.dir, host, file);
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -479,13 +487,17 @@ impl SimCluster {
     ) -> Result<(), SimError> {
         api_call().await;
         self.known_host(host)?;
-        write_host_file(&self.dir, host, file.path(), contents, file.is_private())
+        write_host_file(
+            &host_path(&self.dir, host, file),
+            contents,
+            file.is_private(),
+        )
     }
 
     pub async fn remove_file(&self, host: &str, file: HostFile) -> Result<(), SimError> {
         api_call().await;
         self.known_host(host)?;
-        let path = self.host_dir(host).join(file.path());
+        let path = host_path(&self.dir, host, file);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
             _ => Ok(()),
@@ -661,27 +673,29 @@ fn slot_names(w: &SimWorkload, hosts: &[Host]) -> Vec<String> {
     }
 }
 
-fn write_host_file(
-    dir: &Path,
-    host: &str,
-    relative: &str,
-    contents: &str,
-    private: bool,
-) -> Result<(), SimError> {
-    let path = dir
-        .join("hosts")
-        .join(host)
-        .join("etc/kubernetes")
-        .join(relative);
+/// Where a host's directory lives in the simulated cluster: `hosts/<host>/` plus the real path.
+fn hosts_dir(dir: &Path, host: &str, which: HostDir) -> PathBuf {
+    let host = dir.join("hosts").join(host);
+    match which {
+        HostDir::Kubernetes => host.join("etc/kubernetes"),
+        HostDir::KubeletPki => host.join("var/lib/kubelet/pki"),
+    }
+}
+
+fn host_path(dir: &Path, host: &str, file: HostFile) -> PathBuf {
+    hosts_dir(dir, host, file.dir()).join(file.path())
+}
+
+fn write_host_file(path: &Path, contents: &str, private: bool) -> Result<(), SimError> {
     if let Some(parent) = path.parent() {
         create_private_dir(parent).map_err(io(parent))?;
     }
     write_atomic(
-        &path,
+        path,
         contents.as_bytes(),
         if private { PRIVATE } else { PUBLIC },
     )
-    .map_err(io(&path))
+    .map_err(io(path))
 }
 
 #[cfg(test)]

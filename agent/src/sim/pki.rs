@@ -6,25 +6,21 @@ use std::net::IpAddr;
 use dc_certs::leaf::{IssuedLeaf, LeafSpec};
 use dc_certs::{CertifiedCa, KeyAlgorithm, UnixTime};
 
-use crate::cluster::{Component, Host, HostFile, HostRole};
-use crate::kubeconfig::Kubeconfig;
+use crate::cluster::{Host, HostFile, HostRole, KubeconfigFile};
 
 use super::SimError;
 
-/// The client identity kubeadm gives each component (CN and organisations).
-pub fn client_identity(component: Component, host: &str) -> (String, Vec<&'static str>) {
-    match component {
-        Component::Admin => (
+/// The client identity kubeadm gives each kubeconfig's user (CN and organisations).
+pub fn client_identity(file: KubeconfigFile, host: &str) -> (String, Vec<&'static str>) {
+    match file {
+        KubeconfigFile::Admin => (
             "kubernetes-admin".to_owned(),
             vec!["kubeadm:cluster-admins"],
         ),
-        Component::ControllerManager => ("system:kube-controller-manager".to_owned(), vec![]),
-        Component::Scheduler => ("system:kube-scheduler".to_owned(), vec![]),
-        Component::Kubelet => (format!("system:node:{host}"), vec!["system:nodes"]),
-        Component::Apiserver => (
-            "kube-apiserver-kubelet-client".to_owned(),
-            vec!["kubeadm:cluster-admins"],
-        ),
+        KubeconfigFile::SuperAdmin => ("kubernetes-super-admin".to_owned(), vec!["system:masters"]),
+        KubeconfigFile::ControllerManager => ("system:kube-controller-manager".to_owned(), vec![]),
+        KubeconfigFile::Scheduler => ("system:kube-scheduler".to_owned(), vec![]),
+        KubeconfigFile::Kubelet => (format!("system:node:{host}"), vec!["system:nodes"]),
     }
 }
 
@@ -84,8 +80,11 @@ pub fn host_files(
         )?;
         files.push((HostFile::ApiserverCert, apiserver.cert_pem));
         files.push((HostFile::ApiserverKey, apiserver.key_pem));
-        let (cn, orgs) = client_identity(Component::Apiserver, &host.name);
-        let kubelet_client = issue(&LeafSpec::client(&cn, &orgs), ca, now)?;
+        let kubelet_client = issue(
+            &LeafSpec::client("kube-apiserver-kubelet-client", &["kubeadm:cluster-admins"]),
+            ca,
+            now,
+        )?;
         files.push((
             HostFile::ApiserverKubeletClientCert,
             kubelet_client.cert_pem,
@@ -100,17 +99,16 @@ pub fn host_files(
             controller_manager_manifest("/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.key"),
         ));
     }
-    for &component in Component::with_kubeconfig(host.role) {
-        let (cn, orgs) = client_identity(component, &host.name);
+    // kubeadm writes super-admin.conf on the first control-plane host only.
+    let kubeconfigs = KubeconfigFile::of_role(host.role)
+        .iter()
+        .filter(|f| !f.optional() || index == 0);
+    for &file in kubeconfigs {
+        let (cn, orgs) = client_identity(file, &host.name);
         let leaf = issue(&LeafSpec::client(&cn, &orgs), ca, now)?;
-        let kubeconfig = Kubeconfig {
-            server: server.clone(),
-            user: cn,
-            ca_pem: ca.cert_pem().to_owned(),
-            client_cert_pem: leaf.cert_pem,
-            client_key_pem: leaf.key_pem,
-        };
-        files.push((HostFile::Kubeconfig(component), kubeconfig.render()));
+        let text =
+            crate::kubeconfig::render(&server, &cn, ca.cert_pem(), &leaf.cert_pem, &leaf.key_pem);
+        files.push((HostFile::Kubeconfig(file), text));
     }
     Ok(files)
 }
