@@ -53,6 +53,9 @@ pub struct Site {
     pub never_ready: Vec<String>,
     /// Extra milliseconds every pods phase takes (to catch a subcloud mid-phase).
     pub slow_pods_ms: u64,
+    /// The agent's whole `[cluster]` table (e.g. `kind = "kubernetes"` pointed at a served API),
+    /// replacing the simulated cluster of `shape`.
+    pub cluster: Option<String>,
 }
 
 impl Site {
@@ -64,6 +67,7 @@ impl Site {
             shape,
             never_ready: Vec::new(),
             slow_pods_ms: 0,
+            cluster: None,
         }
     }
 
@@ -392,6 +396,30 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> 
 }
 
 fn agent_toml(site: &Site, dir: &Path, controller: &str) -> String {
+    let common = format!(
+        r#"subcloud = "{name}"
+data_dir = "{data}"
+phase_timeout_secs = 15
+[reconnect]
+initial_secs = 0.2
+max_secs = 1.0
+[controller]
+address = "{controller}"
+server_name = "localhost"
+[tls]
+ca = "{tls}/ca.crt"
+cert = "{tls}/agent.crt"
+key = "{tls}/agent.key"
+[pods]
+poll_ms = 50
+"#,
+        name = site.name,
+        data = dir.join("data").display(),
+        tls = dir.join("tls").display(),
+    );
+    if let Some(cluster) = &site.cluster {
+        return format!("{common}{cluster}");
+    }
     let shape = match site.shape {
         Shape::Typical => {
             r#"controllers = 2
@@ -461,30 +489,12 @@ labels = { app = "cache" }
         String::new()
     };
     format!(
-        r#"subcloud = "{name}"
-data_dir = "{data}"
-phase_timeout_secs = 15
-[reconnect]
-initial_secs = 0.2
-max_secs = 1.0
-[controller]
-address = "{controller}"
-server_name = "localhost"
-[tls]
-ca = "{tls}/ca.crt"
-cert = "{tls}/agent.crt"
-key = "{tls}/agent.key"
-[pods]
-poll_ms = 50
-[cluster]
+        r#"{common}[cluster]
 kind = "simulated"
 root_ca_expiry_days = {days}
 {shape}[cluster.faults]
 never_ready = [{never_ready}]
 {slow}"#,
-        name = site.name,
-        data = dir.join("data").display(),
-        tls = dir.join("tls").display(),
         days = site.ca_days,
     )
 }

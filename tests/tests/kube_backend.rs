@@ -1,0 +1,342 @@
+//! The whole update with the Kubernetes backend: the real dc-controller and a real dc-agent process with
+//! `[cluster] kind = "kubernetes"`, pointed at a Kubernetes API served over a simulated cluster (in this
+//! test process) and at the simulated hosts' kubeadm directories, some reached through a `via` command
+//! prefix. The real kubectl reads the served API back.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::*;
+use dc_agent::cluster::{HostFile, UpdateStrategy, WorkloadKind};
+use dc_agent::kubeconfig::{ClientCredentials, Kubeconfig};
+use dc_agent::sim::{SimCluster, SimConfig};
+use dc_test_support::fleet::{Fleet, Shape, Site, wait_until};
+use dc_test_support::kube_api::{KubeApi, kubectl};
+use serde_json::Value;
+
+/// A fleet of one subcloud whose agent drives a served Kubernetes API.
+struct KubeFleet {
+    fleet: Fleet,
+    api: KubeApi,
+    restarts_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for KubeFleet {
+    type Target = Fleet;
+    fn deref(&self) -> &Fleet {
+        &self.fleet
+    }
+}
+
+impl std::ops::DerefMut for KubeFleet {
+    fn deref_mut(&mut self) -> &mut Fleet {
+        &mut self.fleet
+    }
+}
+
+impl KubeFleet {
+    fn sim(&self) -> &SimCluster {
+        self.api.sim()
+    }
+
+    /// Runs the real kubectl against the served API; fails the test (never skips it) when kubectl is
+    /// missing or exits non-zero.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = kubectl(&self.fleet.dir.join("kubeconfig"), args)
+            .unwrap_or_else(|e| panic!("this test needs kubectl: {e}"));
+        assert!(
+            out.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+const NAME: &str = "kube-site";
+
+/// Starts the controller, a simulated cluster (in the agent's data dir, where the fleet's checks look),
+/// the API over it, and an agent with `kind = "kubernetes"`: controller-0 is the agent's own host, every
+/// other host is reached through `via = ["env", "DC_HOST=<host>", "sh", "-c"]`, which runs one shell
+/// command line as ssh would. Restart commands append `<host> <component>` to a log.
+fn start_kube(mut config: SimConfig, prepare: impl FnOnce(&SimCluster)) -> KubeFleet {
+    let dir = tempfile::tempdir().expect("tempdir");
+    config.root_ca_expiry_days = 10;
+    let data = dir.path().join("agents").join(NAME).join("data");
+    let sim = Arc::new(SimCluster::open(&data, &config).expect("simulated cluster"));
+    prepare(&sim);
+    let api = KubeApi::start(sim.clone()).expect("Kubernetes API over the simulated cluster");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let restarts_log = dir.path().join("restarts.log");
+    let restart = |component: &str| {
+        format!(
+            "{component} = 'echo \"${{DC_HOST:-controller-0}} {component}\" >> {}'\n",
+            restarts_log.display()
+        )
+    };
+    let mut cluster = format!(
+        "[cluster]\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\napi_retry_secs = 10\ncommand_timeout_secs = 30\n",
+        kubeconfig.display()
+    );
+    for host in sim.snapshot().expect("snapshot").hosts {
+        let role = serde_json::to_value(host.role).expect("role");
+        cluster.push_str(&format!(
+            "[[cluster.hosts]]\nname = \"{name}\"\nrole = {role}\nkubernetes_dir = \"{k8s}\"\nkubelet_pki_dir = \"{kubelet}\"\n",
+            name = host.name,
+            k8s = sim.host_dir(&host.name).display(),
+            kubelet = sim.kubelet_pki_dir(&host.name).display(),
+        ));
+        if host.name != "controller-0" {
+            cluster.push_str(&format!(
+                "via = [\"env\", \"DC_HOST={}\", \"sh\", \"-c\"]\n",
+                host.name
+            ));
+        }
+    }
+    cluster.push_str("[cluster.restart]\n");
+    for component in ["apiserver", "controller_manager", "scheduler", "kubelet"] {
+        cluster.push_str(&restart(component));
+    }
+    let mut site = Site::new(NAME, Shape::Typical);
+    site.cluster = Some(cluster);
+    let fleet = Fleet::start(dir.path(), vec![site]).unwrap_or_else(|e| panic!("{e}"));
+    fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    KubeFleet {
+        fleet,
+        api,
+        restarts_log,
+        _dir: dir,
+    }
+}
+
+/// Turns a host's kubelet.conf into the form `kubeadm join` writes: credentials in
+/// `/var/lib/kubelet/pki/kubelet-client-current.pem` (certificate and key in one file), named by the
+/// kubeconfig instead of embedded.
+fn kubelet_conf_with_a_client_file(sim: &SimCluster, host: &str) {
+    let path = sim
+        .host_dir(host)
+        .join(HostFile::Kubeconfig(dc_agent::cluster::KubeconfigFile::Kubelet).path());
+    let text = std::fs::read_to_string(&path).expect("kubelet.conf");
+    let ClientCredentials::Embedded { cert_pem, key_pem } = Kubeconfig::parse(&text)
+        .expect("kubelet.conf parses")
+        .client()
+        .clone()
+    else {
+        panic!("the simulated kubelet.conf embeds its credentials");
+    };
+    let pem = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+    let text: String = text
+        .lines()
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            if line.trim_start().starts_with("client-certificate-data:") {
+                format!("{indent}client-certificate: {pem}\n")
+            } else if line.trim_start().starts_with("client-key-data:") {
+                format!("{indent}client-key: {pem}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, text).expect("write kubelet.conf");
+    let dir = sim.kubelet_pki_dir(host);
+    std::fs::create_dir_all(&dir).expect("kubelet pki dir");
+    std::fs::write(
+        dir.join("kubelet-client-current.pem"),
+        format!("{cert_pem}{key_pem}"),
+    )
+    .expect("kubelet client pem");
+}
+
+fn workloads_json(fleet: &KubeFleet) -> Vec<Value> {
+    let out = fleet.kubectl(&[
+        "get",
+        "deployments,daemonsets,statefulsets",
+        "-A",
+        "-o",
+        "json",
+    ]);
+    let list: Value = serde_json::from_str(&out).expect("kubectl prints JSON");
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn kubernetes_backend_runs_the_whole_update() {
+    let fleet = start_kube(SimConfig::typical(), |sim| {
+        kubelet_conf_with_a_client_file(sim, "worker-1")
+    });
+    let original_ca = std::fs::read_to_string(fleet.sim().host_dir("worker-0").join("pki/ca.crt"))
+        .expect("ca.crt");
+    let not_after = create_and_apply(&fleet, &[]);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "complete", "{steps:#?}");
+    assert_eq!(steps[0]["state"], "complete", "{steps:#?}");
+
+    // Every host holds the new CA alone.
+    assert_new_ca(&fleet, 0, not_after);
+    let snapshot = fleet.sim().snapshot().expect("snapshot");
+    // Workloads: restarted once per pods phase, OnDelete pods replaced, every pod on the last template.
+    for w in &snapshot.workloads {
+        assert_eq!(
+            w.restarts,
+            2,
+            "{}: restarted once per pods phase",
+            w.spec.key()
+        );
+        assert!(
+            w.pods.iter().all(|p| p.revision == w.revision),
+            "{}: every pod runs the last template",
+            w.spec.key()
+        );
+        if w.spec.strategy == UpdateStrategy::OnDelete {
+            let desired = match w.spec.kind {
+                WorkloadKind::DaemonSet => snapshot.hosts.len(),
+                _ => w.spec.replicas as usize,
+            };
+            assert_eq!(
+                w.pods_deleted as usize,
+                2 * desired,
+                "{}: each OnDelete pod deleted once per pods phase",
+                w.spec.key()
+            );
+        }
+    }
+    // Restart commands ran on every host, through its via where it has one: the kubelet once per host
+    // phase, the control plane on controllers only.
+    let log = std::fs::read_to_string(&fleet.restarts_log).expect("restart log");
+    for host in &snapshot.hosts {
+        let kubelet = format!("{} kubelet", host.name);
+        assert_eq!(
+            log.lines().filter(|l| *l == kubelet).count(),
+            3,
+            "{kubelet}:\n{log}"
+        );
+    }
+    assert!(log.lines().any(|l| l == "controller-1 apiserver"), "{log}");
+    assert!(!log.lines().any(|l| l == "worker-0 apiserver"), "{log}");
+    // The kubelet client file kubelet.conf names was re-issued from the new CA; kubelet.conf still
+    // names it.
+    let worker1 = fleet.sim().host_dir("worker-1");
+    let new_ca = std::fs::read_to_string(worker1.join("pki/ca.crt")).expect("ca.crt");
+    let pem = std::fs::read_to_string(
+        fleet
+            .sim()
+            .kubelet_pki_dir("worker-1")
+            .join("kubelet-client-current.pem"),
+    )
+    .expect("kubelet client pem");
+    dc_agent::trust::trusts(&pem, &new_ca, dc_certs::verify::Usage::Client)
+        .expect("the kubelet's client certificate chains to the new CA");
+    assert!(
+        pem.contains("PRIVATE KEY"),
+        "certificate and key in one file"
+    );
+    let conf = std::fs::read_to_string(worker1.join("kubelet.conf")).expect("kubelet.conf");
+    assert!(conf.contains("client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem"));
+    // The files replaced first are kept once, as they were before the update.
+    let backup = fleet
+        .sim()
+        .host_dir("worker-0")
+        .join("pki/ca.crt.dc-rootca-backup");
+    assert_eq!(
+        std::fs::read_to_string(&backup).expect("backup of ca.crt"),
+        original_ca
+    );
+
+    // kubectl reads the served API back: every workload carries the restartedAt annotation, and the
+    // rollouts kubectl can follow (RollingUpdate) report complete.
+    let items = workloads_json(&fleet);
+    assert_eq!(items.len(), snapshot.workloads.len(), "{items:#?}");
+    for item in &items {
+        let annotations = &item["spec"]["template"]["metadata"]["annotations"];
+        assert!(
+            annotations["kubectl.kubernetes.io/restartedAt"].is_string(),
+            "{}/{} has no restartedAt: {annotations}",
+            item["metadata"]["namespace"],
+            item["metadata"]["name"]
+        );
+    }
+    for w in &snapshot.workloads {
+        if w.spec.strategy == UpdateStrategy::OnDelete {
+            continue;
+        }
+        let kind = match w.spec.kind {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::DaemonSet => "daemonset",
+            WorkloadKind::StatefulSet => "statefulset",
+        };
+        let target = format!("{kind}/{}", w.spec.name);
+        let out = fleet.kubectl(&[
+            "rollout",
+            "status",
+            &target,
+            "-n",
+            &w.spec.namespace,
+            "--timeout=30s",
+        ]);
+        assert!(
+            out.contains("successfully rolled out") || out.contains("complete"),
+            "{target}: {out}"
+        );
+    }
+}
+
+#[test]
+fn an_agent_killed_in_a_pods_phase_restarts_no_workload_twice() {
+    let config = SimConfig {
+        // Slow pods keep the pods phase running long enough to kill the agent inside it.
+        pod_ready_ms: 1500,
+        ..SimConfig::typical()
+    };
+    let mut fleet = start_kube(config, |_| {});
+    let not_after = create_and_apply(&fleet, &[]);
+    wait_until(TIMEOUT, || {
+        Ok(in_phase(&fleet, NAME, "pods-trust-both-cas"))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    // At least one workload restarted by the agent about to be killed.
+    wait_until(TIMEOUT, || {
+        Ok(fleet
+            .sim()
+            .snapshot()
+            .is_ok_and(|s| s.workloads.iter().any(|w| w.restarts == 1)))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    fleet.kill_agent(0);
+    fleet.restart_agent(0).unwrap_or_else(|e| panic!("{e}"));
+
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "complete", "{steps:#?}");
+    assert_new_ca(&fleet, 0, not_after);
+    for w in fleet.sim().snapshot().expect("snapshot").workloads {
+        assert_eq!(
+            w.restarts,
+            2,
+            "{}: once per pods phase, the resumed phase reused its restartedAt",
+            w.spec.key()
+        );
+    }
+}
+
+#[test]
+fn a_rollout_that_never_completes_fails_the_pods_phase_naming_the_workload() {
+    let mut config = SimConfig::typical();
+    config.faults.never_ready = vec!["default/web".to_owned()];
+    let fleet = start_kube(config, |_| {});
+    create_and_apply(&fleet, &[]);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "failed", "{steps:#?}");
+    let step = &steps[0];
+    assert_eq!(step["state"], "failed", "{step:#}");
+    let details = step["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("Deployment default/web") && details.contains("not complete after"),
+        "the failure names the workload and the timeout: {details}"
+    );
+}
