@@ -228,6 +228,61 @@ never_ready = ["db/pg"]
     }
 
     #[test]
+    fn kubernetes_cluster_defaults_to_one_kubeadm_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            r#"
+subcloud = "subcloud1"
+data_dir = "/var/lib/dc-agent"
+[controller]
+address = "127.0.0.1:7443"
+[tls]
+ca = "ca.crt"
+cert = "agent.crt"
+key = "agent.key"
+[cluster]
+kind = "kubernetes"
+"#,
+        )
+        .unwrap();
+        let ClusterConfig::Kubernetes(k) = AgentConfig::load(&file).unwrap().cluster else {
+            panic!("kubernetes config expected");
+        };
+        assert_eq!(k.kubeconfig, None, "in-cluster by default");
+        let [host] = k.hosts.as_slice() else {
+            panic!("one host by default: {:?}", k.hosts);
+        };
+        assert_eq!(
+            (host.name.as_str(), host.role, host.via.len()),
+            ("localhost", crate::cluster::HostRole::Controller, 0)
+        );
+        assert_eq!(host.kubernetes_dir, Path::new("/etc/kubernetes"));
+        assert_eq!(host.kubelet_pki_dir, Path::new("/var/lib/kubelet/pki"));
+        assert_eq!(k.restart.kubelet, "systemctl restart kubelet");
+        assert!(k.restart.apiserver.contains("crictl"));
+    }
+
+    #[test]
+    fn the_kubeadm_example_loads() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent-kubeadm.example.toml");
+        let config = AgentConfig::load(&path).unwrap();
+        let ClusterConfig::Kubernetes(k) = config.cluster else {
+            panic!("kubernetes config expected");
+        };
+        assert_eq!(
+            k.kubeconfig.as_deref(),
+            Some(Path::new("/etc/kubernetes/admin.conf"))
+        );
+        assert_eq!(k.hosts.len(), 3);
+        assert!(k.hosts[0].via.is_empty(), "the agent's own host is local");
+        assert_eq!(k.hosts[1].via[0], "ssh");
+        assert_eq!(k.hosts[2].role, crate::cluster::HostRole::Worker);
+    }
+
+    #[test]
     fn the_example_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dc-agent.example.toml");
         let config = AgentConfig::load(&path).unwrap();

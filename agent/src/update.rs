@@ -722,6 +722,9 @@ impl<C: Cluster> Updater<C> {
         }
         let on_delete = workload.strategy == UpdateStrategy::OnDelete;
         let mut deleted = false;
+        // Polls back off from `poll` to eight times it: quick for fast rollouts, light on a real API
+        // server for slow ones.
+        let mut poll = self.settings.poll;
         loop {
             let current = self.cluster.get_workload(&id).await?;
             let verdict = if on_delete {
@@ -766,12 +769,8 @@ impl<C: Cluster> Updater<C> {
                     waiting,
                 });
             }
-            tokio::time::sleep(
-                self.settings
-                    .poll
-                    .min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
+            tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+            poll = (poll * 2).min(self.settings.poll * 8);
         }
     }
 
