@@ -344,6 +344,29 @@ fn patches_beyond_template_annotations_are_refused() {
     assert!(err.contains("unknown format"), "{err}");
     assert_eq!(workload(&s.state(), "web").generation, 1, "nothing applied");
 
+    // Writes the model cannot take are refused too.
+    let err = s.kubectl_err(&[
+        "replace",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        "-f",
+        "/dev/null",
+    ]);
+    assert!(
+        err.contains("MethodNotAllowed") || err.contains("not allow"),
+        "{err}"
+    );
+
+    // Writes the model cannot take are refused too.
+    let err = s.kubectl_err(&[
+        "replace",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        "-f",
+        "/dev/null",
+    ]);
+    assert!(err.contains("does not allow this method"), "{err}");
+
     let err = s.kubectl_err(&[
         "patch",
         "deployment",
@@ -367,14 +390,31 @@ mod kube_rs {
     use kube::runtime::watcher;
     use serde_json::json;
 
-    async fn client(api: &KubeApi) -> kube::Client {
+    async fn config(api: &KubeApi) -> kube::Config {
         dc_protocol::tls::install_default_provider();
         let kubeconfig = Kubeconfig::from_yaml(&api.kubeconfig()).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        kube::Client::try_from(config).unwrap()
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap()
+    }
+
+    async fn client(api: &KubeApi) -> kube::Client {
+        kube::Client::try_from(config(api).await).unwrap()
+    }
+
+    #[tokio::test]
+    async fn kube_client_without_the_token_is_unauthorized() {
+        let s = serve();
+        let mut config = config(&s.api).await;
+        config.auth_info.token = None;
+        let pods: Api<Pod> = Api::all(kube::Client::try_from(config).unwrap());
+        match pods.list(&ListParams::default()).await {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 401);
+                assert_eq!(e.reason, "Unauthorized");
+            }
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
     }
 
     fn annotation(d: &Deployment) -> Option<String> {

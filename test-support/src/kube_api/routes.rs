@@ -154,7 +154,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/namespaces/{ns}/pods/{name}")
             .route(web::get().to(get::<Pod>))
-            .route(web::delete().to(delete_pod)),
+            .route(web::delete().to(delete_pod))
+            .default_service(web::to(method_not_allowed)),
     );
     workload_routes::<Deployment>(cfg);
     workload_routes::<DaemonSet>(cfg);
@@ -162,6 +163,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NoRoute)
     }));
+}
+
+/// Writes the model cannot take (PUT, POST, ...): refused with a `Status`, not an empty 405.
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
 }
 
 fn workload_routes<K: ServedWorkload>(cfg: &mut web::ServiceConfig) {
@@ -177,7 +183,8 @@ fn workload_routes<K: ServedWorkload>(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(format!("/apis/apps/v1/namespaces/{{ns}}/{plural}/{{name}}"))
             .route(web::get().to(get::<K>))
-            .route(web::patch().to(patch::<K>)),
+            .route(web::patch().to(patch::<K>))
+            .default_service(web::to(method_not_allowed)),
     );
 }
 

@@ -38,6 +38,8 @@ pub enum ApiError {
     NotFound(Target),
     #[error("the server could not find the requested resource")]
     NoRoute,
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
     #[error("{0}")]
     BadRequest(String),
     #[error("{}{} \"{}\" is invalid: {refusal}", target.kind, if target.group.is_empty() { String::new() } else { format!(".{}", target.group) }, target.name)]
@@ -55,6 +57,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => "Unauthorized",
             Self::NotFound(_) | Self::NoRoute => "NotFound",
+            Self::MethodNotAllowed => "MethodNotAllowed",
             Self::BadRequest(_) => "BadRequest",
             Self::Invalid { .. } => "Invalid",
             Self::UnsupportedPatch(_) => "UnsupportedMediaType",
@@ -101,6 +104,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedPatch(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
