@@ -101,6 +101,33 @@ pub struct SimState {
     pub component_restarts: BTreeMap<String, BTreeMap<Component, u32>>,
 }
 
+/// Every workload with its pods, read at one instant of the simulated clock: what a Kubernetes API
+/// server serving the model shows beyond the phases' views (which pod belongs to which workload, when
+/// each was created), taken under one lock so a response never mixes two instants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiView {
+    /// The simulated clock (milliseconds) the view was read at.
+    pub clock_ms: u64,
+    pub workloads: Vec<ApiWorkload>,
+}
+
+/// A workload as an API server shows it: the phases' view plus the spec it was created from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiWorkload {
+    pub workload: Workload,
+    pub spec: WorkloadSpec,
+    pub pods: Vec<ApiPod>,
+}
+
+/// A pod as an API server shows it: the phases' view plus its model times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiPod {
+    pub pod: Pod,
+    /// Simulated clock (milliseconds) when it was created and when it becomes (or became) ready.
+    pub created_ms: u64,
+    pub ready_ms: u64,
+}
+
 /// A simulated cluster rooted in a directory.
 #[derive(Debug)]
 pub struct SimCluster {
@@ -624,6 +651,35 @@ impl SimCluster {
             .collect())
     }
 
+    /// Every workload with its pods, advanced to now, for a fake Kubernetes API.
+    pub async fn api_view(&self) -> Result<ApiView, SimError> {
+        api_call().await;
+        let mut state = self.lock();
+        self.advance(&mut state)?;
+        let now = self.now_ms();
+        let workloads = state
+            .workloads
+            .iter()
+            .map(|w| ApiWorkload {
+                workload: self.workload_view(w, &state.hosts, now),
+                spec: w.spec.clone(),
+                pods: w
+                    .pods
+                    .iter()
+                    .map(|p| ApiPod {
+                        pod: self.pod_view(w, p, now),
+                        created_ms: p.created_ms,
+                        ready_ms: p.ready_ms,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(ApiView {
+            clock_ms: now,
+            workloads,
+        })
+    }
+
     pub fn phase_delay(&self, phase: Phase) -> Duration {
         match self.faults.slow_phase {
             Some(slow) if slow.phase == phase => Duration::from_millis(slow.delay_ms),
@@ -777,6 +833,49 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 3);
         assert!(names.contains(&"proxy-worker-1".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn api_view_gives_each_workload_its_own_pods_with_creation_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SimConfig {
+            pod_ready_ms: 100,
+            ..SimConfig::typical()
+        };
+        let sim = SimCluster::open(dir.path(), &config).unwrap();
+        let view = sim.api_view().await.unwrap();
+        assert_eq!(view.workloads.len(), config.workloads.len());
+        // The two StatefulSets share the `app` label; each still owns only its own pods.
+        let replica = view
+            .workloads
+            .iter()
+            .find(|w| w.spec.name == "pg-replica")
+            .unwrap();
+        let names: Vec<&str> = replica.pods.iter().map(|p| p.pod.name.as_str()).collect();
+        assert_eq!(names, ["pg-replica-0", "pg-replica-1"]);
+        assert!(
+            replica
+                .pods
+                .iter()
+                .all(|p| p.created_ms == 0 && p.pod.ready)
+        );
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sim.delete_pod("db", "pg-replica-1").await.unwrap();
+        let view = sim.api_view().await.unwrap();
+        let replica = view
+            .workloads
+            .iter()
+            .find(|w| w.spec.name == "pg-replica")
+            .unwrap();
+        let recreated = replica
+            .pods
+            .iter()
+            .find(|p| p.pod.name == "pg-replica-1")
+            .unwrap();
+        assert_eq!(recreated.created_ms, view.clock_ms);
+        assert_eq!(recreated.ready_ms, view.clock_ms + 100);
+        assert!(!recreated.pod.ready);
     }
 
     #[tokio::test(start_paused = true)]
