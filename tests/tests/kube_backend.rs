@@ -13,7 +13,8 @@ use dc_agent::cluster::{HostFile, UpdateStrategy, WorkloadKind};
 use dc_agent::kubeconfig::{ClientCredentials, Kubeconfig};
 use dc_agent::sim::{SimCluster, SimConfig};
 use dc_test_support::fleet::{Fleet, Shape, Site, wait_until};
-use dc_test_support::kube_api::{KubeApi, kubectl};
+use dc_test_support::kube_api::KubeApi;
+use dc_test_support::kubectl::kubectl;
 use serde_json::Value;
 
 /// A fleet of one subcloud whose agent drives a served Kubernetes API.

@@ -183,6 +183,14 @@ fn uid(parts: &[&str]) -> String {
     )
 }
 
+/// A DaemonSet's template generation from the model's revision (`<name>-<n>`): the number.
+fn template_generation(revision: &str) -> String {
+    revision
+        .rsplit_once('-')
+        .map_or(revision, |(_, n)| n)
+        .to_owned()
+}
+
 /// A pod-template-hash shaped value (10 characters of the controllers' safe alphabet) for a revision.
 fn template_hash(revision: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -390,8 +398,17 @@ pub fn daemon_set(w: &ApiWorkload, epoch: Epoch) -> DaemonSet {
             rolling_update: None,
         },
     };
+    // The template generation a real DaemonSet carries as an annotation and stamps on its pods as
+    // `pod-template-generation`: how a pod of the current template is told apart.
+    let mut metadata = workload_meta(w, "DaemonSet", epoch);
+    if let Some(generation) = s.update_revision.as_deref().map(template_generation) {
+        metadata.annotations = Some(BTreeMap::from([(
+            "deprecated.daemonset.template.generation".to_owned(),
+            generation,
+        )]));
+    }
     DaemonSet {
-        metadata: workload_meta(w, "DaemonSet", epoch),
+        metadata,
         spec: DaemonSetSpec {
             selector: selector(&w.workload.selector),
             template: template(w),
@@ -476,6 +493,10 @@ pub fn pod(w: &ApiWorkload, p: &ApiPod, epoch: Epoch) -> Pod {
             labels.insert(
                 "controller-revision-hash".to_owned(),
                 template_hash(&p.pod.revision),
+            );
+            labels.insert(
+                "pod-template-generation".to_owned(),
+                template_generation(&p.pod.revision),
             );
             ("DaemonSet", id.name.clone())
         }
@@ -704,6 +725,19 @@ mod tests {
         assert_eq!(json["status"]["numberReady"], 2);
         assert_eq!(json["status"]["numberUnavailable"], 1);
         assert_eq!(json["status"]["updatedNumberScheduled"], 3);
+
+        // The template generation, as the annotation real DaemonSets carry.
+        let mut status = complete();
+        status.update_revision = Some("proxy-3".to_owned());
+        let d = daemon_set(
+            &workload(WorkloadKind::DaemonSet, UpdateStrategy::OnDelete, status),
+            epoch(),
+        );
+        assert_eq!(
+            d.metadata.annotations.unwrap()["deprecated.daemonset.template.generation"],
+            "3"
+        );
+        assert_eq!(template_generation("node-exporter-12"), "12");
     }
 
     #[test]
