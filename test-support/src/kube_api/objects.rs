@@ -617,6 +617,7 @@ mod tests {
 
     fn complete() -> RolloutStatus {
         RolloutStatus {
+            failure: None,
             generation: 2,
             observed_generation: 2,
             desired: 3,
