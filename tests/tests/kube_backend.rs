@@ -64,7 +64,16 @@ const NAME: &str = "kube-site";
 /// the API over it, and an agent with `kind = "kubernetes"`: controller-0 is the agent's own host, every
 /// other host is reached through `via = ["env", "DC_HOST=<host>", "sh", "-c"]`, which runs one shell
 /// command line as ssh would. Restart commands append `<host> <component>` to a log.
-fn start_kube(mut config: SimConfig, prepare: impl FnOnce(&SimCluster)) -> KubeFleet {
+fn start_kube(config: SimConfig, prepare: impl FnOnce(&SimCluster)) -> KubeFleet {
+    start_kube_with(config, prepare, &[])
+}
+
+/// [`start_kube`] with `unreachable` hosts, whose `via` fails as ssh does when it cannot connect.
+fn start_kube_with(
+    mut config: SimConfig,
+    prepare: impl FnOnce(&SimCluster),
+    unreachable: &[&str],
+) -> KubeFleet {
     let dir = tempfile::tempdir().expect("tempdir");
     config.root_ca_expiry_days = 10;
     let data = dir.path().join("agents").join(NAME).join("data");
@@ -92,7 +101,12 @@ fn start_kube(mut config: SimConfig, prepare: impl FnOnce(&SimCluster)) -> KubeF
             k8s = sim.host_dir(&host.name).display(),
             kubelet = sim.kubelet_pki_dir(&host.name).display(),
         ));
-        if host.name != "controller-0" {
+        if unreachable.contains(&host.name.as_str()) {
+            cluster.push_str(&format!(
+                "via = [\"sh\", \"-c\", \"echo 'ssh: connect to host {} port 22: Connection refused' >&2; exit 255\"]\n",
+                host.name
+            ));
+        } else if host.name != "controller-0" {
             cluster.push_str(&format!(
                 "via = [\"env\", \"DC_HOST={}\", \"sh\", \"-c\"]\n",
                 host.name
@@ -340,4 +354,20 @@ fn a_rollout_that_never_completes_fails_the_pods_phase_naming_the_workload() {
         details.contains("Deployment default/web") && details.contains("not complete after"),
         "the failure names the workload and the timeout: {details}"
     );
+}
+
+#[test]
+fn an_unreachable_host_refuses_the_start_and_changes_nothing() {
+    let fleet = start_kube_with(SimConfig::typical(), |_| {}, &["worker-0"]);
+    create_and_apply(&fleet, &[]);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "failed", "{steps:#?}");
+    let details = steps[0]["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("worker-0 is not reachable") && details.contains("Connection refused"),
+        "the refusal names the host and why: {details}"
+    );
+    assert_untouched(&fleet, 0);
+    let snapshot = fleet.sim().snapshot().expect("snapshot");
+    assert!(snapshot.workloads.iter().all(|w| w.restarts == 0));
 }
