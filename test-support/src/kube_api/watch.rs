@@ -64,10 +64,7 @@ pub fn events<K: Served>(
 async fn next<K: Served>(mut w: Watch<K>) -> Option<(Result<Bytes, Infallible>, Watch<K>)> {
     loop {
         if let Some(event) = w.queue.pop_front() {
-            // Serialising a k8s-openapi object cannot fail.
-            let mut line = serde_json::to_vec(&event).unwrap_or_default();
-            line.push(b'\n');
-            return Some((Ok(Bytes::from(line)), w));
+            return Some((Ok(Bytes::from(line(&event))), w));
         }
         let now = Instant::now();
         if now >= w.deadline {
@@ -92,6 +89,30 @@ async fn next<K: Served>(mut w: Watch<K>) -> Option<(Result<Bytes, Infallible>, 
         }
         w.first = false;
     }
+}
+
+/// One event as a JSON line.
+fn line<K: Served>(event: &WatchEvent<K>) -> Vec<u8> {
+    let encoded = match event {
+        // The API server's bookmark object carries the resource's apiVersion and kind, which
+        // k8s-openapi's encoding leaves out and kube-rs requires.
+        WatchEvent::Bookmark {
+            annotations,
+            resource_version,
+        } => serde_json::to_vec(&serde_json::json!({
+            "type": "BOOKMARK",
+            "object": {
+                "apiVersion": K::API_VERSION,
+                "kind": K::KIND,
+                "metadata": {"resourceVersion": resource_version, "annotations": annotations},
+            },
+        })),
+        other => serde_json::to_vec(other),
+    };
+    // Serialising a k8s-openapi object cannot fail.
+    let mut line = encoded.unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 fn version_of<K: Served>(object: &K) -> u64 {
@@ -247,5 +268,9 @@ mod tests {
         };
         assert_eq!(annotations[INITIAL_EVENTS_END], "true");
         assert_eq!(resource_version, "3");
+        let line: serde_json::Value = serde_json::from_slice(&line(&events[1])).unwrap();
+        assert_eq!(line["type"], "BOOKMARK");
+        assert_eq!(line["object"]["kind"], "Namespace");
+        assert_eq!(line["object"]["metadata"]["resourceVersion"], "3");
     }
 }
