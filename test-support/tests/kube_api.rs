@@ -533,17 +533,23 @@ mod kube_rs {
         assert_ne!(replaced.metadata.uid, gone.metadata.uid, "a new pod");
         assert_eq!(workload(&s.state(), "pg").pods_deleted, 1);
 
-        // A watcher's initial listing (list, then watch) sees every pod.
-        let initial = watcher(db_pods.clone(), watcher::Config::default())
-            .try_take_while(|e| std::future::ready(Ok(!matches!(e, watcher::Event::InitDone))))
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap();
-        let listed = initial
-            .iter()
-            .filter(|e| matches!(e, watcher::Event::InitApply(_)))
-            .count();
-        assert_eq!(listed, 2);
+        // A watcher's initial listing sees every pod, whether it lists then watches or asks the
+        // watch for initial events (sendInitialEvents).
+        for config in [
+            watcher::Config::default(),
+            watcher::Config::default().streaming_lists(),
+        ] {
+            let initial = watcher(db_pods.clone(), config)
+                .try_take_while(|e| std::future::ready(Ok(!matches!(e, watcher::Event::InitDone))))
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap();
+            let listed = initial
+                .iter()
+                .filter(|e| matches!(e, watcher::Event::InitApply(_)))
+                .count();
+            assert_eq!(listed, 2);
+        }
 
         match deployments.get("nope").await {
             Err(kube::Error::Api(e)) => {
