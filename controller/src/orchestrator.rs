@@ -1157,6 +1157,11 @@ impl Orchestrator {
             out,
             "# HELP dc_connected_agents Agents with an open session.\n# TYPE dc_connected_agents gauge\ndc_connected_agents {connected}"
         );
+        let online = self.live.keys().filter(|name| self.online(name)).count();
+        let _ = writeln!(
+            out,
+            "# HELP dc_online_subclouds Subclouds whose agent is connected and heartbeating.\n# TYPE dc_online_subclouds gauge\ndc_online_subclouds {online}"
+        );
         let _ = writeln!(
             out,
             "# HELP dc_subclouds Registered subclouds.\n# TYPE dc_subclouds gauge\ndc_subclouds {}",

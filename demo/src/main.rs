@@ -48,7 +48,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     println!("dc-demo: state directory {}", state.display());
     println!("dc-demo: building dc-controller, dc-agent and dcmanager");
-    dc_test_support::process::build_workspace_binaries(&["dc-controller", "dc-agent", "dcmanager"])?;
+    dc_test_support::process::build_workspace_binaries(&[
+        "dc-controller",
+        "dc-agent",
+        "dcmanager",
+    ])?;
 
     let result = run(&state, args.subclouds, args.max_parallel);
     println!("dc-demo: logs and state are in {}", state.display());
