@@ -126,8 +126,21 @@ fn main() -> anyhow::Result<()> {
     println!("dc-fleet-bench: state directory {}", state.display());
     dc_test_support::process::build_workspace_binaries(&["dc-controller"])?;
 
-    let result = run(&args, &state, max_parallel);
+    let result = run(&args, &state, max_parallel).and_then(|figures| {
+        print!("\n{}", figures.table());
+        let json_path = args
+            .json
+            .clone()
+            .unwrap_or_else(|| state.join("figures.json"));
+        std::fs::write(&json_path, serde_json::to_string_pretty(&figures)? + "\n")
+            .with_context(|| format!("writing {}", json_path.display()))?;
+        println!("figures: {}", json_path.display());
+        Ok(figures)
+    });
     if !args.keep_state {
+        println!(
+            "dc-fleet-bench: removing the agents' data and the database (--keep-state keeps them)"
+        );
         let _ = std::fs::remove_dir_all(state.join("agents"));
         for db in [
             "controller.sqlite",
@@ -138,11 +151,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let figures = result?;
-    print!("\n{}", figures.table());
-    let json_path = args.json.unwrap_or_else(|| state.join("figures.json"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&figures)? + "\n")
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    println!("figures: {}", json_path.display());
     ensure!(
         figures.strategy.completed && figures.strategy.steps_complete == args.subclouds,
         "the strategy did not complete on every subcloud"

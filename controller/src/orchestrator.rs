@@ -5,8 +5,10 @@
 //! running step cannot be deleted) need no locks. Every change of a record is written to the store
 //! *before* it is acted on: the write runs with `ctx.wait`, which holds the mailbox, and the action
 //! (spawning a step, ordering an abort, answering the API) happens in its continuation. The exception is
-//! a running step's progress details, which are coalesced and flushed every `progress_flush_ms`; state
-//! transitions are always written at once.
+//! a running step's progress: nothing is acted on because of it, so it is written without holding the
+//! mailbox, many steps per transaction. Details alone are coalesced and flushed every
+//! `progress_flush_ms`; a changed step state is written as soon as the store is free (one fsync per
+//! batch, not per message: thousands of agents report at once).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -83,6 +85,10 @@ pub struct Orchestrator {
     running: HashMap<String, Addr<StepActor>>,
     /// Steps whose progress details changed since the last flush.
     dirty: BTreeSet<i64>,
+    /// A progress write is with the store.
+    flushing: bool,
+    /// A step's state changed while a write was with the store: write again as soon as it is done.
+    urgent: bool,
     last_strategy_id: i64,
     phase_durations: BTreeMap<Phase, (f64, u64)>,
     status: watch::Sender<Status>,
@@ -240,6 +246,8 @@ impl Orchestrator {
             steps: snapshot.steps,
             running: HashMap::new(),
             dirty: BTreeSet::new(),
+            flushing: false,
+            urgent: false,
             last_strategy_id,
             phase_durations: BTreeMap::new(),
             status,
@@ -270,13 +278,47 @@ impl Orchestrator {
         ctx.wait(fut);
     }
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        let ops: Vec<Op> = std::mem::take(&mut self.dirty)
+    fn dirty_ops(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.dirty)
             .into_iter()
             .filter_map(|id| self.step_by_id(id))
             .map(|s| Op::PutStep(s.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// Writes coalesced progress and waits for it (shutdown).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let ops = self.dirty_ops();
         self.write(ctx, ops, |_, _| {});
+    }
+
+    /// Writes coalesced progress in one transaction without holding the mailbox; when a step's state
+    /// changed meanwhile, writes again once the store is done. The store applies writes in the order
+    /// sent, so a later transition written with [`Self::write`] is never overtaken.
+    fn flush_progress(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        self.urgent = false;
+        let ops = self.dirty_ops();
+        if ops.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let fut = self
+            .store
+            .send(Write(ops))
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.flushing = false;
+                if let Err(e) = written(res) {
+                    tracing::error!(error = %e, "progress write failed");
+                }
+                if act.urgent {
+                    act.flush_progress(ctx);
+                }
+            });
+        ctx.spawn(fut);
     }
 
     fn step_by_id(&self, id: i64) -> Option<&Step> {
@@ -1119,12 +1161,10 @@ impl Orchestrator {
         step.details = clip_details(details);
         step.updated_at = Some(now_string());
         let id = step.id;
+        self.dirty.insert(id);
         if urgent {
-            let row = step.clone();
-            self.dirty.remove(&id);
-            self.write(ctx, vec![Op::PutStep(row)], |_, _| {});
-        } else {
-            self.dirty.insert(id);
+            self.urgent = true;
+            self.flush_progress(ctx);
         }
     }
 
@@ -1199,7 +1239,7 @@ impl Actor for Orchestrator {
         }
         ctx.run_interval(
             Duration::from_millis(self.cfg.progress_flush_ms.max(10)),
-            |act, ctx| act.flush(ctx),
+            |act, ctx| act.flush_progress(ctx),
         );
         // Resume: steps that were running when the controller stopped are re-driven when their agents
         // reconnect; the window and the end state are settled from the store's records.
