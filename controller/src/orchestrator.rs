@@ -158,6 +158,12 @@ pub struct StepReport {
     pub report: Report,
 }
 
+/// A copy of every step, ordered by id: the steps list turns it into JSON on the HTTP worker, off the
+/// orchestrator's thread (thousands of steps, read by a watching operator every few hundred ms).
+#[derive(Message)]
+#[rtype(result = "Vec<Step>")]
+pub struct StepRows;
+
 /// Flush coalesced details, stop step actors and sessions, then stop.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -175,6 +181,18 @@ type Then =
 enum Outcome {
     Now(Result<Value, ApiError>),
     Write(Vec<Op>, Then),
+}
+
+/// `{"<key>": [items]}`, the items moved in (`json!` would copy them all again).
+fn list(key: &str, items: Vec<Value>) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert(key.to_owned(), Value::Array(items));
+    Value::Object(object)
+}
+
+/// The steps list's JSON.
+pub fn steps_json(steps: &[Step]) -> Value {
+    list("strategy-steps", steps.iter().map(Step::to_json).collect())
 }
 
 fn now_outcome(r: Result<Value, ApiError>) -> Outcome {
@@ -935,9 +953,13 @@ impl Orchestrator {
     fn api(&mut self, req: ApiRequest) -> Outcome {
         let found = |s: Option<&Strategy>| s.map(Strategy::to_json).ok_or_else(strategy_not_found);
         match req {
-            ApiRequest::ListSubclouds => now_outcome(Ok(json!({
-                "subclouds": self.subclouds.values().map(|s| self.subcloud_json(s, true)).collect::<Vec<_>>()
-            }))),
+            ApiRequest::ListSubclouds => now_outcome(Ok(list(
+                "subclouds",
+                self.subclouds
+                    .values()
+                    .map(|s| self.subcloud_json(s, true))
+                    .collect(),
+            ))),
             ApiRequest::ShowSubcloud(r) => {
                 now_outcome(self.find_subcloud(&r).map(|s| self.subcloud_json(s, false)))
             }
@@ -956,9 +978,7 @@ impl Orchestrator {
             ApiRequest::ShowStrategy => now_outcome(found(self.strategy.as_ref())),
             ApiRequest::DeleteStrategy => self.delete_strategy(),
             ApiRequest::Action(b) => self.action(&b),
-            ApiRequest::Steps => now_outcome(Ok(json!({
-                "strategy-steps": self.steps.iter().map(Step::to_json).collect::<Vec<_>>()
-            }))),
+            ApiRequest::Steps => now_outcome(Ok(steps_json(&self.steps))),
             ApiRequest::Step(cloud) => now_outcome(
                 self.steps
                     .iter()
@@ -1285,6 +1305,14 @@ impl Handler<Api> for Orchestrator {
                 )))
             }
         }
+    }
+}
+
+impl Handler<StepRows> for Orchestrator {
+    type Result = Vec<Step>;
+
+    fn handle(&mut self, _: StepRows, _: &mut Context<Self>) -> Vec<Step> {
+        self.steps.clone()
     }
 }
 
