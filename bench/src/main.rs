@@ -180,6 +180,7 @@ fn mib(bytes: u64) -> f64 {
 fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> {
     let n = args.subclouds;
     let started_at = dc_controller::model::now_string();
+    let commit = git_commit();
     let shape = match args.shape {
         ShapeArg::Light => Shape::Light,
         ShapeArg::Typical => Shape::Typical,
@@ -218,6 +219,7 @@ fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> 
         max_parallel,
         Prepared {
             started_at,
+            commit,
             idle,
             certs_secs,
             sims_secs,
@@ -229,6 +231,8 @@ fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> 
 /// What was measured before the runtime started.
 struct Prepared {
     started_at: String,
+    /// The commit the run started from (HEAD may move while it runs).
+    commit: String,
     idle: ProcSample,
     certs_secs: f64,
     sims_secs: f64,
@@ -438,7 +442,7 @@ async fn measure(
             ShapeArg::Typical => "typical",
         }
         .to_owned(),
-        git_commit: git_commit(),
+        git_commit: prepared.commit,
         cores: prepared.cores,
         started_at: prepared.started_at,
         finished_at: dc_controller::model::now_string(),
