@@ -52,7 +52,7 @@ pub struct LinkEvent {
 #[derive(Debug, Clone)]
 pub enum Traffic {
     /// A queued message (progress, phase result, stopped) was written to the controller.
-    Sent(AgentMessage),
+    Sent(Box<AgentMessage>),
     /// A command arrived from the controller.
     Received(Command),
 }
@@ -184,7 +184,7 @@ async fn session(
         while let Some(message) = journal.outbox.front() {
             sink.send(encode(&message)?).await?;
             journal.outbox.pop();
-            observe(observer, &config.subcloud, Traffic::Sent(message));
+            observe(observer, &config.subcloud, Traffic::Sent(Box::new(message)));
         }
         tokio::select! {
             biased;

@@ -688,9 +688,13 @@ impl AgentWork {
                 Traffic::Received(Command::Start { .. }) => {
                     since.entry(&e.subcloud).or_insert((e.at, e.at));
                 }
-                Traffic::Sent(AgentMessage::PhaseResult(r))
-                    if r.outcome == PhaseOutcome::Succeeded =>
-                {
+                Traffic::Sent(message) => {
+                    let AgentMessage::PhaseResult(r) = message.as_ref() else {
+                        continue;
+                    };
+                    if r.outcome != PhaseOutcome::Succeeded {
+                        continue;
+                    }
                     let Some((start, phase_start)) = since.get_mut(e.subcloud.as_str()) else {
                         continue;
                     };

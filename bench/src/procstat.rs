@@ -41,7 +41,7 @@ pub fn sample(pid: u32) -> Result<ProcSample, ProcError> {
             field,
         })
     };
-    let ticks = stat_cpu_ticks(&stat).ok_or_else(|| ProcError::Missing {
+    let ticks = stat_cpu_ticks(&stat).ok_or(ProcError::Missing {
         path: stat_path,
         field: "utime/stime",
     })?;
