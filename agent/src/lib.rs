@@ -69,11 +69,27 @@ pub enum AgentError {
     Journal(#[from] JournalError),
 }
 
+/// What an in-process caller may add to an agent's run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Told of every message the link sends and every command it receives (see [`link::LinkEvent`]).
+    pub observer: Option<link::LinkObserver>,
+}
+
 /// Runs one agent until `shutdown` resolves. Errors are those that make the agent useless (unreadable
 /// certificates, an unwritable data dir); a lost controller is redialled and a failed phase is reported,
 /// neither ends the agent.
 pub async fn run(
     config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    run_with(config, RunOptions::default(), shutdown).await
+}
+
+/// [`run`] with [`RunOptions`].
+pub async fn run_with(
+    config: AgentConfig,
+    options: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     let span = info_span!("agent", subcloud = %config.subcloud);
@@ -121,7 +137,7 @@ pub async fn run(
                 Ok(())
             }
             result = engine(&updater, commands_rx) => result,
-            () = link::maintain(&config, client, &updater, commands_tx) => Ok(()),
+            () = link::maintain(&config, client, &updater, commands_tx, options.observer.as_ref()) => Ok(()),
         }
     }
     .instrument(span)

@@ -39,6 +39,38 @@ pub enum LinkError {
     Unexpected(String),
 }
 
+/// What crossed the link, with the instant it did, for an in-process observer: the benchmark measures
+/// from it how long the controller takes to show an agent's progress.
+#[derive(Debug, Clone)]
+pub struct LinkEvent {
+    pub subcloud: String,
+    pub at: std::time::Instant,
+    pub traffic: Traffic,
+}
+
+/// The direction and content of a [`LinkEvent`].
+#[derive(Debug, Clone)]
+pub enum Traffic {
+    /// A queued message (progress, phase result, stopped) was written to the controller.
+    Sent(Box<AgentMessage>),
+    /// A command arrived from the controller.
+    Received(Command),
+}
+
+/// Where an observed agent reports its [`LinkEvent`]s.
+pub type LinkObserver = mpsc::UnboundedSender<LinkEvent>;
+
+fn observe(observer: Option<&LinkObserver>, subcloud: &str, traffic: Traffic) {
+    if let Some(observer) = observer {
+        // The observer going away must not stop the agent.
+        let _ = observer.send(LinkEvent {
+            subcloud: subcloud.to_owned(),
+            at: std::time::Instant::now(),
+            traffic,
+        });
+    }
+}
+
 /// Capped exponential backoff with jitter.
 #[derive(Debug)]
 pub struct Backoff {
@@ -82,10 +114,20 @@ pub async fn maintain(
     client: Arc<ClientConfig>,
     updater: &Updater<Backend>,
     commands: mpsc::Sender<Command>,
+    observer: Option<&LinkObserver>,
 ) {
     let mut backoff = Backoff::new(config.reconnect.clone());
     loop {
-        match session(config, client.clone(), updater, &commands, &mut backoff).await {
+        match session(
+            config,
+            client.clone(),
+            updater,
+            &commands,
+            &mut backoff,
+            observer,
+        )
+        .await
+        {
             Ok(()) => info!("controller link closed"),
             Err(e) => warn!(error = %e, "controller link lost"),
         }
@@ -101,6 +143,7 @@ async fn session(
     updater: &Updater<Backend>,
     commands: &mpsc::Sender<Command>,
     backoff: &mut Backoff,
+    observer: Option<&LinkObserver>,
 ) -> Result<(), LinkError> {
     let stream = tls::connect(
         client,
@@ -141,6 +184,7 @@ async fn session(
         while let Some(message) = journal.outbox.front() {
             sink.send(encode(&message)?).await?;
             journal.outbox.pop();
+            observe(observer, &config.subcloud, Traffic::Sent(Box::new(message)));
         }
         tokio::select! {
             biased;
@@ -152,6 +196,7 @@ async fn session(
                 match message {
                     ControllerMessage::Command(command) => {
                         debug!(?command, "command received");
+                        observe(observer, &config.subcloud, Traffic::Received(command.clone()));
                         if commands.send(command).await.is_err() {
                             return Ok(());
                         }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::config::{ControllerConfig, Role};
 use crate::error::ApiError;
 use crate::model::STRATEGY_TYPE;
-use crate::orchestrator::{Api, ApiRequest, Metrics, Orchestrator};
+use crate::orchestrator::{Api, ApiRequest, Metrics, Orchestrator, StepRows, steps_json};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -180,7 +180,12 @@ async fn strategy_action(
     ask(&s, ApiRequest::Action(json_body(&b)?)).await
 }
 async fn steps(_: Reader, s: S) -> Result<HttpResponse, ApiError> {
-    ask(&s, ApiRequest::Steps).await
+    let rows = s
+        .orchestrator
+        .send(StepRows)
+        .await
+        .map_err(|e| ApiError::internal(format!("the controller is stopping: {e}")))?;
+    Ok(HttpResponse::Ok().json(steps_json(&rows)))
 }
 async fn step(_: Reader, s: S, c: web::Path<String>) -> Result<HttpResponse, ApiError> {
     ask(&s, ApiRequest::Step(c.into_inner())).await

@@ -5,8 +5,10 @@
 //! running step cannot be deleted) need no locks. Every change of a record is written to the store
 //! *before* it is acted on: the write runs with `ctx.wait`, which holds the mailbox, and the action
 //! (spawning a step, ordering an abort, answering the API) happens in its continuation. The exception is
-//! a running step's progress details, which are coalesced and flushed every `progress_flush_ms`; state
-//! transitions are always written at once.
+//! a running step's progress: nothing is acted on because of it, so it is written without holding the
+//! mailbox, many steps per transaction. Details alone are coalesced and flushed every
+//! `progress_flush_ms`; a changed step state is written as soon as the store is free (one fsync per
+//! batch, not per message: thousands of agents report at once).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -83,6 +85,10 @@ pub struct Orchestrator {
     running: HashMap<String, Addr<StepActor>>,
     /// Steps whose progress details changed since the last flush.
     dirty: BTreeSet<i64>,
+    /// A progress write is with the store.
+    flushing: bool,
+    /// A step's state changed while a write was with the store: write again as soon as it is done.
+    urgent: bool,
     last_strategy_id: i64,
     phase_durations: BTreeMap<Phase, (f64, u64)>,
     status: watch::Sender<Status>,
@@ -152,6 +158,12 @@ pub struct StepReport {
     pub report: Report,
 }
 
+/// A copy of every step, ordered by id: the steps list turns it into JSON on the HTTP worker, off the
+/// orchestrator's thread (thousands of steps, read by a watching operator every few hundred ms).
+#[derive(Message)]
+#[rtype(result = "Vec<Step>")]
+pub struct StepRows;
+
 /// Flush coalesced details, stop step actors and sessions, then stop.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -169,6 +181,18 @@ type Then =
 enum Outcome {
     Now(Result<Value, ApiError>),
     Write(Vec<Op>, Then),
+}
+
+/// `{"<key>": [items]}`, the items moved in (`json!` would copy them all again).
+fn list(key: &str, items: Vec<Value>) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert(key.to_owned(), Value::Array(items));
+    Value::Object(object)
+}
+
+/// The steps list's JSON.
+pub fn steps_json(steps: &[Step]) -> Value {
+    list("strategy-steps", steps.iter().map(Step::to_json).collect())
 }
 
 fn now_outcome(r: Result<Value, ApiError>) -> Outcome {
@@ -240,6 +264,8 @@ impl Orchestrator {
             steps: snapshot.steps,
             running: HashMap::new(),
             dirty: BTreeSet::new(),
+            flushing: false,
+            urgent: false,
             last_strategy_id,
             phase_durations: BTreeMap::new(),
             status,
@@ -270,13 +296,47 @@ impl Orchestrator {
         ctx.wait(fut);
     }
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        let ops: Vec<Op> = std::mem::take(&mut self.dirty)
+    fn dirty_ops(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.dirty)
             .into_iter()
             .filter_map(|id| self.step_by_id(id))
             .map(|s| Op::PutStep(s.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// Writes coalesced progress and waits for it (shutdown).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let ops = self.dirty_ops();
         self.write(ctx, ops, |_, _| {});
+    }
+
+    /// Writes coalesced progress in one transaction without holding the mailbox; when a step's state
+    /// changed meanwhile, writes again once the store is done. The store applies writes in the order
+    /// sent, so a later transition written with [`Self::write`] is never overtaken.
+    fn flush_progress(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        self.urgent = false;
+        let ops = self.dirty_ops();
+        if ops.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let fut = self
+            .store
+            .send(Write(ops))
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.flushing = false;
+                if let Err(e) = written(res) {
+                    tracing::error!(error = %e, "progress write failed");
+                }
+                if act.urgent {
+                    act.flush_progress(ctx);
+                }
+            });
+        ctx.spawn(fut);
     }
 
     fn step_by_id(&self, id: i64) -> Option<&Step> {
@@ -893,9 +953,13 @@ impl Orchestrator {
     fn api(&mut self, req: ApiRequest) -> Outcome {
         let found = |s: Option<&Strategy>| s.map(Strategy::to_json).ok_or_else(strategy_not_found);
         match req {
-            ApiRequest::ListSubclouds => now_outcome(Ok(json!({
-                "subclouds": self.subclouds.values().map(|s| self.subcloud_json(s, true)).collect::<Vec<_>>()
-            }))),
+            ApiRequest::ListSubclouds => now_outcome(Ok(list(
+                "subclouds",
+                self.subclouds
+                    .values()
+                    .map(|s| self.subcloud_json(s, true))
+                    .collect(),
+            ))),
             ApiRequest::ShowSubcloud(r) => {
                 now_outcome(self.find_subcloud(&r).map(|s| self.subcloud_json(s, false)))
             }
@@ -914,9 +978,7 @@ impl Orchestrator {
             ApiRequest::ShowStrategy => now_outcome(found(self.strategy.as_ref())),
             ApiRequest::DeleteStrategy => self.delete_strategy(),
             ApiRequest::Action(b) => self.action(&b),
-            ApiRequest::Steps => now_outcome(Ok(json!({
-                "strategy-steps": self.steps.iter().map(Step::to_json).collect::<Vec<_>>()
-            }))),
+            ApiRequest::Steps => now_outcome(Ok(steps_json(&self.steps))),
             ApiRequest::Step(cloud) => now_outcome(
                 self.steps
                     .iter()
@@ -1119,12 +1181,10 @@ impl Orchestrator {
         step.details = clip_details(details);
         step.updated_at = Some(now_string());
         let id = step.id;
+        self.dirty.insert(id);
         if urgent {
-            let row = step.clone();
-            self.dirty.remove(&id);
-            self.write(ctx, vec![Op::PutStep(row)], |_, _| {});
-        } else {
-            self.dirty.insert(id);
+            self.urgent = true;
+            self.flush_progress(ctx);
         }
     }
 
@@ -1156,6 +1216,11 @@ impl Orchestrator {
         let _ = writeln!(
             out,
             "# HELP dc_connected_agents Agents with an open session.\n# TYPE dc_connected_agents gauge\ndc_connected_agents {connected}"
+        );
+        let online = self.live.keys().filter(|name| self.online(name)).count();
+        let _ = writeln!(
+            out,
+            "# HELP dc_online_subclouds Subclouds whose agent is connected and heartbeating.\n# TYPE dc_online_subclouds gauge\ndc_online_subclouds {online}"
         );
         let _ = writeln!(
             out,
@@ -1194,7 +1259,7 @@ impl Actor for Orchestrator {
         }
         ctx.run_interval(
             Duration::from_millis(self.cfg.progress_flush_ms.max(10)),
-            |act, ctx| act.flush(ctx),
+            |act, ctx| act.flush_progress(ctx),
         );
         // Resume: steps that were running when the controller stopped are re-driven when their agents
         // reconnect; the window and the end state are settled from the store's records.
@@ -1240,6 +1305,14 @@ impl Handler<Api> for Orchestrator {
                 )))
             }
         }
+    }
+}
+
+impl Handler<StepRows> for Orchestrator {
+    type Result = Vec<Step>;
+
+    fn handle(&mut self, _: StepRows, _: &mut Context<Self>) -> Vec<Step> {
+        self.steps.clone()
     }
 }
 

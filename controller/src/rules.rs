@@ -316,6 +316,11 @@ pub fn progress_details(p: &dc_protocol::Progress) -> String {
     out
 }
 
+/// A running step's details once a phase (other than the last) succeeded.
+pub fn phase_done_details(r: &dc_protocol::PhaseResult) -> String {
+    format!("{} done; update {}% complete", r.phase.label(), r.percent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

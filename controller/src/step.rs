@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::model::step_state;
 use crate::orchestrator::StepReport;
-use crate::rules::progress_details;
+use crate::rules::{phase_done_details, progress_details};
 use crate::session::ToAgent;
 
 /// What a step actor tells the orchestrator.
@@ -370,11 +370,7 @@ impl Handler<FromAgent> for StepActor {
                     self.phase_started = Instant::now();
                     self.state = r.state.clone();
                     self.report(Report::Progress {
-                        details: format!(
-                            "{} done; update {}% complete",
-                            r.phase.label(),
-                            r.percent
-                        ),
+                        details: phase_done_details(&r),
                         state: r.state,
                         urgent: true,
                         phase_done: Some((r.phase, took)),

@@ -91,6 +91,7 @@ async fn auth_rules_health_and_metrics() {
     assert_eq!(m.0, StatusCode::OK);
     let text = m.1.as_str().unwrap_or_default().to_owned();
     assert!(text.contains("dc_connected_agents 0"), "{text}");
+    assert!(text.contains("dc_online_subclouds 0"), "{text}");
     assert!(
         text.contains("dc_strategies{state=\"applying\"} 0"),
         "{text}"

@@ -13,12 +13,10 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clap::Parser;
-use dc_test_support::bin_path;
 use dc_test_support::fleet::{Fleet, Shape, Site};
 
 #[derive(Parser)]
@@ -49,44 +47,16 @@ fn main() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     println!("dc-demo: state directory {}", state.display());
-    build_binaries()?;
+    println!("dc-demo: building dc-controller, dc-agent and dcmanager");
+    dc_test_support::process::build_workspace_binaries(&[
+        "dc-controller",
+        "dc-agent",
+        "dcmanager",
+    ])?;
 
     let result = run(&state, args.subclouds, args.max_parallel);
     println!("dc-demo: logs and state are in {}", state.display());
     result
-}
-
-/// `cargo run --bin dc-demo` builds only the demo; the fleet needs the other binaries of the workspace
-/// in the same profile, so build them (a no-op when they are current).
-fn build_binaries() -> anyhow::Result<()> {
-    let names = ["dc-controller", "dc-agent", "dcmanager"];
-    let Ok(cargo) = std::env::var("CARGO") else {
-        for name in names {
-            ensure!(
-                bin_path(name).exists(),
-                "{} is missing: build the workspace first (cargo build --release --bins)",
-                bin_path(name).display()
-            );
-        }
-        return Ok(());
-    };
-    println!("dc-demo: building dc-controller, dc-agent and dcmanager");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "--quiet", "--bins", "--manifest-path"])
-        .arg(manifest);
-    if bin_path("dc-demo")
-        .parent()
-        .is_some_and(|d| d.ends_with("release"))
-    {
-        build.arg("--release");
-    }
-    ensure!(
-        build.status()?.success(),
-        "building the workspace binaries failed"
-    );
-    Ok(())
 }
 
 fn fleet(n: u32) -> Vec<Site> {

@@ -77,12 +77,34 @@ impl Site {
     }
 }
 
+/// The controller settings a fleet varies. The defaults suit tests: fast heartbeats and short waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerSettings {
+    pub heartbeat_interval_secs: u32,
+    pub offline_after_secs: u64,
+    pub agent_wait_secs: u64,
+    pub progress_flush_ms: u64,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_secs: 1,
+            offline_after_secs: 5,
+            agent_wait_secs: 60,
+            progress_flush_ms: 200,
+        }
+    }
+}
+
 /// A running fleet. Every process is killed when it is dropped.
 pub struct Fleet {
     pub dir: PathBuf,
     pub sites: Vec<Site>,
     pub api: String,
     pub agents_addr: String,
+    /// Used by every (re)start of the controller.
+    pub controller_settings: ControllerSettings,
     controller: Option<Child>,
     agents: Vec<Option<Child>>,
 }
@@ -90,30 +112,7 @@ pub struct Fleet {
 impl Fleet {
     /// Creates the PKI, starts the controller, registers every site and starts its agent.
     pub fn start(dir: &Path, sites: Vec<Site>) -> Result<Self> {
-        std::fs::create_dir_all(dir.join("logs")).map_err(err)?;
-        let pki = dir.join("pki");
-        let ca = if pki.join(dc_certs::pki::CA_KEY).exists() {
-            dc_certs::pki::load_ca(&pki).map_err(err)?
-        } else {
-            dc_certs::pki::init(&pki, &[], false, dc_certs::now()).map_err(err)?
-        };
-        for site in &sites {
-            dc_certs::pki::write_agent(
-                &ca,
-                &site.name,
-                &dir.join("agents").join(&site.name).join("tls"),
-                dc_certs::now(),
-            )
-            .map_err(err)?;
-        }
-        let mut fleet = Self {
-            dir: dir.to_owned(),
-            sites,
-            api: String::new(),
-            agents_addr: String::new(),
-            controller: None,
-            agents: Vec::new(),
-        };
+        let mut fleet = Self::prepare(dir, sites)?;
         fleet.start_controller()?;
         // Register first: the controller refuses agents it does not know.
         for site in &fleet.sites {
@@ -135,6 +134,52 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Creates (or reuses) the system PKI and issues every site's agent certificate into
+    /// `agents/<name>/tls`; starts nothing. Issuing runs on every core: thousands of sites take a while.
+    pub fn prepare(dir: &Path, sites: Vec<Site>) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("logs")).map_err(err)?;
+        let pki = dir.join("pki");
+        let ca = if pki.join(dc_certs::pki::CA_KEY).exists() {
+            dc_certs::pki::load_ca(&pki).map_err(err)?
+        } else {
+            dc_certs::pki::init(&pki, &[], false, dc_certs::now()).map_err(err)?
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = sites.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = sites
+                .chunks(chunk)
+                .map(|part| {
+                    let ca = &ca;
+                    scope.spawn(move || {
+                        part.iter().try_for_each(|site| {
+                            dc_certs::pki::write_agent(
+                                ca,
+                                &site.name,
+                                &dir.join("agents").join(&site.name).join("tls"),
+                                dc_certs::now(),
+                            )
+                            .map_err(err)
+                        })
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(FleetError("issuing panicked".to_owned())))
+            })
+        })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            sites,
+            api: String::new(),
+            agents_addr: String::new(),
+            controller_settings: ControllerSettings::default(),
+            controller: None,
+            agents: Vec::new(),
+        })
+    }
+
     /// Starts (or restarts) the controller on the same database and ports it had, if any.
     pub fn start_controller(&mut self) -> Result<()> {
         let ready = self.dir.join("controller.ready.json");
@@ -152,10 +197,10 @@ impl Fleet {
             &config,
             format!(
                 r#"database = "{db}"
-heartbeat_interval_secs = 1
-offline_after_secs = 5
-agent_wait_secs = 60
-progress_flush_ms = 200
+heartbeat_interval_secs = {heartbeat}
+offline_after_secs = {offline}
+agent_wait_secs = {wait}
+progress_flush_ms = {flush}
 ready_file = "{ready}"
 [api]
 listen = "{api}"
@@ -177,6 +222,10 @@ role = "reader"
                 api = listen(&self.api),
                 agents = listen(&self.agents_addr),
                 pki = pki.display(),
+                heartbeat = self.controller_settings.heartbeat_interval_secs,
+                offline = self.controller_settings.offline_after_secs,
+                wait = self.controller_settings.agent_wait_secs,
+                flush = self.controller_settings.progress_flush_ms,
             ),
         )
         .map_err(err)?;
@@ -200,6 +249,11 @@ role = "reader"
         Ok(())
     }
 
+    /// The controller's process id, while it runs.
+    pub fn controller_pid(&self) -> Option<u32> {
+        self.controller.as_ref().map(Child::id)
+    }
+
     /// Kills the controller with SIGKILL.
     pub fn kill_controller(&mut self) {
         if let Some(mut c) = self.controller.take() {
@@ -207,25 +261,33 @@ role = "reader"
         }
     }
 
+    /// The directory of site `i`'s agent: `tls/` (its certificate), `data/`, `agent.toml`.
+    pub fn agent_dir(&self, i: usize) -> PathBuf {
+        self.dir.join("agents").join(&self.sites[i].name)
+    }
+
     /// The data directory of site `i`'s agent (the update record and the simulated cluster).
     pub fn agent_data(&self, i: usize) -> PathBuf {
-        self.dir
-            .join("agents")
-            .join(&self.sites[i].name)
-            .join("data")
+        self.agent_dir(i).join("data")
     }
 
     fn spawn_agent(&self, i: usize) -> Result<Child> {
-        let site = &self.sites[i];
-        self.spawn_agent_with(site, &self.dir.join("agents").join(&site.name), &site.name)
+        self.spawn_agent_with(&self.sites[i], &self.agent_dir(i), &self.sites[i].name)
     }
 
-    /// Starts an agent for `site` in `dir` (its `tls/` holds the certificate it presents, `data/` its
-    /// state), logging to `logs/<label>.log`. Tests start impostors this way.
-    pub fn spawn_agent_with(&self, site: &Site, dir: &Path, label: &str) -> Result<Child> {
+    /// Writes the configuration of an agent for `site` in `dir` (its `tls/` holds the certificate it
+    /// presents, `data/` its state), pointed at this fleet's controller, and returns the file's path.
+    pub fn write_agent_config(&self, site: &Site, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let config = dir.join("agent.toml");
         std::fs::write(&config, agent_toml(site, dir, &self.agents_addr)).map_err(err)?;
+        Ok(config)
+    }
+
+    /// Starts an agent for `site` in `dir` (see [`Self::write_agent_config`]), logging to
+    /// `logs/<label>.log`. Tests start impostors this way.
+    pub fn spawn_agent_with(&self, site: &Site, dir: &Path, label: &str) -> Result<Child> {
+        let config = self.write_agent_config(site, dir)?;
         Child::spawn(
             &bin_path("dc-agent"),
             ["--config".as_ref(), config.as_os_str()],

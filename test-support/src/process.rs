@@ -22,6 +22,49 @@ pub fn bin_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Errors building the workspace binaries a tool needs.
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// `cargo run --bin TOOL` builds only that tool; a tool that starts other workspace binaries (the demo,
+/// the benchmark) builds them here, in its own profile, so one command works on a fresh machine (a no-op
+/// when they are current). Outside cargo (`$CARGO` unset) the binaries must already exist.
+pub fn build_workspace_binaries(names: &[&str]) -> Result<(), BuildError> {
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return match names.iter().map(|n| bin_path(n)).find(|p| !p.exists()) {
+            Some(missing) => Err(BuildError(format!(
+                "{} is missing: build the workspace first (cargo build --release --bins)",
+                missing.display()
+            ))),
+            None => Ok(()),
+        };
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "--bins", "--manifest-path"])
+        .arg(manifest);
+    let exe = std::env::current_exe().unwrap_or_default();
+    if exe.parent().is_some_and(|d| d.ends_with("release")) {
+        build.arg("--release");
+    }
+    match build.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(BuildError(format!(
+            "building the workspace binaries failed ({status})"
+        ))),
+        Err(e) => Err(BuildError(format!("cannot run cargo: {e}"))),
+    }
+}
+
 /// A child process that is killed (SIGKILL) and reaped when dropped.
 pub struct Child {
     name: String,

@@ -1,0 +1,225 @@
+//! Everything one run measured, written as JSON (so runs can be compared) and shown as a table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::latency::Summary;
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub subclouds: usize,
+    pub max_parallel: u32,
+    pub shape: String,
+    pub git_commit: String,
+    pub cores: usize,
+    pub started_at: String,
+    pub finished_at: String,
+    pub settings: Settings,
+    pub setup: Setup,
+    pub strategy: StrategyFigures,
+    pub controller: ControllerFigures,
+    pub progress_latency: LatencyFigures,
+    pub connections: ConnectionFigures,
+}
+
+/// The settings the figures depend on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub heartbeat_interval_secs: u32,
+    pub offline_after_secs: u64,
+    pub progress_flush_ms: u64,
+    pub reconnect_initial_secs: f64,
+    pub reconnect_max_secs: f64,
+    pub reconnect_jitter: f64,
+}
+
+/// Preparation, kept out of the measured figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setup {
+    /// Issuing every agent's certificate from the system PKI.
+    pub certs_secs: f64,
+    /// Registering every subcloud through the REST API.
+    pub register_secs: f64,
+    /// Creating every simulated cluster (its PKI and hosts).
+    pub sims_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyFigures {
+    pub completed: bool,
+    pub steps_complete: usize,
+    pub steps_other: usize,
+    /// Apply to the strategy seen complete.
+    pub wall_secs: f64,
+    /// The agents' own work scheduled in the window: the longest chain the window allows.
+    pub ideal_secs: f64,
+    pub overhead: f64,
+    /// One agent's work: Start received to its last phase result written.
+    pub agent_work_mean_secs: f64,
+    pub agent_work_max_secs: f64,
+    /// Mean duration of each phase on the agents.
+    pub phase_mean_secs: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ControllerFigures {
+    /// Started, nothing registered.
+    pub rss_idle_mib: f64,
+    /// Every subcloud registered, no agent connected.
+    pub rss_registered_mib: f64,
+    /// Every agent connected and online.
+    pub rss_connected_mib: f64,
+    /// The highest RSS up to the strategy's end (VmHWM).
+    pub peak_rss_mib: f64,
+    /// (RSS connected - RSS idle) / subclouds.
+    pub rss_per_subcloud_kib: f64,
+    /// CPU (user + system) from apply to complete.
+    pub cpu_secs_strategy: f64,
+    /// CPU from start to the strategy's end.
+    pub cpu_secs_total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyFigures {
+    /// How often the sampler reads every step from the API (when a read takes longer, the next starts
+    /// at once).
+    pub sample_period_ms: u64,
+    pub samples: usize,
+    pub sample_request_mean_ms: f64,
+    pub sample_request_max_ms: f64,
+    /// Messages the agents wrote that change a step's view.
+    pub emitted: usize,
+    /// Of those, seen by a sample (the rest were overwritten within one sample).
+    pub summary: Option<Summary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionFigures {
+    /// Agents started to all online.
+    pub connect_secs: f64,
+    /// After SIGKILL, the new controller process started to ready.
+    pub restart_ready_secs: f64,
+    /// The new controller process started to all agents online again.
+    pub reconnect_storm_secs: f64,
+}
+
+impl Figures {
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(&str, String)> = vec![
+            (
+                "subclouds / max-parallel / shape",
+                format!(
+                    "{} / {} / {}",
+                    self.subclouds, self.max_parallel, self.shape
+                ),
+            ),
+            (
+                "machine",
+                format!("{} cores, commit {}", self.cores, self.git_commit),
+            ),
+            (
+                "setup: certs / register / sims",
+                format!(
+                    "{:.1} s / {:.1} s / {:.1} s",
+                    self.setup.certs_secs, self.setup.register_secs, self.setup.sims_secs
+                ),
+            ),
+            (
+                "strategy",
+                format!(
+                    "{} ({} complete, {} other)",
+                    if self.strategy.completed {
+                        "complete"
+                    } else {
+                        "NOT complete"
+                    },
+                    self.strategy.steps_complete,
+                    self.strategy.steps_other
+                ),
+            ),
+            (
+                "wall time apply -> complete",
+                format!("{:.2} s", self.strategy.wall_secs),
+            ),
+            (
+                "ideal time (agents' work in the window)",
+                format!("{:.2} s", self.strategy.ideal_secs),
+            ),
+            (
+                "overhead wall / ideal",
+                format!("{:.3}x", self.strategy.overhead),
+            ),
+            (
+                "agent work mean / max",
+                format!(
+                    "{:.2} s / {:.2} s",
+                    self.strategy.agent_work_mean_secs, self.strategy.agent_work_max_secs
+                ),
+            ),
+            (
+                "controller RSS idle / registered / connected",
+                format!(
+                    "{:.1} / {:.1} / {:.1} MiB",
+                    self.controller.rss_idle_mib,
+                    self.controller.rss_registered_mib,
+                    self.controller.rss_connected_mib
+                ),
+            ),
+            (
+                "controller peak RSS",
+                format!("{:.1} MiB", self.controller.peak_rss_mib),
+            ),
+            (
+                "controller RSS per connected subcloud",
+                format!("{:.1} KiB", self.controller.rss_per_subcloud_kib),
+            ),
+            (
+                "controller CPU apply -> complete / total",
+                format!(
+                    "{:.2} s / {:.2} s",
+                    self.controller.cpu_secs_strategy, self.controller.cpu_secs_total
+                ),
+            ),
+        ];
+        let l = &self.progress_latency;
+        rows.push((
+            "progress latency p50 / p99 / max",
+            match &l.summary {
+                Some(s) => format!(
+                    "{:.1} / {:.1} / {:.1} ms ({} of {} messages seen)",
+                    s.p50_ms, s.p99_ms, s.max_ms, s.count, l.emitted
+                ),
+                None => format!("none seen ({} messages)", l.emitted),
+            },
+        ));
+        rows.push((
+            "  sampling: period / GET steps mean / max",
+            format!(
+                "{} ms / {:.1} ms / {:.1} ms ({} samples)",
+                l.sample_period_ms, l.sample_request_mean_ms, l.sample_request_max_ms, l.samples
+            ),
+        ));
+        let c = &self.connections;
+        rows.push((
+            "agents started -> all online",
+            format!("{:.2} s", c.connect_secs),
+        ));
+        rows.push((
+            "controller SIGKILL: restart -> ready / all online",
+            format!(
+                "{:.2} s / {:.2} s",
+                c.restart_ready_secs, c.reconnect_storm_secs
+            ),
+        ));
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            let _ = writeln!(out, "{k:<width$}  {v}");
+        }
+        out
+    }
+}

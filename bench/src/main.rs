@@ -1,0 +1,730 @@
+//! `dc-fleet-bench`: how the orchestration scales, measured.
+//!
+//! A real `dc-controller` process (SQLite, mutual TLS) against N agents running in this process, each
+//! with its own TLS connection, certificate and simulated cluster. One kube-rootca-update strategy is
+//! applied over all of them; the run reports wall time against the ideal time of the agents' own work,
+//! the controller's memory and CPU, progress latency (agent write -> visible in the REST API), and how
+//! long N agents take to connect, and to reconnect after the controller is SIGKILLed and restarted.
+//! Certificates, registration and the simulated clusters are prepared before any clock starts.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark reports to its user"
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::{Parser, ValueEnum};
+use dc_agent::config::ReconnectConfig;
+use dc_agent::link::{LinkEvent, Traffic};
+use dc_agent::sim::SimCluster;
+use dc_agent::{AgentConfig, ClusterConfig, RunOptions};
+use dc_bench::figures::{
+    ConnectionFigures, ControllerFigures, Figures, LatencyFigures, Settings, Setup, StrategyFigures,
+};
+use dc_bench::http::{Http, gauge};
+use dc_bench::latency::{Change, Emission, Expected, Summary, View, match_subcloud};
+use dc_bench::procstat::{self, ProcSample};
+use dc_bench::schedule::makespan;
+use dc_protocol::{AgentMessage, Command, Phase, PhaseOutcome};
+use dc_test_support::fleet::{ADMIN_TOKEN, ControllerSettings, Fleet, Shape, Site};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Parser)]
+#[command(
+    name = "dc-fleet-bench",
+    about = "Runs one kube-rootca-update strategy over N in-process agents against a real controller and reports how it scales"
+)]
+struct Args {
+    /// Subclouds (in-process agents, each with its own connection, certificate and simulated cluster).
+    #[arg(long, default_value_t = 100)]
+    subclouds: usize,
+    /// max-parallel-subclouds of the strategy (default: all subclouds, at most 5000).
+    #[arg(long)]
+    max_parallel: Option<u32>,
+    /// The simulated clusters' shape.
+    #[arg(long, value_enum, default_value_t = ShapeArg::Light)]
+    shape: ShapeArg,
+    /// Where state and logs go (default: a fresh directory under the system's temp dir).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Where the figures go as JSON (default: figures.json in the state dir).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// How often the sampler reads the steps from the REST API, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    sample_ms: u64,
+    /// Give up on the strategy after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
+    /// Keep the agents' data and the database (by default only logs and figures stay).
+    #[arg(long)]
+    keep_state: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ShapeArg {
+    /// One controller host, two workloads.
+    Light,
+    /// Two controllers and two workers, four workloads of every kind.
+    Typical,
+}
+
+const SUBJECT: &str = "C=CA O=bench CN=fleet-bench-root-ca";
+/// Production's settings, not the tests' fast ones: heartbeats are a cost that scales with N.
+const CONTROLLER: ControllerSettings = ControllerSettings {
+    heartbeat_interval_secs: 10,
+    offline_after_secs: 35,
+    agent_wait_secs: 600,
+    progress_flush_ms: 1000,
+};
+/// The agents' redial backoff (the default's initial delay and jitter, a lower cap).
+const RECONNECT: ReconnectConfig = ReconnectConfig {
+    initial_secs: 0.5,
+    max_secs: 5.0,
+    jitter: 0.5,
+};
+/// Generous: with thousands of agents on two cores a phase waits long for CPU.
+const PHASE_TIMEOUT_SECS: u64 = 3600;
+const ONLINE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(args.subclouds >= 1, "--subclouds must be at least 1");
+    let max_parallel = args
+        .max_parallel
+        .unwrap_or_else(|| u32::try_from(args.subclouds.min(5000)).unwrap_or(5000));
+    let state = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("dc-fleet-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(state.join("logs"))
+        .with_context(|| format!("creating {}", state.display()))?;
+    let log = std::fs::File::create(state.join("logs").join("agents.log"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::sync::Mutex::new(log))
+        .with_ansi(false)
+        .init();
+    let fds = raise_open_files_limit()?;
+    ensure!(
+        fds >= 2 * args.subclouds as u64 + 256,
+        "{} subclouds need about {} open files; the hard limit is {fds}",
+        args.subclouds,
+        2 * args.subclouds + 256
+    );
+    println!("dc-fleet-bench: state directory {}", state.display());
+    dc_test_support::process::build_workspace_binaries(&["dc-controller"])?;
+
+    let result = run(&args, &state, max_parallel).and_then(|figures| {
+        print!("\n{}", figures.table());
+        let json_path = args
+            .json
+            .clone()
+            .unwrap_or_else(|| state.join("figures.json"));
+        std::fs::write(&json_path, serde_json::to_string_pretty(&figures)? + "\n")
+            .with_context(|| format!("writing {}", json_path.display()))?;
+        println!("figures: {}", json_path.display());
+        Ok(figures)
+    });
+    if !args.keep_state {
+        println!(
+            "dc-fleet-bench: removing the agents' data and the database (--keep-state keeps them)"
+        );
+        let _ = std::fs::remove_dir_all(state.join("agents"));
+        for db in [
+            "controller.sqlite",
+            "controller.sqlite-wal",
+            "controller.sqlite-shm",
+        ] {
+            let _ = std::fs::remove_file(state.join(db));
+        }
+    }
+    let figures = result?;
+    ensure!(
+        figures.strategy.completed && figures.strategy.steps_complete == args.subclouds,
+        "the strategy did not complete on every subcloud"
+    );
+    Ok(())
+}
+
+/// Thousands of connections need thousands of descriptors: the soft limit goes up to the hard one
+/// (the controller, our child, inherits it).
+fn raise_open_files_limit() -> anyhow::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> {
+    let n = args.subclouds;
+    let started_at = dc_controller::model::now_string();
+    let commit = git_commit();
+    let shape = match args.shape {
+        ShapeArg::Light => Shape::Light,
+        ShapeArg::Typical => Shape::Typical,
+    };
+    // Every root CA expires within the 30-day threshold: every subcloud is out-of-sync and targeted.
+    let sites = (1..=n)
+        .map(|i| Site::new(&format!("subcloud{i}"), shape))
+        .collect();
+
+    println!("dc-fleet-bench: issuing {n} agent certificates");
+    let t = Instant::now();
+    let mut fleet = Fleet::prepare(state, sites)?;
+    let certs_secs = secs(t.elapsed());
+    fleet.controller_settings = CONTROLLER;
+    fleet.start_controller()?;
+    let pid = fleet
+        .controller_pid()
+        .context("the controller is not running")?;
+    let idle = procstat::sample(pid)?;
+
+    println!("dc-fleet-bench: creating {n} simulated clusters");
+    let t = Instant::now();
+    let configs = agent_configs(&fleet)?;
+    let sims_secs = secs(t.elapsed());
+
+    let workers = std::thread::available_parallelism().map_or(2, |c| c.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    runtime.block_on(measure(
+        args,
+        &mut fleet,
+        pid,
+        configs,
+        max_parallel,
+        Prepared {
+            started_at,
+            commit,
+            idle,
+            certs_secs,
+            sims_secs,
+            cores: workers,
+        },
+    ))
+}
+
+/// What was measured before the runtime started.
+struct Prepared {
+    started_at: String,
+    /// The commit the run started from (HEAD may move while it runs).
+    commit: String,
+    idle: ProcSample,
+    certs_secs: f64,
+    sims_secs: f64,
+    cores: usize,
+}
+
+/// Each site's agent configuration, its simulated cluster created now (the P-384 keys of its PKI are
+/// the sim's cost, not the orchestration's), on every core.
+fn agent_configs(fleet: &Fleet) -> anyhow::Result<Vec<AgentConfig>> {
+    let threads = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let next = AtomicUsize::new(0);
+    let configs: Vec<anyhow::Result<Vec<(usize, AgentConfig)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(site) = fleet.sites.get(i) else {
+                            return Ok(mine);
+                        };
+                        let path = fleet.write_agent_config(site, &fleet.agent_dir(i))?;
+                        let mut config = AgentConfig::load(&path)?;
+                        config.reconnect = RECONNECT;
+                        config.phase_timeout_secs = PHASE_TIMEOUT_SECS;
+                        dc_certs::files::create_private_dir(&config.data_dir)?;
+                        #[allow(
+                            unreachable_patterns,
+                            reason = "other cluster backends are not benchmarked"
+                        )]
+                        match &config.cluster {
+                            ClusterConfig::Simulated(sim) => {
+                                SimCluster::open(&config.data_dir, sim)?;
+                            }
+                            _ => bail!("the benchmark runs simulated clusters only"),
+                        }
+                        mine.push((i, config));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a sim thread panicked")))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(fleet.sites.len());
+    for part in configs {
+        all.extend(part?);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, c)| c).collect())
+}
+
+async fn measure(
+    args: &Args,
+    fleet: &mut Fleet,
+    pid: u32,
+    configs: Vec<AgentConfig>,
+    max_parallel: u32,
+    prepared: Prepared,
+) -> anyhow::Result<Figures> {
+    let n = configs.len();
+    let api = fleet.api.clone();
+    let mut http = Http::new(&api, ADMIN_TOKEN);
+
+    println!("dc-fleet-bench: registering {n} subclouds through the REST API");
+    let t = Instant::now();
+    register(&api, fleet.sites.iter().map(|s| s.name.clone()).collect()).await?;
+    let register_secs = secs(t.elapsed());
+    let registered = procstat::sample(pid)?;
+
+    println!("dc-fleet-bench: starting {n} agents");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let t = Instant::now();
+    let agents: Vec<_> = configs
+        .into_iter()
+        .map(|config| {
+            let mut stop = stop_rx.clone();
+            let options = RunOptions {
+                observer: Some(events_tx.clone()),
+            };
+            tokio::spawn(dc_agent::run_with(config, options, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        })
+        .collect();
+    drop(events_tx);
+    wait_online(&mut http, n).await?;
+    let connect_secs = secs(t.elapsed());
+    let connected = procstat::sample(pid)?;
+
+    let expiry = dc_certs::ExpiryDate::of(dc_certs::now() + 2 * 365 * 86400)
+        .context("expiry date")?
+        .to_string();
+    http.post(
+        "/v1.0/sw-update-strategy",
+        &json!({
+            "type": "kube-rootca-update",
+            "subcloud-apply-type": "parallel",
+            "max-parallel-subclouds": max_parallel,
+            "subject": SUBJECT,
+            "expiry-date": expiry,
+        }),
+    )
+    .await?;
+    let steps: StepsPage = http.get("/v1.0/sw-update-strategy/steps").await?;
+    ensure!(
+        steps.steps.len() == n,
+        "the strategy targets {} of {n} subclouds",
+        steps.steps.len()
+    );
+
+    println!(
+        "dc-fleet-bench: applying the strategy (max-parallel {max_parallel}); sampling the steps every {} ms",
+        args.sample_ms
+    );
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let sampler = {
+        let api = api.clone();
+        let stop = stop_sampling.clone();
+        let period = Duration::from_millis(args.sample_ms.max(1));
+        std::thread::spawn(move || sample_steps(&api, period, &stop, &first_tx))
+    };
+    tokio::task::spawn_blocking(move || first_rx.recv()).await??;
+    let before = procstat::sample(pid)?;
+    let applied = Instant::now();
+    http.post(
+        "/v1.0/sw-update-strategy/actions",
+        &json!({"action": "apply"}),
+    )
+    .await?;
+    let deadline = applied + Duration::from_secs(args.timeout_secs);
+    let stopper = {
+        let stop = stop_sampling.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let sampled = tokio::task::spawn_blocking(move || sampler.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the sampler panicked"))??;
+    stopper.abort();
+    let after = procstat::sample(pid)?;
+    let mut events = Vec::new();
+    while let Ok(e) = events_rx.try_recv() {
+        events.push(e);
+    }
+    let wall = sampled.ended.map(|at| at - applied);
+    println!(
+        "dc-fleet-bench: strategy {} after {:.2} s; measuring the reconnect storm",
+        sampled.strategy_state,
+        wall.map_or(f64::NAN, secs)
+    );
+
+    // The reconnect storm: SIGKILL, a new process on the same database and ports.
+    fleet.kill_controller();
+    let t = Instant::now();
+    tokio::task::block_in_place(|| fleet.start_controller())?;
+    let restart_ready_secs = secs(t.elapsed());
+    wait_online(&mut http, n).await?;
+    let reconnect_storm_secs = secs(t.elapsed());
+
+    stop_tx.send_replace(true);
+    for agent in agents {
+        match tokio::time::timeout(Duration::from_secs(30), agent).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("dc-fleet-bench: an agent failed: {e}"),
+            Ok(Err(e)) => eprintln!("dc-fleet-bench: an agent task failed: {e}"),
+            Err(_) => eprintln!("dc-fleet-bench: an agent did not stop in time"),
+        }
+    }
+
+    let work = AgentWork::from_events(&events);
+    let order: Vec<&str> = sampled.order.iter().map(String::as_str).collect();
+    let durations: Vec<Duration> = order
+        .iter()
+        .map(|s| work.total.get(*s).copied().unwrap_or_default())
+        .collect();
+    let ideal = makespan(&durations, max_parallel as usize);
+    let mut latencies = Vec::new();
+    let mut emitted = 0;
+    let no_changes = Vec::new();
+    for (subcloud, emissions) in emissions(&events) {
+        emitted += emissions.len();
+        let changes = sampled.changes.get(&subcloud).unwrap_or(&no_changes);
+        latencies.extend(match_subcloud(&emissions, changes));
+    }
+    let wall_secs = wall.map_or(f64::NAN, secs);
+    let complete = sampled
+        .last
+        .iter()
+        .filter(|s| s.state == dc_controller::model::step_state::COMPLETE)
+        .count();
+    let request_times = &sampled.request_times;
+    Ok(Figures {
+        subclouds: n,
+        max_parallel,
+        shape: match args.shape {
+            ShapeArg::Light => "light",
+            ShapeArg::Typical => "typical",
+        }
+        .to_owned(),
+        git_commit: prepared.commit,
+        cores: prepared.cores,
+        started_at: prepared.started_at,
+        finished_at: dc_controller::model::now_string(),
+        settings: Settings {
+            heartbeat_interval_secs: CONTROLLER.heartbeat_interval_secs,
+            offline_after_secs: CONTROLLER.offline_after_secs,
+            progress_flush_ms: CONTROLLER.progress_flush_ms,
+            reconnect_initial_secs: RECONNECT.initial_secs,
+            reconnect_max_secs: RECONNECT.max_secs,
+            reconnect_jitter: RECONNECT.jitter,
+        },
+        setup: Setup {
+            certs_secs: prepared.certs_secs,
+            register_secs,
+            sims_secs: prepared.sims_secs,
+        },
+        strategy: StrategyFigures {
+            completed: sampled.strategy_state == "complete",
+            steps_complete: complete,
+            steps_other: sampled.last.len() - complete,
+            wall_secs,
+            ideal_secs: secs(ideal),
+            overhead: wall_secs / secs(ideal),
+            agent_work_mean_secs: mean(work.total.values().map(|d| secs(*d))),
+            agent_work_max_secs: work.total.values().map(|d| secs(*d)).fold(0.0, f64::max),
+            phase_mean_secs: work
+                .phases
+                .iter()
+                .map(|(p, d)| (p.label().to_owned(), mean(d.iter().map(|d| secs(*d)))))
+                .collect(),
+        },
+        controller: ControllerFigures {
+            rss_idle_mib: mib(prepared.idle.rss),
+            rss_registered_mib: mib(registered.rss),
+            rss_connected_mib: mib(connected.rss),
+            peak_rss_mib: mib(after.peak_rss),
+            rss_per_subcloud_kib: (connected.rss.saturating_sub(prepared.idle.rss)) as f64
+                / 1024.0
+                / n as f64,
+            cpu_secs_strategy: after.cpu_secs - before.cpu_secs,
+            cpu_secs_total: after.cpu_secs,
+        },
+        progress_latency: LatencyFigures {
+            sample_period_ms: args.sample_ms,
+            samples: request_times.len(),
+            sample_request_mean_ms: mean(request_times.iter().map(|d| secs(*d) * 1000.0)),
+            sample_request_max_ms: request_times
+                .iter()
+                .map(|d| secs(*d) * 1000.0)
+                .fold(0.0, f64::max),
+            emitted,
+            summary: Summary::of(&mut latencies),
+        },
+        connections: ConnectionFigures {
+            connect_secs,
+            restart_ready_secs,
+            reconnect_storm_secs,
+        },
+    })
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
+    if count == 0 { 0.0 } else { sum / count as f64 }
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+/// Registers every subcloud through the REST API, a few requests at a time.
+async fn register(api: &str, names: Vec<String>) -> anyhow::Result<()> {
+    let names = Arc::new(names);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (names, next) = (names.clone(), next.clone());
+        let mut http = Http::new(api, ADMIN_TOKEN);
+        tasks.spawn(async move {
+            while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
+                http.post(
+                    "/v1.0/subclouds",
+                    &json!({"name": name, "description": "bench", "location": "lab"}),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// Waits until the controller counts `n` subclouds online (connected and heartbeating).
+async fn wait_online(http: &mut Http, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + ONLINE_TIMEOUT;
+    let mut last = None;
+    loop {
+        if let Ok(body) = http.request("GET", "/metrics", None).await {
+            last = gauge(&String::from_utf8_lossy(&body), "dc_online_subclouds");
+            if last == Some(n as f64) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("only {last:?} of {n} subclouds online after {ONLINE_TIMEOUT:?}");
+        }
+        // The controller is another process: its state is observed through the API.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[derive(Deserialize)]
+struct StepsPage {
+    #[serde(rename = "strategy-steps")]
+    steps: Vec<StepRow>,
+}
+
+#[derive(Deserialize)]
+struct StepRow {
+    cloud: String,
+    state: String,
+    details: String,
+}
+
+#[derive(Deserialize)]
+struct StrategyRow {
+    state: String,
+}
+
+/// What the sampler saw.
+struct Sampled {
+    /// Each subcloud's view changes, in time order.
+    changes: HashMap<String, Vec<Change>>,
+    /// The subclouds in step order.
+    order: Vec<String>,
+    /// The steps at the end.
+    last: Vec<StepRow>,
+    request_times: Vec<Duration>,
+    strategy_state: String,
+    /// When the strategy was first seen in its end state.
+    ended: Option<Instant>,
+}
+
+/// Reads the strategy and every step at a fixed rate on its own thread (so the agents' load does not
+/// delay it), until the strategy ends or `stop` is set. Says on `first` when the first sample is in.
+fn sample_steps(
+    api: &str,
+    period: Duration,
+    stop: &AtomicBool,
+    first: &std::sync::mpsc::Sender<()>,
+) -> anyhow::Result<Sampled> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut http = Http::new(api, ADMIN_TOKEN);
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut views: HashMap<String, View> = HashMap::new();
+        let mut sampled = Sampled {
+            changes: HashMap::new(),
+            order: Vec::new(),
+            last: Vec::new(),
+            request_times: Vec::new(),
+            strategy_state: String::new(),
+            ended: None,
+        };
+        let mut applied = false;
+        while !stop.load(Ordering::Relaxed) {
+            ticker.tick().await;
+            let strategy: StrategyRow = http.get("/v1.0/sw-update-strategy").await?;
+            let at_strategy = Instant::now();
+            let asked = Instant::now();
+            let body = http
+                .request("GET", "/v1.0/sw-update-strategy/steps", None)
+                .await?;
+            let at = Instant::now();
+            sampled.request_times.push(at - asked);
+            let page: StepsPage = serde_json::from_slice(&body)?;
+            for row in &page.steps {
+                let view = View {
+                    state: row.state.clone(),
+                    details: row.details.clone(),
+                };
+                if views.get(&row.cloud) != Some(&view) {
+                    sampled
+                        .changes
+                        .entry(row.cloud.clone())
+                        .or_default()
+                        .push(Change {
+                            at,
+                            view: view.clone(),
+                        });
+                    views.insert(row.cloud.clone(), view);
+                }
+            }
+            if sampled.order.is_empty() {
+                sampled.order = page.steps.iter().map(|s| s.cloud.clone()).collect();
+                let _ = first.send(());
+            }
+            sampled.last = page.steps;
+            applied |= strategy.state != "initial";
+            sampled.strategy_state = strategy.state;
+            if applied
+                && matches!(
+                    sampled.strategy_state.as_str(),
+                    "complete" | "failed" | "aborted"
+                )
+            {
+                sampled.ended = Some(at_strategy);
+                break;
+            }
+        }
+        Ok(sampled)
+    })
+}
+
+/// Each agent's work as it measured it: Start received to its last phase result written.
+#[derive(Default)]
+struct AgentWork {
+    total: HashMap<String, Duration>,
+    phases: BTreeMap<Phase, Vec<Duration>>,
+}
+
+impl AgentWork {
+    fn from_events(events: &[LinkEvent]) -> Self {
+        let mut work = Self::default();
+        let mut since: HashMap<&str, (Instant, Instant)> = HashMap::new();
+        for e in events {
+            match &e.traffic {
+                Traffic::Received(Command::Start { .. }) => {
+                    since.entry(&e.subcloud).or_insert((e.at, e.at));
+                }
+                Traffic::Sent(message) => {
+                    let AgentMessage::PhaseResult(r) = message.as_ref() else {
+                        continue;
+                    };
+                    if r.outcome != PhaseOutcome::Succeeded {
+                        continue;
+                    }
+                    let Some((start, phase_start)) = since.get_mut(e.subcloud.as_str()) else {
+                        continue;
+                    };
+                    work.phases
+                        .entry(r.phase)
+                        .or_default()
+                        .push(e.at - *phase_start);
+                    *phase_start = e.at;
+                    if r.phase == Phase::Complete {
+                        work.total.insert(e.subcloud.clone(), e.at - *start);
+                    }
+                }
+                _ => {}
+            }
+        }
+        work
+    }
+}
+
+/// Each subcloud's messages that change its step's view, in the order written.
+fn emissions(events: &[LinkEvent]) -> HashMap<String, Vec<Emission>> {
+    let mut out: HashMap<String, Vec<Emission>> = HashMap::new();
+    for e in events {
+        if let Traffic::Sent(message) = &e.traffic
+            && let Some(expected) = Expected::of(message)
+        {
+            out.entry(e.subcloud.clone())
+                .or_default()
+                .push(Emission { at: e.at, expected });
+        }
+    }
+    out
+}
