@@ -79,19 +79,8 @@ fn read(path: &Path) -> Result<String, ControllerError> {
 }
 
 fn api_tls(files: &config::TlsFiles) -> Result<rustls::ServerConfig, ControllerError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let tls = |e: &dyn std::fmt::Display| ControllerError::Tls(e.to_string());
-    let certs = CertificateDer::pem_slice_iter(read(&files.cert)?.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(read(&files.key)?.as_bytes()).map_err(|e| tls(&e))?;
-    rustls::ServerConfig::builder_with_provider(dc_protocol::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| tls(&e))
+    dc_protocol::tls::https_server_config(&read(&files.cert)?, &read(&files.key)?)
+        .map_err(|e| ControllerError::Tls(e.to_string()))
 }
 
 /// Writes the bound addresses atomically (temporary file, then rename).

@@ -108,6 +108,18 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A plain HTTPS server config (no client certificates): the REST API, and test servers that clients
+/// reach with ordinary bearer tokens. One place, so every server speaks the same ring-only TLS.
+pub fn https_server_config(cert_pem: &str, key_pem: &str) -> Result<ServerConfig, TlsError> {
+    Ok(ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            certificates(cert_pem, "server certificate")?,
+            private_key(key_pem)?,
+        )?)
+}
+
 /// An agent's client config: trusts only the system CA and presents the agent's certificate.
 pub fn client_config(
     ca_pem: &str,

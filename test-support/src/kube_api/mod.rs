@@ -40,8 +40,6 @@ use actix_web::{App, HttpServer, web};
 use base64::Engine;
 use dc_agent::sim::{SimCluster, SimError};
 use k8s_openapi::jiff::Timestamp;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::TestPki;
 use objects::Epoch;
@@ -81,10 +79,11 @@ impl KubeApi {
         dc_protocol::tls::install_default_provider();
         let pki = TestPki::new()?;
         let ca_pem = std::fs::read_to_string(pki.file("ca.crt"))?;
-        let tls = server_tls(
+        let tls = dc_protocol::tls::https_server_config(
             &std::fs::read_to_string(pki.file("controller.crt"))?,
             &std::fs::read_to_string(pki.file("controller.key"))?,
-        )?;
+        )
+        .map_err(|e| KubeApiError::Tls(e.to_string()))?;
         let token = format!("{:032x}", rand::random::<u128>());
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = {
@@ -172,20 +171,6 @@ impl Drop for KubeApi {
             let _ = thread.join();
         }
     }
-}
-
-fn server_tls(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, KubeApiError> {
-    let tls = |e: &dyn std::fmt::Display| KubeApiError::Tls(e.to_string());
-    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?;
-    rustls::ServerConfig::builder_with_provider(dc_protocol::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| tls(&e))
 }
 
 /// Binds the server inside the current actix system.
