@@ -1,10 +1,12 @@
 //! The agent against a small fake controller over real mutual TLS on 127.0.0.1: Hello, heartbeats,
 //! a start command, progress in order with percent and details, a dropped link redialled with the
-//! update still running, and the heartbeat with the update status first after the reconnect.
+//! update still running, and the heartbeat with the update status first after the reconnect; the
+//! in-process link observer (what the fleet benchmark measures from) sees the same traffic.
 
 use std::time::Duration;
 
 use dc_agent::config::{ControllerConfig, PodsConfig, ReconnectConfig, TlsConfig};
+use dc_agent::link::{LinkEvent, Traffic};
 use dc_agent::sim::SimConfig;
 use dc_agent::{AgentConfig, ClusterConfig};
 use dc_certs::pki;
@@ -71,6 +73,8 @@ struct Harness {
     acceptor: AgentAcceptor,
     stop: tokio::sync::oneshot::Sender<()>,
     agent: tokio::task::JoinHandle<Result<(), dc_agent::AgentError>>,
+    /// What the agent's link observer reported.
+    events: tokio::sync::mpsc::UnboundedReceiver<LinkEvent>,
     _pki: dc_test_support::TestPki,
     _data: tempfile::TempDir,
 }
@@ -117,7 +121,11 @@ impl Harness {
             cluster: ClusterConfig::Simulated(SimConfig::light()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let agent = tokio::spawn(dc_agent::run(config, async {
+        let (observer, events) = tokio::sync::mpsc::unbounded_channel();
+        let options = dc_agent::RunOptions {
+            observer: Some(observer),
+        };
+        let agent = tokio::spawn(dc_agent::run_with(config, options, async {
             let _ = stopped.await;
         }));
         Self {
@@ -125,6 +133,7 @@ impl Harness {
             acceptor,
             stop,
             agent,
+            events,
             _pki: pki,
             _data: data,
         }
@@ -134,9 +143,15 @@ impl Harness {
         accept(&self.listener, &self.acceptor).await
     }
 
-    async fn shutdown(self) {
+    /// Stops the agent and returns what its link observer reported.
+    async fn shutdown(mut self) -> Vec<LinkEvent> {
         self.stop.send(()).unwrap();
         self.agent.await.unwrap().unwrap();
+        let mut events = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            events.push(event);
+        }
+        events
     }
 }
 
@@ -262,7 +277,7 @@ async fn abort_over_the_link_stops_after_the_phase_and_start_resumes() {
         let harness = Harness::start().await;
         let mut link = harness.accept().await;
         link.send(&start_command()).await.unwrap();
-        until(&mut link, |m| {
+        let mut received = until(&mut link, |m| {
             matches!(m, AgentMessage::Progress(p) if p.phase == Phase::PodsTrustBothCas)
         })
         .await;
@@ -272,6 +287,7 @@ async fn abort_over_the_link_stops_after_the_phase_and_start_resumes() {
         .await
         .unwrap();
         let stopped = until(&mut link, |m| matches!(m, AgentMessage::Stopped(_))).await;
+        received.extend(stopped.iter().cloned());
         assert!(matches!(
             stopped.last(),
             Some(AgentMessage::Stopped(s)) if s.next == Phase::HostsUpdateCerts
@@ -303,7 +319,30 @@ async fn abort_over_the_link_stops_after_the_phase_and_start_resumes() {
             })
             .collect();
         assert_eq!(phases, &Phase::ALL[4..]);
-        harness.shutdown().await;
+        received.extend(resumed.iter().cloned());
+
+        // The observer saw the three commands in order, and every message written to the controller
+        // before the final result, in the order the controller read them.
+        let events = harness.shutdown().await;
+        let commands: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match &e.traffic {
+                Traffic::Received(Command::Start { .. }) => Some("start"),
+                Traffic::Received(Command::Abort { .. }) => Some("abort"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(commands, ["start", "abort", "start"]);
+        let sent: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match &e.traffic {
+                Traffic::Sent(m) => seq(m),
+                Traffic::Received(_) => None,
+            })
+            .collect();
+        let read: Vec<u64> = received.iter().filter_map(seq).collect();
+        assert_eq!(sent[..read.len()], read[..], "observed {sent:?}, read {read:?}");
+        assert!(events.iter().all(|e| e.subcloud == "subcloud1"));
     })
     .await
     .expect("the scenario timed out");
