@@ -312,31 +312,29 @@ impl KubeCluster {
     }
 
     pub async fn get_workload(&self, id: &WorkloadRef) -> Result<Workload, KubeError> {
-        let what = || format!("get {id}");
-        let (ns, name) = (id.namespace.as_str(), id.name.as_str());
         Ok(match id.kind {
-            WorkloadKind::Deployment => objects::deployment(
-                &self
-                    .call(what, |c| async move {
-                        Api::<Deployment>::namespaced(c, ns).get(name).await
-                    })
-                    .await?,
-            )?,
-            WorkloadKind::DaemonSet => objects::daemon_set(
-                &self
-                    .call(what, |c| async move {
-                        Api::<DaemonSet>::namespaced(c, ns).get(name).await
-                    })
-                    .await?,
-            )?,
-            WorkloadKind::StatefulSet => objects::stateful_set(
-                &self
-                    .call(what, |c| async move {
-                        Api::<StatefulSet>::namespaced(c, ns).get(name).await
-                    })
-                    .await?,
-            )?,
+            WorkloadKind::Deployment => objects::deployment(&self.get::<Deployment>(id).await?)?,
+            WorkloadKind::DaemonSet => objects::daemon_set(&self.get::<DaemonSet>(id).await?)?,
+            WorkloadKind::StatefulSet => {
+                objects::stateful_set(&self.get::<StatefulSet>(id).await?)?
+            }
         })
+    }
+
+    /// One workload as the API has it, `K` being the type of its kind.
+    async fn get<K>(&self, id: &WorkloadRef) -> Result<K, KubeError>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let (ns, name) = (id.namespace.as_str(), id.name.as_str());
+        self.call(
+            || format!("get {id}"),
+            |c| async move { Api::<K>::namespaced(c, ns).get(name).await },
+        )
+        .await
     }
 
     /// The strategic merge patch `kubectl rollout restart` sends (kube's own `restart()` writes
@@ -348,44 +346,42 @@ impl KubeCluster {
         value: &str,
     ) -> Result<(), KubeError> {
         let patch = Patch::Strategic(objects::template_annotation_patch(key, value));
+        match id.kind {
+            WorkloadKind::Deployment => self.patch::<Deployment>(id, &patch).await?,
+            WorkloadKind::DaemonSet => self.patch::<DaemonSet>(id, &patch).await?,
+            WorkloadKind::StatefulSet => self.patch::<StatefulSet>(id, &patch).await?,
+        }
+        info!(workload = %id, key, value, "pod template annotated");
+        Ok(())
+    }
+
+    /// Applies `patch` to one workload, `K` being the type of its kind.
+    async fn patch<K>(
+        &self,
+        id: &WorkloadRef,
+        patch: &Patch<serde_json::Value>,
+    ) -> Result<(), KubeError>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
-        let what = || format!("patch {id}");
-        let (ns, name) = (id.namespace.as_str(), id.name.as_str());
-        let (patch, params) = (&patch, &params);
-        match id.kind {
-            WorkloadKind::Deployment => {
-                self.call(what, |c| async move {
-                    Api::<Deployment>::namespaced(c, ns)
-                        .patch(name, params, patch)
-                        .await
-                        .map(drop)
-                })
-                .await?
-            }
-            WorkloadKind::DaemonSet => {
-                self.call(what, |c| async move {
-                    Api::<DaemonSet>::namespaced(c, ns)
-                        .patch(name, params, patch)
-                        .await
-                        .map(drop)
-                })
-                .await?
-            }
-            WorkloadKind::StatefulSet => {
-                self.call(what, |c| async move {
-                    Api::<StatefulSet>::namespaced(c, ns)
-                        .patch(name, params, patch)
-                        .await
-                        .map(drop)
-                })
-                .await?
-            }
-        }
-        info!(workload = %id, key, value, "pod template annotated");
-        Ok(())
+        let (ns, name, params) = (id.namespace.as_str(), id.name.as_str(), &params);
+        self.call(
+            || format!("patch {id}"),
+            |c| async move {
+                Api::<K>::namespaced(c, ns)
+                    .patch(name, params, patch)
+                    .await
+                    .map(drop)
+            },
+        )
+        .await
     }
 
     pub async fn list_pods(
