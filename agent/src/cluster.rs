@@ -3,28 +3,41 @@
 //! The trait is shaped after what a real Kubernetes backend can do (namespaced workloads with label
 //! selectors, the `kubectl rollout restart` annotation, rollout status fields, pods by selector, and host
 //! files plus component restarts on each host), so the phases never depend on how the cluster is reached.
-//! The backend is chosen with [`Backend`], an enum: one variant per backend, no dynamic dispatch.
+//! This module names no backend: the simulated one (`sim`) and the real one (`kube`) implement
+//! [`Cluster`], and the agent picks one through the `backend` module's enum.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kube::{KubeCluster, KubeError};
-use crate::sim::{SimCluster, SimError};
-
 /// The template annotation `kubectl rollout restart` sets; changing it rolls every pod of a workload.
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 
-/// Errors of a cluster backend.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// The simulated cluster failed.
-    #[error(transparent)]
-    Sim(#[from] SimError),
-    /// The Kubernetes API or a host of a real cluster failed.
-    #[error(transparent)]
-    Kube(#[from] KubeError),
+/// A backend's failure, as the phases see it. Each backend keeps a typed error of its own and converts
+/// it into this one where it implements [`Cluster`], so the phases (and this module) depend on no
+/// backend. The message and the error's sources are the backend's, unchanged: they become the reason a
+/// failed phase reports.
+#[derive(Debug)]
+pub struct ClusterError(Box<dyn std::error::Error + Send + Sync>);
+
+impl ClusterError {
+    /// Wraps a backend's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl std::fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ClusterError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// A host's role: controllers run the control plane, workers only a kubelet.
@@ -351,81 +364,4 @@ pub trait Cluster: Sync {
     fn all_pods(&self) -> impl Future<Output = Result<Vec<Pod>, ClusterError>> + Send;
     /// Extra time a phase takes (fault injection); zero for real clusters.
     fn phase_delay(&self, phase: dc_protocol::Phase) -> std::time::Duration;
-}
-
-/// The backend an agent runs against.
-#[derive(Debug)]
-pub enum Backend {
-    Simulated(SimCluster),
-    Kubernetes(KubeCluster),
-}
-
-/// Forwards every call to the variant's backend.
-macro_rules! forward {
-    ($self:ident, $c:ident => $call:expr) => {
-        match $self {
-            Backend::Simulated($c) => $call,
-            Backend::Kubernetes($c) => $call,
-        }
-    };
-}
-
-impl Cluster for Backend {
-    async fn hosts(&self) -> Result<Vec<Host>, ClusterError> {
-        forward!(self, c => Ok(c.hosts().await?))
-    }
-    async fn check_host(&self, host: &str) -> Result<(), ClusterError> {
-        forward!(self, c => Ok(c.check_host(host).await?))
-    }
-    async fn read_file(&self, host: &str, file: HostFile) -> Result<Option<String>, ClusterError> {
-        forward!(self, c => Ok(c.read_file(host, file).await?))
-    }
-    async fn write_file(
-        &self,
-        host: &str,
-        file: HostFile,
-        contents: &str,
-    ) -> Result<(), ClusterError> {
-        forward!(self, c => Ok(c.write_file(host, file, contents).await?))
-    }
-    async fn remove_file(&self, host: &str, file: HostFile) -> Result<(), ClusterError> {
-        forward!(self, c => Ok(c.remove_file(host, file).await?))
-    }
-    async fn restart_component(
-        &self,
-        host: &str,
-        component: Component,
-    ) -> Result<(), ClusterError> {
-        forward!(self, c => Ok(c.restart_component(host, component).await?))
-    }
-    async fn list_workloads(&self, exclude: &[String]) -> Result<Vec<Workload>, ClusterError> {
-        forward!(self, c => Ok(c.list_workloads(exclude).await?))
-    }
-    async fn get_workload(&self, id: &WorkloadRef) -> Result<Workload, ClusterError> {
-        forward!(self, c => Ok(c.get_workload(id).await?))
-    }
-    async fn patch_template_annotation(
-        &self,
-        id: &WorkloadRef,
-        key: &str,
-        value: &str,
-    ) -> Result<(), ClusterError> {
-        forward!(self, c => Ok(c.patch_template_annotation(id, key, value).await?))
-    }
-    async fn list_pods(
-        &self,
-        namespace: &str,
-        selector: &LabelSelector,
-    ) -> Result<Vec<Pod>, ClusterError> {
-        forward!(self, c => Ok(c.list_pods(namespace, selector).await?))
-    }
-    async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
-        forward!(self, c => Ok(c.delete_pod(namespace, name).await?))
-    }
-    async fn all_pods(&self) -> Result<Vec<Pod>, ClusterError> {
-        forward!(self, c => Ok(c.all_pods().await?))
-    }
-    fn phase_delay(&self, phase: dc_protocol::Phase) -> std::time::Duration {
-        forward!(self, c => c.phase_delay(phase))
-    }
 }

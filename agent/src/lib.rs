@@ -2,20 +2,26 @@
 //! any crash, and streams its progress to the controller over mutual TLS.
 //!
 //! # Layout
+//! Commands flow down (link → [`engine`] → update → phase → cluster) and progress flows back up through
+//! the journal's outbox; no module imports one that imports it back.
 //! - [`config`]: [`AgentConfig`], loaded from a TOML file plus `DC_AGENT__...` environment variables.
-//! - [`cluster`]: the [`cluster::Cluster`] seam the phases act through, and [`cluster::Backend`].
-//! - [`sim`]: the simulated cluster (real PKI files, workloads, pods, rollouts, fault injection).
-//! - [`kube`]: a real kubeadm cluster (the Kubernetes API, the hosts' files, component restarts).
-//! - [`update`]: the eight phases and the start/abort rules; [`journal`]: their durable record and the
-//!   ordered outbox of messages.
+//! - [`link`]: the connection to the controller; [`facts`]: what heartbeats report.
+//! - [`update`]: the [`update::Updater`] (start and abort commands, the phases in order) and one module
+//!   per phase or phase family; the three host phases are one plan table ([`update::plan`]).
+//!   [`journal`]: their durable record and the ordered outbox of messages.
+//! - [`cluster`]: the [`cluster::Cluster`] seam the phases act through and its vocabulary (hosts, host
+//!   files, workloads, pods); it names no backend.
+//! - [`sim`]: the simulated cluster (model, workload controllers, file layout, PKI, fault injection);
+//!   [`kube`]: a real kubeadm cluster (the Kubernetes API, the hosts' files, component restarts). Both
+//!   implement [`cluster::Cluster`]; [`backend::Backend`], the one module naming both, picks one.
 //! - [`rollout`], [`trust`], [`kubeconfig`], [`manifest`]: backend-independent rules (selectors and
 //!   rollout completion, the trust invariants, kubeconfig and controller-manager manifest edits).
-//! - [`link`]: the connection to the controller; [`facts`]: what heartbeats report.
 //!
 //! [`run`] ties them together. Many agents can run in one process (tests, demo, benchmark): each call
 //! of [`run`] owns its own state and returns when its shutdown future resolves. Dropping the future is
 //! the same as killing the agent: the next run resumes where it stopped.
 
+pub mod backend;
 pub mod cluster;
 pub mod config;
 pub mod facts;
@@ -40,10 +46,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 pub use config::{AgentConfig, ClusterConfig};
 
-use crate::cluster::Backend;
+use crate::backend::Backend;
 use crate::journal::{Journal, JournalError};
-use crate::kube::KubeCluster;
-use crate::sim::{SimCluster, SimError};
 use crate::update::{Settings, StartDecision, Updater};
 
 /// Why the agent stopped.
@@ -62,9 +66,7 @@ pub enum AgentError {
     #[error("TLS: {0}")]
     Tls(#[from] dc_protocol::tls::TlsError),
     #[error(transparent)]
-    Sim(#[from] SimError),
-    #[error(transparent)]
-    Kube(#[from] crate::kube::KubeError),
+    Backend(#[from] backend::OpenError),
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -111,14 +113,7 @@ pub async fn run_with(
                 source,
             }
         })?;
-        let cluster = match &config.cluster {
-            ClusterConfig::Simulated(sim) => {
-                Backend::Simulated(SimCluster::open(&config.data_dir, sim)?)
-            }
-            ClusterConfig::Kubernetes(real) => {
-                Backend::Kubernetes(KubeCluster::connect(real).await?)
-            }
-        };
+        let cluster = Backend::open(&config.cluster, &config.data_dir).await?;
         let updater = Updater::new(
             cluster,
             Journal::open(&config.data_dir)?,

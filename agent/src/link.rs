@@ -17,7 +17,7 @@ use rustls::ClientConfig;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::cluster::Backend;
+use crate::backend::Backend;
 use crate::config::{AgentConfig, ReconnectConfig};
 use crate::facts;
 use crate::update::Updater;

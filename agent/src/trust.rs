@@ -1,4 +1,4 @@
-//! The trust invariants, checked after every step of an update.
+//! The trust invariants, checked after every host and every workload an update touches.
 //!
 //! This is the safety property the phase order exists for: every running pod's bundle verifies every
 //! apiserver's serving certificate, every component's client certificate verifies against every
@@ -112,7 +112,7 @@ pub fn trusts(leaf: &str, bundle: &str, usage: Usage) -> Result<(), VerifyError>
 }
 
 /// Verdicts already reached. The same certificates are checked against the same bundles after every
-/// step of an update, and each check is a signature verification (P-384 for the new generation): a
+/// host and workload of an update, and each check is a signature verification (P-384 for the new generation): a
 /// fleet of simulated subclouds in one process would spend most of its time redoing them.
 #[derive(Debug, Default)]
 pub struct Verified {

@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dc_agent::cluster::{
-    Backend, HostFile, HostRole, KubeconfigFile, UpdateStrategy, WorkloadKind,
-};
+use dc_agent::backend::Backend;
+use dc_agent::cluster::{HostFile, HostRole, KubeconfigFile, UpdateStrategy, WorkloadKind};
 use dc_agent::journal::{Journal, UpdateRecord};
 use dc_agent::kubeconfig::{ClientCredentials, Kubeconfig};
 use dc_agent::sim::{SimCluster, SimConfig, SimState, SlowPhase};

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use dc_agent::sim::{SimConfig, SlowPhase};
 use dc_certs::inspect::CertSummary;
+use dc_protocol::Phase;
 
 use crate::process::{Child, bin_path, wait_for_json};
 
@@ -33,13 +35,25 @@ fn err(e: impl std::fmt::Display) -> FleetError {
     FleetError(e.to_string())
 }
 
-/// A simulated cluster's shape.
+/// A simulated cluster's shape: one of the simulated cluster's own, so a fleet's subclouds look like the
+/// clusters the agent's tests use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
-    /// One controller host, two workloads, pods ready in 20 ms.
+    /// [`SimConfig::light`]: one controller host, two workloads, pods ready in 20 ms.
     Light,
-    /// Two controllers and two workers, every workload kind, RollingUpdate and OnDelete.
+    /// [`SimConfig::typical`]: two controllers and two workers, every workload kind, RollingUpdate and
+    /// OnDelete.
     Typical,
+}
+
+impl Shape {
+    /// The simulated cluster of this shape.
+    pub fn sim_config(self) -> SimConfig {
+        match self {
+            Self::Light => SimConfig::light(),
+            Self::Typical => SimConfig::typical(),
+        }
+    }
 }
 
 /// One subcloud of a fleet.
@@ -280,7 +294,7 @@ role = "reader"
     pub fn write_agent_config(&self, site: &Site, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let config = dir.join("agent.toml");
-        std::fs::write(&config, agent_toml(site, dir, &self.agents_addr)).map_err(err)?;
+        std::fs::write(&config, agent_toml(site, dir, &self.agents_addr)?).map_err(err)?;
         Ok(config)
     }
 
@@ -457,7 +471,7 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> 
     }
 }
 
-fn agent_toml(site: &Site, dir: &Path, controller: &str) -> String {
+fn agent_toml(site: &Site, dir: &Path, controller: &str) -> Result<String> {
     let common = format!(
         r#"subcloud = "{name}"
 data_dir = "{data}"
@@ -480,83 +494,19 @@ poll_ms = 50
         tls = dir.join("tls").display(),
     );
     if let Some(cluster) = &site.cluster {
-        return format!("{common}{cluster}");
+        return Ok(format!("{common}{cluster}"));
     }
-    let shape = match site.shape {
-        Shape::Typical => {
-            r#"controllers = 2
-workers = 2
-pod_ready_ms = 40
-[[cluster.workloads]]
-kind = "Deployment"
-namespace = "default"
-name = "web"
-replicas = 3
-strategy = { type = "RollingUpdate", max_unavailable = 0, max_surge = 1 }
-labels = { app = "web" }
-[[cluster.workloads]]
-kind = "DaemonSet"
-namespace = "kube-system"
-name = "kube-proxy"
-strategy = { type = "RollingUpdate", max_unavailable = 1 }
-labels = { app = "kube-proxy" }
-[[cluster.workloads]]
-kind = "DaemonSet"
-namespace = "monitoring"
-name = "node-exporter"
-strategy = { type = "OnDelete" }
-labels = { app = "node-exporter" }
-[[cluster.workloads]]
-kind = "StatefulSet"
-namespace = "db"
-name = "pg"
-replicas = 2
-strategy = { type = "OnDelete" }
-labels = { app = "pg", role = "primary" }
-"#
-        }
-        Shape::Light => {
-            r#"controllers = 1
-workers = 0
-pod_ready_ms = 20
-[[cluster.workloads]]
-kind = "Deployment"
-namespace = "default"
-name = "web"
-replicas = 2
-strategy = { type = "RollingUpdate", max_unavailable = 1 }
-labels = { app = "web" }
-[[cluster.workloads]]
-kind = "StatefulSet"
-namespace = "default"
-name = "cache"
-replicas = 1
-strategy = { type = "RollingUpdate", max_unavailable = 1 }
-labels = { app = "cache" }
-"#
-        }
-    };
-    let never_ready = site
-        .never_ready
-        .iter()
-        .map(|w| format!("\"{w}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let slow = if site.slow_pods_ms > 0 {
-        format!(
-            "[cluster.faults.slow_phase]\nphase = \"pods-trust-both-cas\"\ndelay_ms = {}\n",
-            site.slow_pods_ms
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"{common}[cluster]
-kind = "simulated"
-root_ca_expiry_days = {days}
-{shape}[cluster.faults]
-never_ready = [{never_ready}]
-{slow}"#,
-        days = site.ca_days,
-    )
+    let mut sim = site.shape.sim_config();
+    sim.root_ca_expiry_days = site.ca_days;
+    sim.faults.never_ready = site.never_ready.clone();
+    if site.slow_pods_ms > 0 {
+        sim.faults.slow_phase = Some(SlowPhase {
+            phase: Phase::PodsTrustBothCas,
+            delay_ms: site.slow_pods_ms,
+        });
+    }
+    let mut cluster = toml::Table::try_from(&sim).map_err(err)?;
+    cluster.insert("kind".to_owned(), "simulated".into());
+    let table = toml::Table::from_iter([("cluster".to_owned(), cluster.into())]);
+    Ok(format!("{common}{}", toml::to_string(&table).map_err(err)?))
 }

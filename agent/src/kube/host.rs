@@ -292,7 +292,7 @@ fn write_local(path: &Path, contents: &str, mode: u32) -> Result<(), (PathBuf, s
     write_atomic(path, contents.as_bytes(), mode).map_err(|e| (path.to_owned(), e))
 }
 
-/// The shell script writing its standard input to `path` on a remote host: the same steps as
+/// The shell script writing its standard input to `path` on a remote host: the same sequence as
 /// [`write_atomic`] plus the backup, in POSIX sh and coreutils.
 fn write_script(path: &Path, mode: u32) -> String {
     let f = quote(path);

@@ -29,7 +29,8 @@ pub use config::{HostConfig, KubernetesConfig, RestartCommands};
 pub use host::{HostAccess, HostError};
 
 use crate::cluster::{
-    Component, Host, HostFile, LabelSelector, Pod, Workload, WorkloadKind, WorkloadRef,
+    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Pod, Workload, WorkloadKind,
+    WorkloadRef,
 };
 use objects::ObjectError;
 
@@ -245,82 +246,6 @@ impl KubeCluster {
             .ok_or_else(|| KubeError::UnknownHost(name.to_owned()))
     }
 
-    // === The operations behind the Cluster trait ===
-
-    pub async fn hosts(&self) -> Result<Vec<Host>, KubeError> {
-        Ok(self
-            .hosts
-            .iter()
-            .map(|h| Host {
-                name: h.name.clone(),
-                role: h.role,
-            })
-            .collect())
-    }
-
-    pub async fn check_host(&self, host: &str) -> Result<(), KubeError> {
-        Ok(self.host(host)?.check().await?)
-    }
-
-    pub async fn read_file(&self, host: &str, file: HostFile) -> Result<Option<String>, KubeError> {
-        Ok(self.host(host)?.read(file).await?)
-    }
-
-    pub async fn write_file(
-        &self,
-        host: &str,
-        file: HostFile,
-        contents: &str,
-    ) -> Result<(), KubeError> {
-        Ok(self.host(host)?.write(file, contents).await?)
-    }
-
-    pub async fn remove_file(&self, host: &str, file: HostFile) -> Result<(), KubeError> {
-        Ok(self.host(host)?.remove(file).await?)
-    }
-
-    pub async fn restart_component(
-        &self,
-        host: &str,
-        component: Component,
-    ) -> Result<(), KubeError> {
-        let command = self.restart.of(component);
-        info!(host, ?component, command, "restarting");
-        Ok(self.host(host)?.restart(command).await?)
-    }
-
-    pub async fn list_workloads(&self, exclude: &[String]) -> Result<Vec<Workload>, KubeError> {
-        let params = ListParams::default();
-        let mut workloads = Vec::new();
-        for d in self
-            .list_all::<Deployment>("deployments", params.clone())
-            .await?
-        {
-            workloads.push(objects::deployment(&d)?);
-        }
-        for ds in self
-            .list_all::<DaemonSet>("daemonsets", params.clone())
-            .await?
-        {
-            workloads.push(objects::daemon_set(&ds)?);
-        }
-        for ss in self.list_all::<StatefulSet>("statefulsets", params).await? {
-            workloads.push(objects::stateful_set(&ss)?);
-        }
-        workloads.retain(|w| !exclude.contains(&w.id.namespace));
-        Ok(workloads)
-    }
-
-    pub async fn get_workload(&self, id: &WorkloadRef) -> Result<Workload, KubeError> {
-        Ok(match id.kind {
-            WorkloadKind::Deployment => objects::deployment(&self.get::<Deployment>(id).await?)?,
-            WorkloadKind::DaemonSet => objects::daemon_set(&self.get::<DaemonSet>(id).await?)?,
-            WorkloadKind::StatefulSet => {
-                objects::stateful_set(&self.get::<StatefulSet>(id).await?)?
-            }
-        })
-    }
-
     /// One workload as the API has it, `K` being the type of its kind.
     async fn get<K>(&self, id: &WorkloadRef) -> Result<K, KubeError>
     where
@@ -335,24 +260,6 @@ impl KubeCluster {
             |c| async move { Api::<K>::namespaced(c, ns).get(name).await },
         )
         .await
-    }
-
-    /// The strategic merge patch `kubectl rollout restart` sends (kube's own `restart()` writes
-    /// another annotation key, which operators and kubectl would not recognise).
-    pub async fn patch_template_annotation(
-        &self,
-        id: &WorkloadRef,
-        key: &str,
-        value: &str,
-    ) -> Result<(), KubeError> {
-        let patch = Patch::Strategic(objects::template_annotation_patch(key, value));
-        match id.kind {
-            WorkloadKind::Deployment => self.patch::<Deployment>(id, &patch).await?,
-            WorkloadKind::DaemonSet => self.patch::<DaemonSet>(id, &patch).await?,
-            WorkloadKind::StatefulSet => self.patch::<StatefulSet>(id, &patch).await?,
-        }
-        info!(workload = %id, key, value, "pod template annotated");
-        Ok(())
     }
 
     /// Applies `patch` to one workload, `K` being the type of its kind.
@@ -383,12 +290,117 @@ impl KubeCluster {
         )
         .await
     }
+}
 
-    pub async fn list_pods(
+impl From<KubeError> for ClusterError {
+    fn from(error: KubeError) -> Self {
+        ClusterError::new(error)
+    }
+}
+
+impl Cluster for KubeCluster {
+    async fn hosts(&self) -> Result<Vec<Host>, ClusterError> {
+        Ok(self
+            .hosts
+            .iter()
+            .map(|h| Host {
+                name: h.name.clone(),
+                role: h.role,
+            })
+            .collect())
+    }
+
+    async fn check_host(&self, host: &str) -> Result<(), ClusterError> {
+        Ok(self.host(host)?.check().await.map_err(KubeError::from)?)
+    }
+
+    async fn read_file(&self, host: &str, file: HostFile) -> Result<Option<String>, ClusterError> {
+        Ok(self.host(host)?.read(file).await.map_err(KubeError::from)?)
+    }
+
+    async fn write_file(
+        &self,
+        host: &str,
+        file: HostFile,
+        contents: &str,
+    ) -> Result<(), ClusterError> {
+        let host = self.host(host)?;
+        Ok(host.write(file, contents).await.map_err(KubeError::from)?)
+    }
+
+    async fn remove_file(&self, host: &str, file: HostFile) -> Result<(), ClusterError> {
+        Ok(self
+            .host(host)?
+            .remove(file)
+            .await
+            .map_err(KubeError::from)?)
+    }
+
+    async fn restart_component(
+        &self,
+        host: &str,
+        component: Component,
+    ) -> Result<(), ClusterError> {
+        let command = self.restart.of(component);
+        info!(host, ?component, command, "restarting");
+        let host = self.host(host)?;
+        Ok(host.restart(command).await.map_err(KubeError::from)?)
+    }
+
+    async fn list_workloads(&self, exclude: &[String]) -> Result<Vec<Workload>, ClusterError> {
+        let params = ListParams::default();
+        let mut workloads = Vec::new();
+        for d in self
+            .list_all::<Deployment>("deployments", params.clone())
+            .await?
+        {
+            workloads.push(objects::deployment(&d).map_err(KubeError::from)?);
+        }
+        for ds in self
+            .list_all::<DaemonSet>("daemonsets", params.clone())
+            .await?
+        {
+            workloads.push(objects::daemon_set(&ds).map_err(KubeError::from)?);
+        }
+        for ss in self.list_all::<StatefulSet>("statefulsets", params).await? {
+            workloads.push(objects::stateful_set(&ss).map_err(KubeError::from)?);
+        }
+        workloads.retain(|w| !exclude.contains(&w.id.namespace));
+        Ok(workloads)
+    }
+
+    async fn get_workload(&self, id: &WorkloadRef) -> Result<Workload, ClusterError> {
+        let workload = match id.kind {
+            WorkloadKind::Deployment => objects::deployment(&self.get::<Deployment>(id).await?),
+            WorkloadKind::DaemonSet => objects::daemon_set(&self.get::<DaemonSet>(id).await?),
+            WorkloadKind::StatefulSet => objects::stateful_set(&self.get::<StatefulSet>(id).await?),
+        };
+        Ok(workload.map_err(KubeError::from)?)
+    }
+
+    /// The strategic merge patch `kubectl rollout restart` sends (kube's own `restart()` writes
+    /// another annotation key, which operators and kubectl would not recognise).
+    async fn patch_template_annotation(
+        &self,
+        id: &WorkloadRef,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ClusterError> {
+        let patch = Patch::Strategic(objects::template_annotation_patch(key, value));
+        match id.kind {
+            WorkloadKind::Deployment => self.patch::<Deployment>(id, &patch).await?,
+            WorkloadKind::DaemonSet => self.patch::<DaemonSet>(id, &patch).await?,
+            WorkloadKind::StatefulSet => self.patch::<StatefulSet>(id, &patch).await?,
+        }
+        info!(workload = %id, key, value, "pod template annotated");
+        Ok(())
+    }
+
+    async fn list_pods(
         &self,
         namespace: &str,
         selector: &LabelSelector,
-    ) -> Result<Vec<Pod>, KubeError> {
+    ) -> Result<Vec<Pod>, ClusterError> {
         let params = ListParams::default().labels(&objects::selector_query(selector));
         let pods: Vec<KubePod> = self
             .list_in(Some(namespace), &format!("pods in {namespace}"), params)
@@ -397,7 +409,7 @@ impl KubeCluster {
     }
 
     /// Deletes a pod; one already gone is fine (a resumed phase may delete it again).
-    pub async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
+    async fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
         let result = self
             .call(
                 || format!("delete pod {namespace}/{name}"),
@@ -417,16 +429,16 @@ impl KubeCluster {
                 warn!(namespace, name, "pod already gone");
                 Ok(())
             }
-            other => other,
+            other => Ok(other?),
         }
     }
 
-    pub async fn all_pods(&self) -> Result<Vec<Pod>, KubeError> {
+    async fn all_pods(&self) -> Result<Vec<Pod>, ClusterError> {
         let pods: Vec<KubePod> = self.list_all("pods", ListParams::default()).await?;
         Ok(pods.iter().map(objects::pod).collect())
     }
 
-    pub fn phase_delay(&self, _phase: dc_protocol::Phase) -> Duration {
+    fn phase_delay(&self, _phase: dc_protocol::Phase) -> Duration {
         Duration::ZERO
     }
 }

@@ -121,8 +121,9 @@ const ROLLING: UpdateStrategy = UpdateStrategy::RollingUpdate {
 };
 
 impl SimConfig {
-    /// The cheapest useful cluster, for fleet benchmarks: one controller, three small workloads, pods
-    /// ready in 20 ms.
+    /// The cheapest useful cluster, for the fleet benchmark and most fleet tests: one controller, a
+    /// Deployment and a StatefulSet, pods ready in 20 ms. The benchmark's published figures were
+    /// measured with this shape.
     pub fn light() -> Self {
         Self {
             controllers: 1,
@@ -131,22 +132,15 @@ impl SimConfig {
             pod_ready_ms: default_pod_ready_ms(),
             workloads: vec![
                 WorkloadSpec::new(WorkloadKind::Deployment, "default", "web", 2, ROLLING),
-                WorkloadSpec::new(WorkloadKind::DaemonSet, "kube-system", "proxy", 1, ROLLING),
-                WorkloadSpec::new(
-                    WorkloadKind::StatefulSet,
-                    "default",
-                    "db",
-                    1,
-                    UpdateStrategy::OnDelete,
-                ),
+                WorkloadSpec::new(WorkloadKind::StatefulSet, "default", "cache", 1, ROLLING),
             ],
             faults: Faults::default(),
         }
     }
 
-    /// A typical subcloud, for demos and end-to-end tests: two controllers, two workers, every workload
-    /// kind with both update strategies, Deployments with surge, and two StatefulSets whose pods share
-    /// the `app` label (only the whole selector tells them apart).
+    /// A typical subcloud, for the demo and end-to-end tests: two controllers, two workers, seven
+    /// workloads of every kind with both update strategies, Deployments with surge, and two
+    /// StatefulSets whose pods share the `app` label (only the whole selector tells them apart).
     pub fn typical() -> Self {
         let mut primary = WorkloadSpec::new(
             WorkloadKind::StatefulSet,
@@ -213,5 +207,30 @@ impl SimConfig {
             ],
             faults: Faults::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the README says of the benchmark's shapes.
+    #[test]
+    fn light_is_one_controller_and_two_workloads_typical_four_hosts_and_seven() {
+        let light = SimConfig::light();
+        assert_eq!((light.controllers, light.workers), (1, 0));
+        assert_eq!(light.workloads.len(), 2);
+        let typical = SimConfig::typical();
+        assert_eq!((typical.controllers, typical.workers), (2, 2));
+        assert_eq!(typical.workloads.len(), 7);
+        let kinds: std::collections::BTreeSet<WorkloadKind> =
+            typical.workloads.iter().map(|w| w.kind).collect();
+        assert_eq!(kinds.len(), 3, "every workload kind");
+        assert!(
+            typical
+                .workloads
+                .iter()
+                .any(|w| w.strategy == UpdateStrategy::OnDelete)
+        );
     }
 }

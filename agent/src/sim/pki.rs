@@ -8,7 +8,7 @@ use dc_certs::{CertifiedCa, KeyAlgorithm, UnixTime};
 
 use crate::cluster::{Host, HostFile, HostRole, KubeconfigFile};
 
-use super::SimError;
+use super::error::SimError;
 
 /// The client identity kubeadm gives each kubeconfig's user (CN and organisations).
 pub fn client_identity(file: KubeconfigFile, host: &str) -> (String, Vec<&'static str>) {

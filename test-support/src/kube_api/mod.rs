@@ -28,6 +28,7 @@ mod routes;
 mod selector;
 mod status;
 mod versions;
+mod view;
 mod watch;
 
 use std::net::SocketAddr;
@@ -180,7 +181,7 @@ async fn bind(
     tls: rustls::ServerConfig,
 ) -> Result<(actix_web::dev::Server, SocketAddr), KubeApiError> {
     // Wall time of the model's clock zero, fixed once so timestamps (and so versions) stay stable.
-    let clock_ms = sim.api_view().await?.clock_ms;
+    let clock_ms = sim.snapshot()?.clock_ms;
     // Through SystemTime: jiff's own clock needs its `std` feature, which not every build enables.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

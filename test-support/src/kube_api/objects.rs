@@ -12,7 +12,6 @@ use dc_agent::cluster::{
     LabelOperator, LabelSelector, UpdateStrategy, Workload, WorkloadKind, WorkloadRef,
 };
 use dc_agent::rollout::rollout_complete;
-use dc_agent::sim::{ApiPod, ApiView, ApiWorkload};
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetStatus, DaemonSetUpdateStrategy, Deployment,
     DeploymentCondition, DeploymentSpec, DeploymentStatus, DeploymentStrategy,
@@ -28,6 +27,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::view::{ApiPod, ApiView, ApiWorkload};
 
 /// The image every simulated container runs; nothing pulls it.
 const IMAGE: &str = "registry.local/simulated:1";

@@ -9,7 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
-use dc_agent::cluster::LabelSelector;
+use dc_agent::cluster::{Cluster, LabelSelector};
 use dc_agent::rollout::selector_matches;
 use dc_agent::sim::SimCluster;
 use k8s_openapi::List;
@@ -23,6 +23,7 @@ use super::patch::{PatchType, template_annotations};
 use super::selector::{FieldSelector, parse_labels};
 use super::status::{ApiError, Target};
 use super::versions::ResourceVersions;
+use super::view::ApiView;
 use super::{discovery, watch};
 
 /// The longest a watch stays open; clients re-watch from the last version they saw.
@@ -66,7 +67,7 @@ impl Filter {
 impl Shared {
     /// The selected objects of a kind, stamped with versions, and the list's version.
     pub async fn list<K: Served>(&self, filter: &Filter) -> Result<(Vec<K>, u64), ApiError> {
-        let view = self.sim.api_view().await?;
+        let view = ApiView::read(&self.sim)?;
         let mut objects: Vec<K> = K::from_view(&view, self.epoch)
             .into_iter()
             .filter(|o| filter.matches(o))

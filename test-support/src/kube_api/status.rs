@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use dc_agent::cluster::ClusterError;
 use dc_agent::sim::SimError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     ListMeta, Status, StatusCause, StatusDetails,
@@ -49,7 +50,13 @@ pub enum ApiError {
     )]
     UnsupportedPatch(String),
     #[error("the simulated cluster failed: {0}")]
-    Sim(#[from] SimError),
+    Sim(#[from] ClusterError),
+}
+
+impl From<SimError> for ApiError {
+    fn from(error: SimError) -> Self {
+        Self::Sim(error.into())
+    }
 }
 
 impl ApiError {

@@ -1,0 +1,108 @@
+//! What every phase acts through, and how a phase fails.
+
+use std::time::Duration;
+
+use crate::cluster::{Cluster, ClusterError, Host, HostFile};
+use crate::journal::{Journal, JournalError, UpdateRecord};
+use crate::trust::{self, TrustError};
+
+/// Why a phase failed; the message becomes the phase result's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{host}: {file} is missing or unreadable")]
+    File { host: String, file: &'static str },
+    #[error("{host}: {file}: {reason}")]
+    Certificate {
+        host: String,
+        file: &'static str,
+        reason: String,
+    },
+    #[error("new root CA: {0}")]
+    NewCa(String),
+    #[error("{workload}: rollout failed: {reason}")]
+    RolloutFailed { workload: String, reason: String },
+    #[error("{workload}: rollout not complete after {timeout:?}: {waiting}")]
+    RolloutTimeout {
+        workload: String,
+        timeout: Duration,
+        waiting: String,
+    },
+}
+
+/// The settings the phases take from the agent's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub exclude_namespaces: Vec<String>,
+    pub concurrency: usize,
+    pub poll: Duration,
+    pub phase_timeout: Duration,
+}
+
+/// What a running phase reaches: the cluster, the update's journal, the settings and the trust
+/// verdicts reached so far (reused by the check after every host and workload).
+#[derive(Debug)]
+pub struct PhaseContext<'a, C> {
+    pub cluster: &'a C,
+    pub journal: &'a Journal,
+    pub settings: &'a Settings,
+    pub verified: &'a trust::Verified,
+}
+
+impl<C: Cluster> PhaseContext<'_, C> {
+    /// The update's record; a phase runs only while there is one.
+    pub fn record(&self) -> Result<UpdateRecord, PhaseError> {
+        Ok(self.journal.record().ok_or(JournalError::NoUpdate)?)
+    }
+
+    /// Every host, controllers first (as the original requires), then by name.
+    pub async fn sorted_hosts(&self) -> Result<Vec<Host>, PhaseError> {
+        let mut hosts = self.cluster.hosts().await?;
+        hosts.sort_by(|a, b| (a.role, &a.name).cmp(&(b.role, &b.name)));
+        Ok(hosts)
+    }
+
+    /// A host file that must exist.
+    pub async fn read(&self, host: &str, file: HostFile) -> Result<String, PhaseError> {
+        self.cluster
+            .read_file(host, file)
+            .await?
+            .ok_or_else(|| PhaseError::File {
+                host: host.to_owned(),
+                file: file.path(),
+            })
+    }
+
+    /// Checks the trust invariants ([`trust::check`]).
+    pub async fn check_trust(&self) -> Result<(), PhaseError> {
+        Ok(trust::check(self.cluster, self.verified).await?)
+    }
+}
+
+/// `done` of `total` as a percentage; an empty phase is complete.
+pub fn percent_of(done: usize, total: usize) -> u8 {
+    if total == 0 {
+        return 100;
+    }
+    u8::try_from(done * 100 / total).unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_of_rounds_down_and_an_empty_phase_is_complete() {
+        assert_eq!(percent_of(0, 4), 0);
+        assert_eq!(percent_of(1, 3), 33);
+        assert_eq!(percent_of(4, 4), 100);
+        assert_eq!(percent_of(0, 0), 100);
+    }
+}

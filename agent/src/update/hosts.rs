@@ -1,0 +1,280 @@
+//! The host phases' executor: each host in turn (controllers first) goes through its [`HostPlan`]'s
+//! actions, recorded as begun and done so a resumed phase skips finished hosts, and the trust
+//! invariants are checked after every host.
+//!
+//! Safe to repeat: a repeated host rewrites the same files (the bundle is computed from the recorded
+//! old CA and the stored new one, never appended), re-issues only leaves that do not chain to the new
+//! CA yet, and restarts its components again, which is harmless.
+
+use dc_certs::CertifiedCa;
+use dc_certs::verify::Usage;
+use dc_protocol::{AgentMessage, Phase, PhaseState};
+use tracing::{Instrument, info_span};
+
+use crate::cluster::{Cluster, Host, HostFile, KubeconfigFile};
+use crate::kubeconfig::ClientCredentials;
+use crate::manifest::set_signing_files;
+use crate::trust::{self, trusts};
+
+use super::context::{PhaseContext, PhaseError, percent_of};
+use super::new_ca;
+use super::plan::{HostAction, HostPlan, NewCaPart, SigningFiles};
+
+/// Runs a host phase on every host not done yet.
+pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(), PhaseError> {
+    let plan = HostPlan::of(phase)
+        .ok_or_else(|| PhaseError::Refused(format!("{phase} is not a host phase")))?;
+    let hosts = cx.sorted_hosts().await?;
+    let new_ca = new_ca::load(cx.journal)?;
+    let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
+    let total = hosts.len();
+    for (i, host) in hosts.iter().enumerate() {
+        if cx.record()?.hosts.get(&host.name) == Some(&PhaseState::Done) {
+            continue;
+        }
+        let percent = percent_of(i, total);
+        cx.journal.update(
+            |r| {
+                r.hosts.insert(host.name.clone(), PhaseState::InProgress);
+            },
+            |r, seq| {
+                Some(AgentMessage::Progress(dc_protocol::Progress {
+                    update_id: r.update_id.clone(),
+                    seq,
+                    phase,
+                    host: Some(host.name.clone()),
+                    state: r.state().to_owned(),
+                    phase_percent: percent,
+                    percent: r.percent(percent),
+                    details: format!("host {} of {total}", i + 1),
+                }))
+            },
+        )?;
+        let span = info_span!("host", host = %host.name);
+        async {
+            let target = Target {
+                cx,
+                host,
+                old_pem: &old_pem,
+                new_ca: &new_ca,
+            };
+            for action in plan.actions(host.role) {
+                target.apply(action).await?;
+            }
+            cx.check_trust().await
+        }
+        .instrument(span)
+        .await?;
+        cx.journal.update(
+            |r| {
+                r.hosts.insert(host.name.clone(), PhaseState::Done);
+            },
+            |_, _| None,
+        )?;
+    }
+    Ok(())
+}
+
+/// One host and what its actions write.
+struct Target<'a, C> {
+    cx: &'a PhaseContext<'a, C>,
+    host: &'a Host,
+    old_pem: &'a str,
+    new_ca: &'a CertifiedCa,
+}
+
+impl<C: Cluster> Target<'_, C> {
+    async fn apply(&self, action: HostAction) -> Result<(), PhaseError> {
+        let cluster = self.cx.cluster;
+        let name = &self.host.name;
+        match action {
+            HostAction::Install(file, part) => {
+                let contents = match part {
+                    NewCaPart::Cert => self.new_ca.cert_pem().to_owned(),
+                    NewCaPart::Key => self.new_ca.key_pem(),
+                };
+                cluster.write_file(name, file, &contents).await?;
+            }
+            HostAction::ReissueApiserverCerts => self.reissue_apiserver_certs().await?,
+            HostAction::ReissueKubeconfigClients => self.reissue_kubeconfig_clients().await?,
+            HostAction::WriteBundle(bundle) => {
+                let pem = bundle.pem(self.old_pem, self.new_ca.cert_pem());
+                cluster.write_file(name, HostFile::CaCert, &pem).await?;
+                self.set_kubeconfig_ca(&pem).await?;
+            }
+            HostAction::PointSigningAt(files) => self.point_signing_at(files).await?,
+            HostAction::Restart(component) => {
+                cluster.restart_component(name, component).await?;
+            }
+            HostAction::Remove(file) => cluster.remove_file(name, file).await?,
+        }
+        Ok(())
+    }
+
+    fn certificate_error(&self, file: &'static str, reason: impl ToString) -> PhaseError {
+        PhaseError::Certificate {
+            host: self.host.name.clone(),
+            file,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A leaf with the same identity, issued by the new CA.
+    fn reissue(&self, file: HostFile, pem: &str) -> Result<dc_certs::leaf::IssuedLeaf, PhaseError> {
+        dc_certs::leaf::reissue(pem, self.new_ca, dc_certs::now())
+            .map_err(|e| self.certificate_error(file.path(), e))
+    }
+
+    async fn reissue_apiserver_certs(&self) -> Result<(), PhaseError> {
+        let (cluster, name) = (self.cx.cluster, &self.host.name);
+        for (cert, key, usage) in [
+            (
+                HostFile::ApiserverCert,
+                HostFile::ApiserverKey,
+                Usage::Server,
+            ),
+            (
+                HostFile::ApiserverKubeletClientCert,
+                HostFile::ApiserverKubeletClientKey,
+                Usage::Client,
+            ),
+        ] {
+            let pem = self.cx.read(name, cert).await?;
+            if trusts(&pem, self.new_ca.cert_pem(), usage).is_err() {
+                let leaf = self.reissue(cert, &pem)?;
+                // Key first: a certificate never points at a key that is not there yet.
+                cluster.write_file(name, key, &leaf.key_pem).await?;
+                cluster.write_file(name, cert, &leaf.cert_pem).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reissue_kubeconfig_clients(&self) -> Result<(), PhaseError> {
+        let (cluster, name) = (self.cx.cluster, &self.host.name);
+        for &file in KubeconfigFile::of_role(self.host.role) {
+            let Some(mut kubeconfig) = trust::read_kubeconfig(cluster, name, file).await? else {
+                continue;
+            };
+            let cert_pem = trust::client_cert_pem(cluster, name, file, &kubeconfig).await?;
+            if trusts(&cert_pem, self.new_ca.cert_pem(), Usage::Client).is_ok() {
+                continue;
+            }
+            match kubeconfig.client() {
+                ClientCredentials::Embedded { .. } => {
+                    let leaf = self.reissue(HostFile::Kubeconfig(file), &cert_pem)?;
+                    kubeconfig
+                        .set_client(&leaf.cert_pem, &leaf.key_pem)
+                        .map_err(|e| self.certificate_error(file.path(), e))?;
+                    cluster
+                        .write_file(name, HostFile::Kubeconfig(file), kubeconfig.text())
+                        .await?;
+                }
+                ClientCredentials::Files { cert, key } => {
+                    // kubeadm's kubelet.conf: certificate and key together in the file it names.
+                    let pem_file = trust::credentials_file(file, cert, key)
+                        .map_err(|reason| self.certificate_error(file.path(), reason))?;
+                    let leaf = self.reissue(pem_file, &cert_pem)?;
+                    let contents = format!("{}{}", leaf.cert_pem, leaf.key_pem);
+                    cluster.write_file(name, pem_file, &contents).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the CA data of every kubeconfig of the host.
+    async fn set_kubeconfig_ca(&self, ca_pem: &str) -> Result<(), PhaseError> {
+        let (cluster, name) = (self.cx.cluster, &self.host.name);
+        for &file in KubeconfigFile::of_role(self.host.role) {
+            let Some(mut kubeconfig) = trust::read_kubeconfig(cluster, name, file).await? else {
+                continue;
+            };
+            if kubeconfig.ca_pem() != ca_pem {
+                kubeconfig.set_ca(ca_pem);
+                cluster
+                    .write_file(name, HostFile::Kubeconfig(file), kubeconfig.text())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Points the controller-manager's cluster-signing flags at `files` in its manifest, editing the
+    /// host's own manifest in place.
+    async fn point_signing_at(&self, files: SigningFiles) -> Result<(), PhaseError> {
+        let name = &self.host.name;
+        let file = HostFile::ControllerManagerManifest;
+        let manifest = self.cx.read(name, file).await?;
+        let (cert, key) = files.paths();
+        let edited = set_signing_files(&manifest, &cert, &key)
+            .map_err(|e| self.certificate_error(file.path(), e))?;
+        if edited != manifest {
+            self.cx.cluster.write_file(name, file, &edited).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::HostRole;
+    use crate::update::tests::Fixture;
+
+    fn file(f: &Fixture, host: &str, file: HostFile) -> Option<String> {
+        std::fs::read_to_string(f.sim.host_dir(host).join(file.path())).ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trust_both_cas_gives_every_host_both_cas_and_the_key_to_controllers_only() {
+        let f = Fixture::new().await;
+        run(&f.context(), Phase::HostsTrustBothCas).await.unwrap();
+        let old = f.journal.record().unwrap().old_ca_pem.unwrap();
+        let new = new_ca::load(&f.journal).unwrap();
+        for host in f.sim.snapshot().unwrap().hosts {
+            let name = &host.name;
+            assert_eq!(
+                file(&f, name, HostFile::CaCert).unwrap(),
+                format!("{old}{}", new.cert_pem()),
+                "{name}"
+            );
+            assert_eq!(
+                file(&f, name, HostFile::CaNewKey).is_some(),
+                (host.role == HostRole::Controller),
+                "{name}"
+            );
+            if host.role == HostRole::Controller {
+                let manifest = file(&f, name, HostFile::ControllerManagerManifest).unwrap();
+                assert!(
+                    manifest.contains("--cluster-signing-cert-file=/etc/kubernetes/pki/ca_new.crt")
+                );
+            }
+            assert_eq!(
+                f.journal.record().unwrap().hosts.get(name),
+                Some(&PhaseState::Done)
+            );
+        }
+        let restarts = f.sim.snapshot().unwrap().component_restarts;
+        assert_eq!(restarts["controller-0"].len(), 4, "{restarts:?}");
+        assert_eq!(restarts["worker-0"].len(), 1, "{restarts:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_already_done_is_skipped_on_resume() {
+        let f = Fixture::new().await;
+        f.journal
+            .update(
+                |r| {
+                    r.hosts.insert("controller-0".into(), PhaseState::Done);
+                },
+                |_, _| None,
+            )
+            .unwrap();
+        run(&f.context(), Phase::HostsTrustBothCas).await.unwrap();
+        assert!(file(&f, "controller-0", HostFile::CaNewCert).is_none());
+        for host in ["controller-1", "worker-0", "worker-1"] {
+            assert!(file(&f, host, HostFile::CaNewCert).is_some(), "{host}");
+        }
+    }
+}

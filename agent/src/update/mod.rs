@@ -1,0 +1,303 @@
+//! The update: its eight phases, run in order against a [`Cluster`], each recorded in the [`Journal`]
+//! before it acts, so a restart at any instant resumes where it stopped without applying anything twice
+//! in a harmful way. Each phase module says what makes it safe to repeat.
+//!
+//! # Layout
+//! - this module: [`Updater`], which handles start and abort commands and runs the phases in order;
+//! - [`context`]: what a phase acts through ([`PhaseContext`]) and how it fails ([`PhaseError`]);
+//! - one module per phase or phase family: [`start`], [`new_ca`], [`hosts`] (the three host phases,
+//!   driven by the [`plan`] table), [`pods`] (both pods phases), [`complete`].
+
+pub mod complete;
+pub mod context;
+pub mod hosts;
+pub mod new_ca;
+pub mod plan;
+pub mod pods;
+pub mod start;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dc_protocol::{
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, RunState, UpdateParams,
+};
+use tracing::{Instrument, info, info_span, warn};
+
+pub use context::{PhaseContext, PhaseError, Settings};
+
+use crate::cluster::Cluster;
+use crate::journal::{Journal, JournalError};
+use crate::trust;
+
+/// What a start command does, decided from the record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartDecision {
+    /// Run (a new update, or resume at the first unfinished phase).
+    Run,
+    /// This update already completed; its final result was sent again.
+    AlreadyCompleted,
+    /// Refused, with the reason sent to the controller.
+    Refused(String),
+}
+
+/// Runs updates against one cluster.
+#[derive(Debug)]
+pub struct Updater<C> {
+    cluster: C,
+    journal: Journal,
+    settings: Settings,
+    abort: AtomicBool,
+    /// Trust verdicts reached so far, reused by the checks after every host and workload.
+    verified: trust::Verified,
+}
+
+impl<C: Cluster> Updater<C> {
+    pub fn new(cluster: C, journal: Journal, settings: Settings) -> Self {
+        Self {
+            cluster,
+            journal,
+            settings,
+            abort: AtomicBool::new(false),
+            verified: trust::Verified::default(),
+        }
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn cluster(&self) -> &C {
+        &self.cluster
+    }
+
+    /// Whether the recorded update should run now (it was running when the agent stopped).
+    pub fn should_resume(&self) -> bool {
+        self.journal
+            .record()
+            .is_some_and(|r| r.run == RunState::Running)
+    }
+
+    /// Handles a start command while no update runs.
+    pub fn start(
+        &self,
+        update_id: &str,
+        params: UpdateParams,
+    ) -> Result<StartDecision, JournalError> {
+        self.abort.store(false, Ordering::SeqCst);
+        match self.journal.record() {
+            Some(r) if r.update_id == update_id => {
+                if r.run == RunState::Completed {
+                    self.journal.update(
+                        |_| {},
+                        |r, seq| {
+                            Some(AgentMessage::PhaseResult(PhaseResult {
+                                update_id: r.update_id.clone(),
+                                seq,
+                                phase: Phase::Complete,
+                                outcome: PhaseOutcome::Succeeded,
+                                state: r.state().to_owned(),
+                                percent: 100,
+                            }))
+                        },
+                    )?;
+                    return Ok(StartDecision::AlreadyCompleted);
+                }
+                info!(update_id, phase = %r.phase, "resuming the update at its first unfinished phase");
+                self.journal.update(
+                    |r| {
+                        r.run = RunState::Running;
+                        if r.phase_state == PhaseState::Failed {
+                            r.phase_state = PhaseState::InProgress;
+                        }
+                    },
+                    |_, _| None,
+                )?;
+                Ok(StartDecision::Run)
+            }
+            // Another update that already touched the hosts must finish first: its cluster trusts a
+            // CA whose key only that update holds.
+            Some(r) if r.run != RunState::Completed && r.phase > Phase::NewRootCa => {
+                let reason = format!(
+                    "another update ({}) is in progress at phase {} ({}); complete it first",
+                    r.update_id,
+                    r.phase,
+                    r.state()
+                );
+                self.refuse(update_id, &reason);
+                Ok(StartDecision::Refused(reason))
+            }
+            _ => {
+                self.journal.begin(update_id, params)?;
+                Ok(StartDecision::Run)
+            }
+        }
+    }
+
+    /// Refuses a start command for `update_id`: a failed start phase, outside the record (which belongs
+    /// to another update).
+    pub fn refuse(&self, update_id: &str, reason: &str) {
+        warn!(update_id, reason, "start refused");
+        self.journal
+            .outbox
+            .push(AgentMessage::PhaseResult(PhaseResult {
+                update_id: update_id.to_owned(),
+                seq: 1,
+                phase: Phase::Start,
+                outcome: PhaseOutcome::Failed {
+                    reason: reason.to_owned(),
+                },
+                state: Phase::Start
+                    .state_name(PhaseState::Failed, false)
+                    .to_owned(),
+                percent: 0,
+            }));
+    }
+
+    /// Asks the running update to stop after the phase in progress.
+    pub fn request_abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops an update that is not running (failed, or never resumed) at once.
+    pub fn abort_idle(&self) -> Result<(), JournalError> {
+        match self.journal.record() {
+            Some(r) if !matches!(r.run, RunState::Completed | RunState::Aborted { .. }) => {
+                self.journal.stop()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs the recorded update from its first unfinished phase until it completes, fails or is
+    /// aborted. Dropping the future at any await point is a crash the next run recovers from.
+    pub async fn run(&self) -> Result<(), JournalError> {
+        loop {
+            let Some(record) = self.journal.record() else {
+                return Ok(());
+            };
+            if record.run != RunState::Running {
+                return Ok(());
+            }
+            if self.abort.swap(false, Ordering::SeqCst) {
+                info!(next = %record.phase, "update aborted");
+                return self.journal.stop();
+            }
+            let phase = record.phase;
+            let span = info_span!("phase", phase = %phase, update_id = %record.update_id);
+            let result = async {
+                info!(state = record.state(), "phase begins");
+                self.journal.progress(None, 0, "started".to_owned())?;
+                let delay = self.cluster.phase_delay(phase);
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                self.run_phase(phase).await
+            }
+            .instrument(span)
+            .await;
+            match result {
+                Ok(()) => {
+                    info!(phase = %phase, "phase succeeded");
+                    self.journal.finish_phase(phase, PhaseOutcome::Succeeded)?;
+                }
+                Err(PhaseError::Journal(e)) => return Err(e),
+                Err(e) => {
+                    let reason = format!("{phase}: {e}");
+                    warn!(%reason, "phase failed");
+                    self.journal
+                        .finish_phase(phase, PhaseOutcome::Failed { reason })?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn run_phase(&self, phase: Phase) -> Result<(), PhaseError> {
+        let cx = PhaseContext {
+            cluster: &self.cluster,
+            journal: &self.journal,
+            settings: &self.settings,
+            verified: &self.verified,
+        };
+        match phase {
+            Phase::Start => start::precheck(&cx).await,
+            Phase::NewRootCa => new_ca::generate(&cx).await,
+            Phase::HostsTrustBothCas | Phase::HostsUpdateCerts | Phase::HostsTrustNewCa => {
+                hosts::run(&cx, phase).await
+            }
+            Phase::PodsTrustBothCas | Phase::PodsTrustNewCa => pods::restart_all(&cx).await,
+            Phase::Complete => complete::verify(&cx).await,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sim::{SimCluster, SimConfig};
+
+    /// A typical simulated cluster with an update begun, its start and new-root-CA phases done: what
+    /// the later phases start from.
+    pub struct Fixture {
+        pub sim: SimCluster,
+        pub journal: Journal,
+        settings: Settings,
+        verified: trust::Verified,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        pub async fn new() -> Self {
+            Self::with(|_| {}).await
+        }
+
+        pub async fn with(change: impl FnOnce(&mut SimConfig)) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = SimConfig::typical();
+            change(&mut config);
+            let fixture = Self {
+                sim: SimCluster::open(dir.path(), &config).unwrap(),
+                journal: Journal::open(dir.path()).unwrap(),
+                settings: Settings {
+                    exclude_namespaces: vec![],
+                    concurrency: 3,
+                    poll: Duration::from_millis(10),
+                    phase_timeout: Duration::from_secs(60),
+                },
+                verified: trust::Verified::default(),
+                _dir: dir,
+            };
+            let params = UpdateParams {
+                subject: Some("CN=fixture".into()),
+                ..UpdateParams::default()
+            };
+            fixture.journal.begin("u1", params).unwrap();
+            start::precheck(&fixture.context()).await.unwrap();
+            new_ca::generate(&fixture.context()).await.unwrap();
+            fixture
+        }
+
+        pub fn context(&self) -> PhaseContext<'_, SimCluster> {
+            PhaseContext {
+                cluster: &self.sim,
+                journal: &self.journal,
+                settings: &self.settings,
+                verified: &self.verified,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fixture_recorded_the_current_root_ca_and_stored_a_new_one() {
+        let f = Fixture::new().await;
+        let old = f.journal.record().unwrap().old_ca_pem.unwrap();
+        let new = new_ca::load(&f.journal).unwrap();
+        assert_ne!(old, new.cert_pem());
+        assert!(
+            complete::verify(&f.context()).await.is_err(),
+            "not updated yet"
+        );
+    }
+}
