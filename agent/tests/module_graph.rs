@@ -135,13 +135,11 @@ fn paths(code: &str) -> Vec<String> {
             .strip_prefix("pub(crate) ")
             .or_else(|| statement.strip_prefix("pub "))
             .unwrap_or(statement);
-        if let Some(tree) = statement
-            .rsplit_once("use ")
-            .map(|(before, tree)| (before, tree))
-            && (tree.0.is_empty() || tree.0.ends_with(['\n', ' ', '}', '{']))
-            && !tree.1.contains('(')
+        if let Some((before, tree)) = statement.rsplit_once("use ")
+            && (before.is_empty() || before.ends_with(['\n', ' ', '}', '{']))
+            && !tree.contains('(')
         {
-            found.extend(expand(tree.1));
+            found.extend(expand(tree));
         }
     }
     let bytes: Vec<char> = code.chars().collect();
