@@ -6,7 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use dc_agent::cluster::{UpdateStrategy, WorkloadKind};
+use dc_agent::config::{
+    AgentConfig, ClusterConfig, ControllerConfig as AgentController, PodsConfig, ReconnectConfig,
+    TlsConfig,
+};
+use dc_agent::sim::{Faults, SimConfig, SlowPhase, WorkloadSpec};
 use dc_certs::inspect::CertSummary;
+use dc_controller::config::{
+    AgentsConfig, ApiConfig, AuthConfig, ControllerConfig, PkiConfig, Role, TokenConfig,
+};
 
 use crate::process::{Child, bin_path, wait_for_json};
 
@@ -192,43 +201,35 @@ impl Fleet {
             }
         };
         let config = self.dir.join("controller.toml");
-        let pki = self.dir.join("pki");
-        std::fs::write(
-            &config,
-            format!(
-                r#"database = "{db}"
-heartbeat_interval_secs = {heartbeat}
-offline_after_secs = {offline}
-agent_wait_secs = {wait}
-progress_flush_ms = {flush}
-ready_file = "{ready}"
-[api]
-listen = "{api}"
-[agents]
-listen = "{agents}"
-[pki]
-ca = "{pki}/ca.crt"
-cert = "{pki}/controller.crt"
-key = "{pki}/controller.key"
-[[auth.tokens]]
-token = "{ADMIN_TOKEN}"
-role = "admin"
-[[auth.tokens]]
-token = "{READER_TOKEN}"
-role = "reader"
-"#,
-                db = self.dir.join("controller.sqlite").display(),
-                ready = ready.display(),
-                api = listen(&self.api),
-                agents = listen(&self.agents_addr),
-                pki = pki.display(),
-                heartbeat = self.controller_settings.heartbeat_interval_secs,
-                offline = self.controller_settings.offline_after_secs,
-                wait = self.controller_settings.agent_wait_secs,
-                flush = self.controller_settings.progress_flush_ms,
-            ),
-        )
-        .map_err(err)?;
+        let settings = self.controller_settings;
+        let token = |token: &str, role| TokenConfig {
+            token: token.to_owned(),
+            role,
+        };
+        let values = ControllerConfig {
+            api: ApiConfig {
+                listen: listen(&self.api),
+                ..ApiConfig::default()
+            },
+            agents: AgentsConfig {
+                listen: listen(&self.agents_addr),
+            },
+            pki: PkiConfig::from_dir(&self.dir.join("pki")),
+            database: self.dir.join("controller.sqlite"),
+            auth: AuthConfig {
+                tokens: vec![
+                    token(ADMIN_TOKEN, Role::Admin),
+                    token(READER_TOKEN, Role::Reader),
+                ],
+            },
+            heartbeat_interval_secs: settings.heartbeat_interval_secs,
+            offline_after_secs: settings.offline_after_secs,
+            agent_wait_secs: settings.agent_wait_secs,
+            progress_flush_ms: settings.progress_flush_ms,
+            ready_file: Some(ready.clone()),
+            ..ControllerConfig::default()
+        };
+        write_toml(&config, &values)?;
         let log = self.log("controller");
         self.controller = Some(
             Child::spawn(
@@ -280,7 +281,7 @@ role = "reader"
     pub fn write_agent_config(&self, site: &Site, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let config = dir.join("agent.toml");
-        std::fs::write(&config, agent_toml(site, dir, &self.agents_addr)).map_err(err)?;
+        write_toml(&config, &agent_config(site, dir, &self.agents_addr)?)?;
         Ok(config)
     }
 
@@ -457,106 +458,152 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> 
     }
 }
 
-fn agent_toml(site: &Site, dir: &Path, controller: &str) -> String {
-    let common = format!(
-        r#"subcloud = "{name}"
-data_dir = "{data}"
-phase_timeout_secs = 15
-[reconnect]
-initial_secs = 0.2
-max_secs = 1.0
-[controller]
-address = "{controller}"
-server_name = "localhost"
-[tls]
-ca = "{tls}/ca.crt"
-cert = "{tls}/agent.crt"
-key = "{tls}/agent.key"
-[pods]
-poll_ms = 50
-"#,
-        name = site.name,
-        data = dir.join("data").display(),
-        tls = dir.join("tls").display(),
-    );
-    if let Some(cluster) = &site.cluster {
-        return format!("{common}{cluster}");
+fn write_toml(path: &Path, config: &impl serde::Serialize) -> Result<()> {
+    let text = toml::to_string(config).map_err(err)?;
+    std::fs::write(path, text).map_err(err)
+}
+
+/// The `[cluster]` table a site gives as TOML text.
+#[derive(serde::Deserialize)]
+struct ClusterTable {
+    cluster: ClusterConfig,
+}
+
+/// An agent's configuration for `site` in `dir`, pointed at `controller`: quick reconnects and polls,
+/// short phase timeouts.
+fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig> {
+    let cluster = match &site.cluster {
+        Some(table) => {
+            toml::from_str::<ClusterTable>(table)
+                .map_err(|e| FleetError(format!("{}'s [cluster]: {e}", site.name)))?
+                .cluster
+        }
+        None => ClusterConfig::Simulated(simulated(site)),
+    };
+    let tls = dir.join("tls");
+    Ok(AgentConfig {
+        subcloud: site.name.clone(),
+        controller: AgentController {
+            address: controller.to_owned(),
+            server_name: "localhost".to_owned(),
+        },
+        tls: TlsConfig {
+            ca: tls.join("ca.crt"),
+            cert: tls.join("agent.crt"),
+            key: tls.join("agent.key"),
+        },
+        data_dir: dir.join("data"),
+        root_ca_expiring_days: 30,
+        reconnect: ReconnectConfig {
+            initial_secs: 0.2,
+            max_secs: 1.0,
+            ..ReconnectConfig::default()
+        },
+        pods: PodsConfig {
+            poll_ms: 50,
+            ..PodsConfig::default()
+        },
+        phase_timeout_secs: 15,
+        cluster,
+    })
+}
+
+/// The simulated cluster of a site: its shape, its CA's age and its faults.
+fn simulated(site: &Site) -> SimConfig {
+    let labels = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let workload =
+        |kind, namespace: &str, name: &str, replicas, strategy, pairs: &[(&str, &str)]| {
+            WorkloadSpec {
+                labels: labels(pairs),
+                ..WorkloadSpec::new(kind, namespace, name, replicas, strategy)
+            }
+        };
+    let rolling = |max_unavailable, max_surge| UpdateStrategy::RollingUpdate {
+        max_unavailable,
+        max_surge,
+    };
+    let (controllers, workers, pod_ready_ms, workloads) = match site.shape {
+        Shape::Typical => (
+            2,
+            2,
+            40,
+            vec![
+                workload(
+                    WorkloadKind::Deployment,
+                    "default",
+                    "web",
+                    3,
+                    rolling(0, 1),
+                    &[("app", "web")],
+                ),
+                workload(
+                    WorkloadKind::DaemonSet,
+                    "kube-system",
+                    "kube-proxy",
+                    1,
+                    rolling(1, 0),
+                    &[("app", "kube-proxy")],
+                ),
+                workload(
+                    WorkloadKind::DaemonSet,
+                    "monitoring",
+                    "node-exporter",
+                    1,
+                    UpdateStrategy::OnDelete,
+                    &[("app", "node-exporter")],
+                ),
+                workload(
+                    WorkloadKind::StatefulSet,
+                    "db",
+                    "pg",
+                    2,
+                    UpdateStrategy::OnDelete,
+                    &[("app", "pg"), ("role", "primary")],
+                ),
+            ],
+        ),
+        Shape::Light => (
+            1,
+            0,
+            20,
+            vec![
+                workload(
+                    WorkloadKind::Deployment,
+                    "default",
+                    "web",
+                    2,
+                    rolling(1, 0),
+                    &[("app", "web")],
+                ),
+                workload(
+                    WorkloadKind::StatefulSet,
+                    "default",
+                    "cache",
+                    1,
+                    rolling(1, 0),
+                    &[("app", "cache")],
+                ),
+            ],
+        ),
+    };
+    SimConfig {
+        controllers,
+        workers,
+        root_ca_expiry_days: site.ca_days,
+        pod_ready_ms,
+        workloads,
+        faults: Faults {
+            never_ready: site.never_ready.clone(),
+            slow_phase: (site.slow_pods_ms > 0).then_some(SlowPhase {
+                phase: dc_protocol::Phase::PodsTrustBothCas,
+                delay_ms: site.slow_pods_ms,
+            }),
+            ..Faults::default()
+        },
     }
-    let shape = match site.shape {
-        Shape::Typical => {
-            r#"controllers = 2
-workers = 2
-pod_ready_ms = 40
-[[cluster.workloads]]
-kind = "Deployment"
-namespace = "default"
-name = "web"
-replicas = 3
-strategy = { type = "RollingUpdate", max_unavailable = 0, max_surge = 1 }
-labels = { app = "web" }
-[[cluster.workloads]]
-kind = "DaemonSet"
-namespace = "kube-system"
-name = "kube-proxy"
-strategy = { type = "RollingUpdate", max_unavailable = 1 }
-labels = { app = "kube-proxy" }
-[[cluster.workloads]]
-kind = "DaemonSet"
-namespace = "monitoring"
-name = "node-exporter"
-strategy = { type = "OnDelete" }
-labels = { app = "node-exporter" }
-[[cluster.workloads]]
-kind = "StatefulSet"
-namespace = "db"
-name = "pg"
-replicas = 2
-strategy = { type = "OnDelete" }
-labels = { app = "pg", role = "primary" }
-"#
-        }
-        Shape::Light => {
-            r#"controllers = 1
-workers = 0
-pod_ready_ms = 20
-[[cluster.workloads]]
-kind = "Deployment"
-namespace = "default"
-name = "web"
-replicas = 2
-strategy = { type = "RollingUpdate", max_unavailable = 1 }
-labels = { app = "web" }
-[[cluster.workloads]]
-kind = "StatefulSet"
-namespace = "default"
-name = "cache"
-replicas = 1
-strategy = { type = "RollingUpdate", max_unavailable = 1 }
-labels = { app = "cache" }
-"#
-        }
-    };
-    let never_ready = site
-        .never_ready
-        .iter()
-        .map(|w| format!("\"{w}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let slow = if site.slow_pods_ms > 0 {
-        format!(
-            "[cluster.faults.slow_phase]\nphase = \"pods-trust-both-cas\"\ndelay_ms = {}\n",
-            site.slow_pods_ms
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"{common}[cluster]
-kind = "simulated"
-root_ca_expiry_days = {days}
-{shape}[cluster.faults]
-never_ready = [{never_ready}]
-{slow}"#,
-        days = site.ca_days,
-    )
 }
