@@ -1,23 +1,20 @@
 //! The agent's configuration: a TOML file plus `DC_AGENT__...` environment variables (`__` separates
-//! levels, e.g. `DC_AGENT__CONTROLLER__ADDRESS`).
+//! levels, e.g. `DC_AGENT__CONTROLLER__ADDRESS`), read by the loader the controller shares
+//! (`dc-config`). Unknown keys are refused by name; `Serialize` lets tests build a config as a value
+//! and write it for an agent process.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kube::KubernetesConfig;
 use crate::sim::SimConfig;
 
-/// Errors loading the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("the configuration cannot be loaded")]
-    Load(#[from] config::ConfigError),
-}
+pub use dc_config::ConfigError;
 
 /// Everything one agent needs. Many agents may run in one process, each with its own config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// The subcloud this agent serves; must match the CN of its certificate.
@@ -53,7 +50,7 @@ fn default_phase_timeout_secs() -> u64 {
 }
 
 /// The controller's address.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerConfig {
     /// `host:port` of the controller's agent listener, e.g. `127.0.0.1:7443`.
@@ -68,7 +65,7 @@ fn default_server_name() -> String {
 }
 
 /// The agent's certificate files (from `dc-certs issue-agent`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The system CA, the only CA the agent trusts for the controller.
@@ -80,7 +77,7 @@ pub struct TlsConfig {
 }
 
 /// Capped exponential backoff with jitter, so thousands of agents do not redial in lockstep.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconnectConfig {
     /// First delay, seconds.
@@ -115,7 +112,7 @@ impl Default for ReconnectConfig {
 }
 
 /// The pods phases' settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodsConfig {
     /// Workloads restarted at the same time.
@@ -147,7 +144,7 @@ impl Default for PodsConfig {
 }
 
 /// Which cluster backend the agent drives.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ClusterConfig {
     /// A simulated cluster in `data_dir/cluster` (`kind = "simulated"` plus [`SimConfig`]'s fields).
@@ -159,16 +156,7 @@ pub enum ClusterConfig {
 impl AgentConfig {
     /// Loads a TOML file overlaid with `DC_AGENT__...` environment variables.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        Ok(config::Config::builder()
-            .add_source(config::File::from(file))
-            .add_source(
-                config::Environment::with_prefix("DC_AGENT")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
-            .build()?
-            .try_deserialize()?)
+        dc_config::load(file, "DC_AGENT")
     }
 
     /// The per-phase timeout.
@@ -225,6 +213,42 @@ never_ready = ["db/pg"]
         assert_eq!((sim.controllers, sim.workers), (2, 1));
         assert_eq!(sim.workloads[0].replicas, 2);
         assert_eq!(sim.faults.never_ready, ["db/pg"]);
+    }
+
+    const MINIMAL: &str = r#"
+subcloud = "subcloud1"
+data_dir = "/var/lib/dc-agent"
+[controller]
+address = "127.0.0.1:7443"
+[tls]
+ca = "ca.crt"
+cert = "agent.crt"
+key = "agent.key"
+[cluster]
+kind = "simulated"
+"#;
+
+    #[test]
+    fn an_unknown_section_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, format!("{MINIMAL}[apii]\nlisten = \"x\"\n")).unwrap();
+        let e = AgentConfig::load(&file).expect_err("an unknown section must be refused");
+        assert!(e.to_string().contains("unknown field `apii`"), "{e}");
+    }
+
+    #[test]
+    fn a_config_serialized_to_toml_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(&file, MINIMAL).unwrap();
+        let mut config = AgentConfig::load(&file).unwrap();
+        config.pods.poll_ms = 50;
+        config.reconnect.max_secs = 1.0;
+        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+        let back = AgentConfig::load(&file).unwrap();
+        assert_eq!((back.pods.poll_ms, back.reconnect.max_secs), (50, 1.0));
+        assert!(matches!(back.cluster, ClusterConfig::Simulated(_)));
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! The controller's configuration: a TOML file plus `DC_CONTROLLER__SECTION__KEY` environment variables.
-//! Tests fill [`ControllerConfig`] directly.
+//! The controller's configuration: a TOML file plus `DC_CONTROLLER__SECTION__KEY` environment variables,
+//! read by the loader the agent shares (`dc-config`). Unknown keys are refused by name. Tests fill
+//! [`ControllerConfig`] directly, or serialize one to TOML for a controller process.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ControllerError;
 
 /// Everything the controller needs to run.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ControllerConfig {
     pub api: ApiConfig,
     pub agents: AgentsConfig,
@@ -50,8 +51,8 @@ impl Default for ControllerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: String,
     /// Serve the API over TLS with this certificate and key (PEM files).
@@ -70,14 +71,15 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AgentsConfig {
     pub listen: String,
 }
@@ -91,8 +93,8 @@ impl Default for AgentsConfig {
 }
 
 /// The system PKI files: the CA that signed the agents' certificates, and the controller's own.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PkiConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -121,20 +123,21 @@ impl PkiConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub token: String,
     pub role: Role,
 }
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// May change things.
@@ -143,8 +146,8 @@ pub enum Role {
     Reader,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// A root CA expiring within this many days makes its subcloud out-of-sync.
     pub expiring_days: u32,
@@ -159,17 +162,7 @@ impl Default for AuditConfig {
 impl ControllerConfig {
     /// Reads `path` (TOML) and the `DC_CONTROLLER__...` environment over the defaults.
     pub fn load(path: &Path) -> Result<Self, ControllerError> {
-        config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("DC_CONTROLLER")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ControllerError::Config(e.to_string()))
+        Ok(dc_config::load(path, "DC_CONTROLLER")?)
     }
 
     /// The role of a token, if it is known.
@@ -222,6 +215,38 @@ role = "reader"
         assert_eq!(c.role_of("r"), Some(Role::Reader));
         assert_eq!(c.role_of("x"), None);
         assert_eq!(c.agent_wait_secs, 600);
+    }
+
+    #[test]
+    fn an_unknown_section_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[apii]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        let e = ControllerConfig::load(&path).expect_err("an unknown section must be refused");
+        assert!(e.to_string().contains("unknown field `apii`"), "{e}");
+    }
+
+    #[test]
+    fn a_config_serialized_to_toml_loads_back() {
+        let mut c = ControllerConfig::default();
+        c.api.listen = "127.0.0.1:0".into();
+        c.api.tls = Some(TlsFiles {
+            cert: "/p/api.crt".into(),
+            key: "/p/api.key".into(),
+        });
+        c.ready_file = Some("/tmp/ready.json".into());
+        c.auth.tokens.push(TokenConfig {
+            token: "t".into(),
+            role: Role::Reader,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
+        let back = ControllerConfig::load(&path).unwrap();
+        assert_eq!(back.api.listen, "127.0.0.1:0");
+        assert_eq!(back.role_of("t"), Some(Role::Reader));
+        assert_eq!(back.ready_file, c.ready_file);
+        assert_eq!(back.api.tls.map(|t| t.key), Some("/p/api.key".into()));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::model::STRATEGY_TYPE;
 
@@ -51,17 +52,31 @@ impl ApiError {
     }
 }
 
+/// Every error's JSON body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status.
+    #[schema(example = 404)]
+    pub code: u16,
+    /// Its reason phrase.
+    #[schema(example = "Not Found")]
+    pub title: &'static str,
+    /// What went wrong, for the operator.
+    #[schema(example = "Subcloud not found")]
+    pub message: String,
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
-            "code": self.status.as_u16(),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "message": self.message,
-        }))
+        HttpResponse::build(self.status).json(ErrorBody {
+            code: self.status.as_u16(),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            message: self.message.clone(),
+        })
     }
 }
 
@@ -70,6 +85,8 @@ impl ResponseError for ApiError {
 pub enum ControllerError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Load(#[from] dc_config::ConfigError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: std::path::PathBuf,

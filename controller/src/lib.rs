@@ -1,13 +1,24 @@
 //! The dc-rootca controller: orchestrates the Kubernetes root CA update across subclouds.
 //!
-//! Layout:
-//! - [`config`]: the TOML/env configuration.
-//! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions.
-//! - [`store`]: persistence behind a trait (SQLite by default), on its own thread.
-//! - [`orchestrator`]: the actor owning subclouds, groups, sessions and the strategy's sliding window.
+//! Layout, in the order a request flows (CLI → API → strategy → step → session → agent):
+//! - [`api`]: the REST API: tokens, handlers, the OpenAPI document.
+//! - [`requests`]: the request bodies as types; the API parses, nothing below sees JSON bodies.
+//! - [`orchestrator`]: the actor owning subclouds, groups, the agents' sessions and the strategy;
+//!   its decisions are plain functions ([`orchestrator::registry`], [`orchestrator::strategy`]) that
+//!   answer a data [`orchestrator::state::Change`], applied in one place; [`orchestrator::persist`]
+//!   is the one writer to the store (transitions durable before acted on, progress batched);
+//!   [`orchestrator::metrics`] renders `/metrics`.
 //! - [`step`]: one light actor per running step, driving its agent.
 //! - [`session`]: the mutual-TLS agent listener and one actor per agent connection.
-//! - [`api`]: the REST API.
+//! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions.
+//! - [`store`]: persistence behind a trait (SQLite by default), on its own thread.
+//! - [`config`], [`error`]: the TOML/env configuration (the loader shared with the agent) and errors.
+//!
+//! Imports follow that flow and never come back up: an actor owns the messages it is sent, and
+//! reports upward through the `Recipient`s its parent gave it ([`session::Upstream`],
+//! [`step::Reports`]), so the session knows neither steps nor the orchestrator, and a step knows only
+//! the session. Once a step runs, its agent's progress goes session → step → progress writer; the
+//! orchestrator hears a step's start and end, not its progress.
 //!
 //! [`start`] runs it all inside the current actix system and answers the bound addresses.
 
@@ -16,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod orchestrator;
+pub mod requests;
 pub mod rules;
 pub mod session;
 pub mod step;
@@ -34,6 +46,8 @@ pub use config::ControllerConfig;
 pub use error::{ApiError, ControllerError};
 pub use orchestrator::Status;
 
+use api::Actors;
+use orchestrator::persist::{Flush, Persist};
 use orchestrator::{Orchestrator, Shutdown};
 use store::{SqliteStore, Store};
 
@@ -45,7 +59,7 @@ pub struct RunningController {
     pub agents_addr: SocketAddr,
     server: actix_web::dev::ServerHandle,
     listener: actix_rt::task::JoinHandle<()>,
-    orchestrator: Addr<Orchestrator>,
+    actors: Actors,
     status: watch::Receiver<Status>,
 }
 
@@ -55,17 +69,25 @@ impl RunningController {
         self.status.clone()
     }
 
-    /// The orchestrator, for in-process callers.
-    pub fn orchestrator(&self) -> Addr<Orchestrator> {
-        self.orchestrator.clone()
+    /// The actors that answer the API, for in-process callers.
+    pub fn actors(&self) -> Actors {
+        self.actors.clone()
     }
 
-    /// Stops accepting, flushes coalesced progress, closes every agent session and stops the API.
+    /// The orchestrator, for in-process callers.
+    pub fn orchestrator(&self) -> Addr<Orchestrator> {
+        self.actors.orchestrator.clone()
+    }
+
+    /// Stops accepting, closes every agent session, flushes coalesced progress and stops the API.
     /// Steps in progress stay recorded as running, so a new controller on the same database resumes them.
     pub async fn stop(self) {
         self.listener.abort();
-        if let Err(e) = self.orchestrator.send(Shutdown).await {
+        if let Err(e) = self.actors.orchestrator.send(Shutdown).await {
             tracing::warn!(error = %e, "orchestrator already stopped");
+        }
+        if let Err(e) = self.actors.persist.send(Flush).await {
+            tracing::warn!(error = %e, "progress writer already stopped");
         }
         self.server.stop(true).await;
     }
@@ -114,7 +136,14 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
     let store = store::start_store(Box::new(sqlite));
 
     let (status_tx, status_rx) = watch::channel(Status::default());
-    let orchestrator = Orchestrator::new(config.clone(), store, snapshot, status_tx).start();
+    let persist = Persist::new(
+        store,
+        snapshot.steps.clone(),
+        Duration::from_millis(config.progress_flush_ms.max(10)),
+    )
+    .start();
+    let orchestrator =
+        Orchestrator::new(config.clone(), persist.clone(), snapshot, status_tx).start();
 
     let agents = tokio::net::TcpListener::bind(&config.agents.listen)
         .await
@@ -131,12 +160,16 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
     let listener = actix_rt::spawn(session::accept_loop(
         agents,
         dc_protocol::tls::AgentAcceptor::new(server_config),
-        orchestrator.clone(),
+        Orchestrator::upstream(&orchestrator),
         Duration::from_secs(config.offline_after_secs),
     ));
 
+    let actors = Actors {
+        orchestrator,
+        persist,
+    };
     let state = api::ApiState {
-        orchestrator: orchestrator.clone(),
+        actors: actors.clone(),
         config: config.clone(),
     };
     let bind_err = |source| ControllerError::Bind {
@@ -177,7 +210,7 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
         agents_addr,
         server: handle,
         listener,
-        orchestrator,
+        actors,
         status: status_rx,
     })
 }

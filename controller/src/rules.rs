@@ -1,162 +1,21 @@
-//! The strategy's rules as pure functions: create-request validation, target selection, the sliding
-//! window, the final state, and the kube-rootca sync audit. No actors, no I/O, so each rule is tested
+//! The strategy's rules as pure functions: the window a create request resolves to, target selection,
+//! the sliding window, the final state, the kube-rootca sync audit and the step details. No actors, no I/O, so each rule is tested
 //! on its own.
 
-use serde_json::Value;
-
-use crate::error::ApiError;
 use crate::model::{
-    ApplyType, DEFAULT_MAX_PARALLEL, Group, MAX_PARALLEL_LIMIT, STRATEGY_TYPE, Step, StrategyState,
-    SyncStatus, step_state,
+    ApplyType, DEFAULT_MAX_PARALLEL, Group, STRATEGY_TYPE, Step, StrategyState, SyncStatus,
+    step_state,
 };
+use crate::requests::CreateStrategy;
 use dc_protocol::{ALARM_ROOT_CA_EXPIRED, ALARM_ROOT_CA_EXPIRING_SOON, ROOT_CA_ALARM_ENTITY};
 
-/// How the create request names a group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupRef {
-    Id(i64),
-    Name(String),
-}
-
-/// A create request that passed the API's (400) checks.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CreateRequest {
-    pub apply_type: Option<ApplyType>,
-    pub max_parallel: Option<u32>,
-    pub stop_on_failure: bool,
-    pub cloud_name: Option<String>,
-    pub group: Option<GroupRef>,
-    pub force: bool,
-    pub subject: Option<String>,
-    pub expiry_date: Option<String>,
-    pub cert_file: Option<String>,
-}
-
-/// "true"/"false" strings and JSON booleans alike: dcmanager accepted a JSON `true` for force and then
-/// silently treated it as false; here both spellings mean what they say.
-fn bool_param(
-    body: &Value,
-    key: &str,
-    invalid: impl Fn(&Value) -> String,
-) -> Result<bool, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if s == "true" => Ok(true),
-        Some(Value::String(s)) if s == "false" => Ok(false),
-        Some(other) => Err(ApiError::bad_request(invalid(other))),
-    }
-}
-
-fn string_param(body: &Value, key: &str) -> Result<Option<String>, ApiError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
-    }
-}
-
-/// Shows a JSON value the way the messages quote it: strings bare, everything else as JSON.
-fn shown(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The API's validation of a create body, in dcmanager's order, with its messages.
-pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
-    if !body.is_object() || body.as_object().is_some_and(|m| m.is_empty()) {
-        return Err(ApiError::bad_request("Body required"));
-    }
-    let force = bool_param(body, "force", |v| {
-        format!(
-            "Invalid value '{}' for force - must be True/False or 'true'/'false'",
-            shown(v)
-        )
-    })?;
-    let apply_type = match body.get("subcloud-apply-type") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(
-            ApplyType::parse(s)
-                .ok_or_else(|| ApiError::bad_request("subcloud-apply-type invalid"))?,
-        ),
-        Some(_) => return Err(ApiError::bad_request("subcloud-apply-type invalid")),
-    };
-    let cloud_name = string_param(body, "cloud_name")?;
-    let group = match body.get("subcloud_group") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(GroupRef::Id(
-            n.as_i64()
-                .ok_or_else(|| ApiError::bad_request("Invalid group_id"))?,
-        )),
-        Some(Value::String(s)) => Some(match s.parse::<i64>() {
-            Ok(id) => GroupRef::Id(id),
-            Err(_) => GroupRef::Name(s.clone()),
-        }),
-        Some(_) => return Err(ApiError::bad_request("Invalid group_id")),
-    };
-    let max_given = body.get("max-parallel-subclouds").filter(|v| !v.is_null());
-    if group.is_some() && cloud_name.is_some() {
-        return Err(ApiError::bad_request(
-            "cloud_name and subcloud_group are mutually exclusive",
-        ));
-    }
-    if group.is_some() && (apply_type.is_some() || max_given.is_some()) {
-        return Err(ApiError::bad_request(
-            "subcloud-apply-type and max-parallel-subclouds are not allowed when subcloud_group is provided",
-        ));
-    }
-    let max_parallel = match max_given {
-        None => None,
-        Some(v) => {
-            let n = match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.trim().parse::<i64>().ok(),
-                _ => None,
-            }
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "max-parallel-subclouds invalid value. Value: {}",
-                    shown(v)
-                ))
-            })?;
-            if !(1..=i64::from(MAX_PARALLEL_LIMIT)).contains(&n) {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid max-parallel-subclouds value: {n}. For {STRATEGY_TYPE} strategy, the value must be between 1 and {MAX_PARALLEL_LIMIT}."
-                )));
-            }
-            u32::try_from(n).ok()
-        }
-    };
-    match body.get("type") {
-        None | Some(Value::Null) => return Err(ApiError::bad_request("type required")),
-        Some(Value::String(t)) if t == STRATEGY_TYPE => {}
-        Some(_) => return Err(ApiError::bad_request("type invalid")),
-    }
-    let stop_on_failure = bool_param(body, "stop-on-failure", |_| {
-        "stop-on-failure invalid".to_owned()
-    })?;
-    Ok(CreateRequest {
-        apply_type,
-        max_parallel,
-        stop_on_failure,
-        cloud_name,
-        group,
-        force,
-        subject: string_param(body, "subject")?,
-        expiry_date: string_param(body, "expiry-date")?,
-        cert_file: string_param(body, "cert-file")?,
-    })
-}
-
 /// The effective apply type and window: the group's when a group is named; serial means one.
-pub fn resolve_window(req: &CreateRequest, group: Option<&Group>) -> (ApplyType, u32) {
+pub fn resolve_window(req: &CreateStrategy, group: Option<&Group>) -> (ApplyType, u32) {
     let (apply_type, max) = match group {
         Some(g) => (g.update_apply_type, g.max_parallel),
         None => (
             req.apply_type.unwrap_or(ApplyType::Parallel),
-            req.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL),
+            req.max_parallel().unwrap_or(DEFAULT_MAX_PARALLEL),
         ),
     };
     match apply_type {
@@ -325,81 +184,27 @@ pub fn phase_done_details(r: &dc_protocol::PhaseResult) -> String {
 mod tests {
     use super::*;
     use crate::model::Stage;
+    use crate::requests::GroupRef;
     use serde_json::json;
 
-    fn err(body: Value) -> (u16, String) {
-        match parse_create(&body) {
-            Ok(r) => panic!("accepted {r:?}"),
-            Err(e) => (e.status.as_u16(), e.message),
-        }
-    }
-
-    #[test]
-    fn create_validation_messages() {
-        assert_eq!(err(json!({})), (400, "Body required".into()));
-        assert_eq!(
-            err(json!({"type": STRATEGY_TYPE, "force": "yes"})),
-            (
-                400,
-                "Invalid value 'yes' for force - must be True/False or 'true'/'false'".into()
-            )
-        );
-        assert_eq!(
-            err(json!({"type": STRATEGY_TYPE, "subcloud-apply-type": "both"})).1,
-            "subcloud-apply-type invalid"
-        );
-        assert_eq!(
-            err(json!({"type": STRATEGY_TYPE, "cloud_name": "a", "subcloud_group": "Default"})).1,
-            "cloud_name and subcloud_group are mutually exclusive"
-        );
-        assert_eq!(
-            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": 3, "subcloud_group": 1})).1,
-            "subcloud-apply-type and max-parallel-subclouds are not allowed when subcloud_group is provided"
-        );
-        assert_eq!(
-            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": "many"})).1,
-            "max-parallel-subclouds invalid value. Value: many"
-        );
-        assert_eq!(
-            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": 5001})).1,
-            "Invalid max-parallel-subclouds value: 5001. For kube-rootca-update strategy, the value must be between 1 and 5000."
-        );
-        assert_eq!(err(json!({"force": true})).1, "type required");
-        assert_eq!(err(json!({"type": "patch"})).1, "type invalid");
-        assert_eq!(
-            err(json!({"type": STRATEGY_TYPE, "stop-on-failure": "maybe"})).1,
-            "stop-on-failure invalid"
-        );
-    }
-
-    #[test]
-    fn booleans_as_strings_or_json() {
-        for (v, want) in [
-            (json!(true), true),
-            (json!("true"), true),
-            (json!("false"), false),
-            (json!(false), false),
-        ] {
-            let r = parse_create(&json!({"type": STRATEGY_TYPE, "force": v, "stop-on-failure": v}))
-                .unwrap_or_default();
-            assert_eq!((r.force, r.stop_on_failure), (want, want));
-        }
+    fn create(body: serde_json::Value) -> CreateStrategy {
+        crate::requests::parse(body.to_string().as_bytes()).expect("valid")
     }
 
     #[test]
     fn window_resolution_serial_parallel_groups() {
-        let req = parse_create(&json!({"type": STRATEGY_TYPE})).unwrap_or_default();
+        let req = create(json!({"type": STRATEGY_TYPE}));
         assert_eq!(resolve_window(&req, None), (ApplyType::Parallel, 2));
-        let req = parse_create(&json!({"type": STRATEGY_TYPE, "subcloud-apply-type": "serial", "max-parallel-subclouds": 9})).unwrap_or_default();
+        let req = create(
+            json!({"type": STRATEGY_TYPE, "subcloud-apply-type": "serial", "max-parallel-subclouds": 9}),
+        );
         assert_eq!(resolve_window(&req, None), (ApplyType::Serial, 1));
-        let req = parse_create(&json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": "7"}))
-            .unwrap_or_default();
+        let req = create(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": "7"}));
         assert_eq!(resolve_window(&req, None), (ApplyType::Parallel, 7));
         let mut g = Group::default_group();
         g.max_parallel = 40;
-        let req = parse_create(&json!({"type": STRATEGY_TYPE, "subcloud_group": "Default"}))
-            .unwrap_or_default();
-        assert_eq!(req.group, Some(GroupRef::Name("Default".into())));
+        let req = create(json!({"type": STRATEGY_TYPE, "subcloud_group": "Default"}));
+        assert_eq!(req.subcloud_group, Some(GroupRef::Name("Default".into())));
         assert_eq!(resolve_window(&req, Some(&g)), (ApplyType::Parallel, 40));
         g.update_apply_type = ApplyType::Serial;
         assert_eq!(resolve_window(&req, Some(&g)), (ApplyType::Serial, 1));

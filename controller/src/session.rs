@@ -1,5 +1,11 @@
 //! Agent connections: a listener that runs the mutual-TLS handshake, and one session actor per
 //! connection, bound to the subcloud named by the verified certificate.
+//!
+//! The session is the lowest actor of the controller: it imports no other. What it is sent
+//! ([`ToAgent`], [`Close`], [`Route`]) is its own; what it reports upward ([`Hello`], [`Heartbeat`],
+//! [`Closed`], and [`FromAgent`] for a step) goes through the recipients it was given ([`Upstream`]).
+//! Once routed to a step, the agent's update messages go straight to that step, not through the
+//! orchestrator.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +13,7 @@ use std::time::Duration;
 
 use actix::io::{FramedWrite, WriteHandler};
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient,
     StreamHandler, WrapFuture,
 };
 use bytes::{Bytes, BytesMut};
@@ -18,8 +24,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
-
-use crate::orchestrator::{AgentHello, AgentSaid, Orchestrator, SessionClosed};
 
 type Stream = TlsStream<TcpStream>;
 
@@ -35,11 +39,65 @@ pub struct ToAgent(pub ControllerMessage);
 #[rtype(result = "()")]
 pub struct Close(pub ErrorMessage);
 
+/// Deliver the agent's update messages (progress, phase results, stopped) to this step, or drop them
+/// (`None`) when no step runs for the subcloud.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route(pub Option<Recipient<FromAgent>>);
+
+/// Upward: an agent said Hello on this session; answered with the session's terms or why it is refused.
+#[derive(Message)]
+#[rtype(result = "Result<Accepted, ErrorMessage>")]
+pub struct Hello {
+    pub subcloud: String,
+    pub session_id: u64,
+    pub session: Addr<Session>,
+}
+
+/// The answer to an accepted [`Hello`].
+pub struct Accepted {
+    /// Told to the agent in its Welcome.
+    pub heartbeat_interval_secs: u32,
+    /// The step running for the subcloud, if any: its update messages go there from the start.
+    pub route: Option<Recipient<FromAgent>>,
+}
+
+/// Upward: a heartbeat of a greeted agent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat {
+    pub subcloud: String,
+    pub session_id: u64,
+    pub heartbeat: dc_protocol::Heartbeat,
+}
+
+/// Upward: a greeted session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Closed {
+    pub subcloud: String,
+    pub session_id: u64,
+}
+
+/// Upward, to the routed step: a progress, phase-result or stopped message from the agent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromAgent(pub AgentMessage);
+
+/// Where a session reports.
+#[derive(Clone)]
+pub struct Upstream {
+    pub hello: Recipient<Hello>,
+    pub heartbeat: Recipient<Heartbeat>,
+    pub closed: Recipient<Closed>,
+}
+
 /// One agent connection.
 pub struct Session {
     id: u64,
     subcloud: String,
-    orchestrator: Addr<Orchestrator>,
+    upstream: Upstream,
+    route: Option<Recipient<FromAgent>>,
     writer: FramedWrite<Bytes, WriteHalf<Stream>, LengthDelimitedCodec>,
     greeted: bool,
     closing: bool,
@@ -52,7 +110,7 @@ impl Session {
     pub fn start(
         stream: Stream,
         subcloud: String,
-        orchestrator: Addr<Orchestrator>,
+        upstream: Upstream,
         offline_after: Duration,
     ) -> Addr<Session> {
         Session::create(move |ctx| {
@@ -61,7 +119,8 @@ impl Session {
             Session {
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
                 subcloud,
-                orchestrator,
+                upstream,
+                route: None,
                 writer: FramedWrite::new(write, frame::codec(), ctx),
                 greeted: false,
                 closing: false,
@@ -105,19 +164,20 @@ impl Session {
                 ),
             ));
         }
-        let ask = self.orchestrator.send(AgentHello {
+        let ask = self.upstream.hello.send(Hello {
             subcloud: self.subcloud.clone(),
             session_id: self.id,
             session: ctx.address(),
         });
-        // Nothing else is read until the orchestrator has bound (or refused) this session.
+        // Nothing else is read until upstream has bound (or refused) this session.
         ctx.wait(ask.into_actor(self).map(|res, act, _| match res {
-            Ok(Ok(heartbeat_interval_secs)) => {
+            Ok(Ok(accepted)) => {
                 act.greeted = true;
+                act.route = accepted.route;
                 act.send(&ControllerMessage::Welcome(Welcome {
                     controller_version: env!("CARGO_PKG_VERSION").to_owned(),
                     protocol_version: dc_protocol::PROTOCOL_VERSION,
-                    heartbeat_interval_secs,
+                    heartbeat_interval_secs: accepted.heartbeat_interval_secs,
                 }));
             }
             Ok(Err(e)) => act.close(e),
@@ -141,7 +201,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         if self.greeted {
-            self.orchestrator.do_send(SessionClosed {
+            self.upstream.closed.do_send(Closed {
                 subcloud: self.subcloud.clone(),
                 session_id: self.id,
             });
@@ -183,11 +243,19 @@ impl StreamHandler<Result<BytesMut, io::Error>> for Session {
             (true, AgentMessage::Error(e)) => {
                 tracing::warn!(subcloud = %self.subcloud, error = %e, "agent reported an error");
             }
-            (true, message) => self.orchestrator.do_send(AgentSaid {
-                subcloud: self.subcloud.clone(),
-                session_id: self.id,
-                message,
-            }),
+            (true, AgentMessage::Heartbeat(heartbeat)) => {
+                self.upstream.heartbeat.do_send(Heartbeat {
+                    subcloud: self.subcloud.clone(),
+                    session_id: self.id,
+                    heartbeat,
+                })
+            }
+            (true, message) => match &self.route {
+                Some(step) => step.do_send(FromAgent(message)),
+                None => {
+                    tracing::debug!(subcloud = %self.subcloud, "no step runs; update message dropped")
+                }
+            },
         }
     }
 }
@@ -199,6 +267,14 @@ impl Handler<ToAgent> for Session {
         if !self.closing {
             self.send(&msg.0);
         }
+    }
+}
+
+impl Handler<Route> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) {
+        self.route = msg.0;
     }
 }
 
@@ -214,7 +290,7 @@ impl Handler<Close> for Session {
 pub async fn accept_loop(
     listener: TcpListener,
     acceptor: AgentAcceptor,
-    orchestrator: Addr<Orchestrator>,
+    upstream: Upstream,
     offline_after: Duration,
 ) {
     loop {
@@ -227,12 +303,12 @@ pub async fn accept_loop(
         };
         tcp.set_nodelay(true).ok();
         let acceptor = acceptor.clone();
-        let orchestrator = orchestrator.clone();
+        let upstream = upstream.clone();
         actix_rt::spawn(async move {
             match acceptor.accept(tcp).await {
                 Ok((stream, subcloud)) => {
                     tracing::debug!(%peer, %subcloud, "agent handshake done");
-                    Session::start(stream, subcloud, orchestrator, offline_after);
+                    Session::start(stream, subcloud, upstream, offline_after);
                 }
                 Err(e) => tracing::warn!(%peer, error = %e, "agent handshake refused"),
             }

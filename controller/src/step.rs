@@ -1,6 +1,12 @@
 //! The subcloud actor: one light actor per running step. It drives its subcloud's agent through the
 //! update (Start, Abort), turns the agent's pushed progress into step state and details, and waits a
-//! bounded time for an agent that dropped. The orchestrator persists what it reports.
+//! bounded time for an agent that dropped.
+//!
+//! It is sent what the orchestrator orders ([`Attach`], [`Detach`], [`Observed`], [`AbortStep`],
+//! [`Halt`]) and, straight from the agent's session, the agent's update messages. It reports upward
+//! through the recipients it was given ([`Reports`]): progress to the writer that batches it
+//! ([`StepProgress`]), the end to the orchestrator ([`StepFinished`]), the only report that changes
+//! the strategy.
 
 use std::time::Duration;
 
@@ -12,27 +18,37 @@ use dc_protocol::{
 use tokio::time::Instant;
 
 use crate::model::step_state;
-use crate::orchestrator::StepReport;
 use crate::rules::{phase_done_details, progress_details};
-use crate::session::ToAgent;
+use crate::session::{FromAgent, ToAgent};
 
-/// What a step actor tells the orchestrator.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Report {
-    /// The step's state or details changed. `urgent` asks for an immediate write (a transition or
-    /// something an operator must see), otherwise the write is coalesced.
-    Progress {
-        state: String,
-        details: String,
-        urgent: bool,
-        /// A phase that just succeeded and how long it took, for `/metrics`.
-        phase_done: Option<(Phase, f64)>,
-    },
-    /// The step ended: `complete`, `failed` or `aborted`.
-    Finished {
-        state: &'static str,
-        details: String,
-    },
+/// Upward: the running step's state or details changed. `urgent` asks for an immediate write (a
+/// transition or something an operator must see), otherwise the write is coalesced.
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
+pub struct StepProgress {
+    /// The step's id.
+    pub id: i64,
+    pub state: String,
+    pub details: String,
+    pub urgent: bool,
+    /// A phase that just succeeded and how long it took, for `/metrics`.
+    pub phase_done: Option<(Phase, f64)>,
+}
+
+/// Upward: the step ended: `complete`, `failed` or `aborted`.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct StepFinished {
+    pub subcloud: String,
+    pub state: &'static str,
+    pub details: String,
+}
+
+/// Where a step actor reports.
+#[derive(Clone)]
+pub struct Reports {
+    pub progress: Recipient<StepProgress>,
+    pub finished: Recipient<StepFinished>,
 }
 
 /// The agent's session is (again) available, with its last reported update status.
@@ -47,11 +63,6 @@ pub struct Attach {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Detach;
-
-/// A progress, phase-result or stopped message from the agent.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FromAgent(pub AgentMessage);
 
 /// The update status of a later heartbeat: catches an end the step missed.
 #[derive(Message)]
@@ -70,9 +81,10 @@ pub struct AbortStep {
 #[rtype(result = "()")]
 pub struct Halt;
 
-/// One running step.
 /// What a step actor starts from.
 pub struct StepSpec {
+    /// The step's id.
+    pub id: i64,
     pub subcloud: String,
     pub update_id: String,
     pub params: UpdateParams,
@@ -82,11 +94,13 @@ pub struct StepSpec {
     pub resumed: bool,
 }
 
+/// One running step.
 pub struct StepActor {
+    id: i64,
     subcloud: String,
     update_id: String,
     params: UpdateParams,
-    orchestrator: Recipient<StepReport>,
+    reports: Reports,
     session: Option<Recipient<ToAgent>>,
     /// Set once an abort is ordered; survives reconnects so the agent hears it.
     abort: Option<String>,
@@ -102,12 +116,13 @@ pub struct StepActor {
 }
 
 impl StepActor {
-    pub fn new(spec: StepSpec, orchestrator: Recipient<StepReport>) -> Self {
+    pub fn new(spec: StepSpec, reports: Reports) -> Self {
         Self {
+            id: spec.id,
             subcloud: spec.subcloud,
             update_id: spec.update_id,
             params: spec.params,
-            orchestrator,
+            reports,
             session: None,
             abort: spec.abort,
             agent_wait: spec.agent_wait,
@@ -121,10 +136,19 @@ impl StepActor {
         }
     }
 
-    fn report(&self, report: Report) {
-        self.orchestrator.do_send(StepReport {
-            subcloud: self.subcloud.clone(),
-            report,
+    fn progress(
+        &self,
+        state: String,
+        details: String,
+        urgent: bool,
+        phase_done: Option<(Phase, f64)>,
+    ) {
+        self.reports.progress.do_send(StepProgress {
+            id: self.id,
+            state,
+            details,
+            urgent,
+            phase_done,
         });
     }
 
@@ -134,7 +158,11 @@ impl StepActor {
         }
         self.done = true;
         tracing::info!(subcloud = %self.subcloud, state, %details, "step finished");
-        self.report(Report::Finished { state, details });
+        self.reports.finished.do_send(StepFinished {
+            subcloud: self.subcloud.clone(),
+            state,
+            details,
+        });
         ctx.stop();
     }
 
@@ -167,14 +195,12 @@ impl StepActor {
         let secs = self.agent_wait.as_secs();
         if let Some(why) = why {
             let phase = self.phase.map_or("the update", Phase::label);
-            self.report(Report::Progress {
-                state: self.state.clone(),
-                details: format!(
-                    "{why} during {phase}; waiting up to {secs} s for it to reconnect"
-                ),
-                urgent: true,
-                phase_done: None,
-            });
+            self.progress(
+                self.state.clone(),
+                format!("{why} during {phase}; waiting up to {secs} s for it to reconnect"),
+                true,
+                None,
+            );
         }
         self.wait_timer = Some(ctx.run_later(self.agent_wait, move |act, ctx| {
             let phase = act.phase.map_or("the update", Phase::label);
@@ -254,16 +280,16 @@ impl Handler<Attach> for StepActor {
                 } else if self.abort.is_some() {
                     self.abort_command();
                 }
-                self.report(Report::Progress {
-                    state: status.state.clone(),
-                    details: format!(
+                self.progress(
+                    status.state.clone(),
+                    format!(
                         "agent connected; {} in progress; update {}% complete",
                         status.phase.label(),
                         status.percent
                     ),
-                    urgent: true,
-                    phase_done: None,
-                });
+                    true,
+                    None,
+                );
             }
             None if self.abort.is_some() => {
                 let reason = self.abort.clone().unwrap_or_default();
@@ -345,12 +371,8 @@ impl Handler<FromAgent> for StepActor {
                 }
                 let urgent = p.state != self.state;
                 self.state = p.state.clone();
-                self.report(Report::Progress {
-                    details: progress_details(&p),
-                    state: p.state,
-                    urgent,
-                    phase_done: None,
-                });
+                let details = progress_details(&p);
+                self.progress(p.state, details, urgent, None);
             }
             AgentMessage::PhaseResult(r) => match r.outcome {
                 PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
@@ -369,12 +391,8 @@ impl Handler<FromAgent> for StepActor {
                     self.phase = r.phase.next();
                     self.phase_started = Instant::now();
                     self.state = r.state.clone();
-                    self.report(Report::Progress {
-                        details: phase_done_details(&r),
-                        state: r.state,
-                        urgent: true,
-                        phase_done: Some((r.phase, took)),
-                    });
+                    let details = phase_done_details(&r);
+                    self.progress(r.state, details, true, Some((r.phase, took)));
                 }
                 PhaseOutcome::Failed { reason } => {
                     self.finish(
@@ -401,7 +419,20 @@ mod tests {
     use super::*;
     use tokio::sync::mpsc;
 
-    /// Stands in for both the orchestrator and the agent's session.
+    /// What the step reported, in order, whichever recipient it went to.
+    #[derive(Debug)]
+    enum Report {
+        Progress {
+            details: String,
+            urgent: bool,
+        },
+        Finished {
+            state: &'static str,
+            details: String,
+        },
+    }
+
+    /// Stands in for the progress writer, the orchestrator and the agent's session.
     struct Collector {
         reports: mpsc::UnboundedSender<Report>,
         commands: mpsc::UnboundedSender<Command>,
@@ -411,10 +442,23 @@ mod tests {
         type Context = Context<Self>;
     }
 
-    impl Handler<StepReport> for Collector {
+    impl Handler<StepProgress> for Collector {
         type Result = ();
-        fn handle(&mut self, msg: StepReport, _: &mut Context<Self>) {
-            let _ = self.reports.send(msg.report);
+        fn handle(&mut self, msg: StepProgress, _: &mut Context<Self>) {
+            let _ = self.reports.send(Report::Progress {
+                details: msg.details,
+                urgent: msg.urgent,
+            });
+        }
+    }
+
+    impl Handler<StepFinished> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: StepFinished, _: &mut Context<Self>) {
+            let _ = self.reports.send(Report::Finished {
+                state: msg.state,
+                details: msg.details,
+            });
         }
     }
 
@@ -443,6 +487,7 @@ mod tests {
         }
         .start();
         let spec = StepSpec {
+            id: 1,
             subcloud: "s1".into(),
             update_id: "u1".into(),
             params: UpdateParams::default(),
@@ -452,7 +497,14 @@ mod tests {
             resumed: false,
         };
         Rig {
-            step: StepActor::new(spec, c.clone().recipient()).start(),
+            step: StepActor::new(
+                spec,
+                Reports {
+                    progress: c.clone().recipient(),
+                    finished: c.clone().recipient(),
+                },
+            )
+            .start(),
             agent: c.recipient(),
             reports,
             commands,
@@ -488,7 +540,6 @@ mod tests {
             Some(Report::Progress {
                 details,
                 urgent: true,
-                ..
             }) => assert_eq!(
                 details,
                 "the agent disconnected during the update; waiting up to 600 s for it to reconnect"

@@ -65,7 +65,7 @@ fn state(h: &Harness) -> ApiState {
         },
     ];
     ApiState {
-        orchestrator: h.ctl().orchestrator(),
+        actors: h.ctl().actors(),
         config: Arc::new(cfg),
     }
 }

@@ -18,11 +18,11 @@ async fn setup(h: &mut Harness, names: &[&str]) -> Vec<common::FakeAgent> {
 }
 
 async fn create_and_apply(h: &Harness, body: serde_json::Value) {
-    h.api(ApiRequest::CreateStrategy(body))
+    h.api(ApiRequest::CreateStrategy(common::body(body)))
         .await
         .expect("create");
     let v = h
-        .api(ApiRequest::Action(json!({"action": "apply"})))
+        .api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
         .await
         .expect("apply");
     assert_eq!(v["state"], "applying");
@@ -151,7 +151,7 @@ async fn abort_stops_running_after_their_phase() {
     agents[0].allow(1);
     h.wait_event("a1", Event::PhaseDone(Phase::Start)).await;
     let v = h
-        .api(ApiRequest::Action(json!({"action": "abort"})))
+        .api(ApiRequest::Action(common::body(json!({"action": "abort"}))))
         .await
         .expect("abort");
     assert_eq!(v["state"], "abort requested");

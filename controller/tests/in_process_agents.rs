@@ -56,13 +56,13 @@ async fn real_agents_complete_a_strategy_across_a_controller_restart() {
     h.wait_status(|s| s.reporting == names.len()).await;
 
     let expiry = dc_certs::ExpiryDate::of(dc_certs::now() + 400 * 86400).expect("date");
-    h.api(ApiRequest::CreateStrategy(json!({
+    h.api(ApiRequest::CreateStrategy(common::body(json!({
         "type": "kube-rootca-update", "max-parallel-subclouds": 2,
         "subject": SUBJECT, "expiry-date": expiry.to_string(),
-    })))
+    }))))
     .await
     .expect("create");
-    h.api(ApiRequest::Action(json!({"action": "apply"})))
+    h.api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
         .await
         .expect("apply");
 

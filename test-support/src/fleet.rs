@@ -6,9 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use dc_agent::config::{
+    AgentConfig, ClusterConfig, ControllerConfig as AgentController, PodsConfig, ReconnectConfig,
+    TlsConfig,
+};
 use dc_agent::sim::{SimConfig, SlowPhase};
 use dc_certs::inspect::CertSummary;
-use dc_protocol::Phase;
+use dc_controller::config::{
+    AgentsConfig, ApiConfig, AuthConfig, ControllerConfig, PkiConfig, Role, TokenConfig,
+};
 
 use crate::process::{Child, bin_path, wait_for_json};
 
@@ -206,43 +212,35 @@ impl Fleet {
             }
         };
         let config = self.dir.join("controller.toml");
-        let pki = self.dir.join("pki");
-        std::fs::write(
-            &config,
-            format!(
-                r#"database = "{db}"
-heartbeat_interval_secs = {heartbeat}
-offline_after_secs = {offline}
-agent_wait_secs = {wait}
-progress_flush_ms = {flush}
-ready_file = "{ready}"
-[api]
-listen = "{api}"
-[agents]
-listen = "{agents}"
-[pki]
-ca = "{pki}/ca.crt"
-cert = "{pki}/controller.crt"
-key = "{pki}/controller.key"
-[[auth.tokens]]
-token = "{ADMIN_TOKEN}"
-role = "admin"
-[[auth.tokens]]
-token = "{READER_TOKEN}"
-role = "reader"
-"#,
-                db = self.dir.join("controller.sqlite").display(),
-                ready = ready.display(),
-                api = listen(&self.api),
-                agents = listen(&self.agents_addr),
-                pki = pki.display(),
-                heartbeat = self.controller_settings.heartbeat_interval_secs,
-                offline = self.controller_settings.offline_after_secs,
-                wait = self.controller_settings.agent_wait_secs,
-                flush = self.controller_settings.progress_flush_ms,
-            ),
-        )
-        .map_err(err)?;
+        let settings = self.controller_settings;
+        let token = |token: &str, role| TokenConfig {
+            token: token.to_owned(),
+            role,
+        };
+        let values = ControllerConfig {
+            api: ApiConfig {
+                listen: listen(&self.api),
+                ..ApiConfig::default()
+            },
+            agents: AgentsConfig {
+                listen: listen(&self.agents_addr),
+            },
+            pki: PkiConfig::from_dir(&self.dir.join("pki")),
+            database: self.dir.join("controller.sqlite"),
+            auth: AuthConfig {
+                tokens: vec![
+                    token(ADMIN_TOKEN, Role::Admin),
+                    token(READER_TOKEN, Role::Reader),
+                ],
+            },
+            heartbeat_interval_secs: settings.heartbeat_interval_secs,
+            offline_after_secs: settings.offline_after_secs,
+            agent_wait_secs: settings.agent_wait_secs,
+            progress_flush_ms: settings.progress_flush_ms,
+            ready_file: Some(ready.clone()),
+            ..ControllerConfig::default()
+        };
+        write_toml(&config, &values)?;
         let log = self.log("controller");
         self.controller = Some(
             Child::spawn(
@@ -294,7 +292,7 @@ role = "reader"
     pub fn write_agent_config(&self, site: &Site, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let config = dir.join("agent.toml");
-        std::fs::write(&config, agent_toml(site, dir, &self.agents_addr)?).map_err(err)?;
+        write_toml(&config, &agent_config(site, dir, &self.agents_addr)?)?;
         Ok(config)
     }
 
@@ -471,42 +469,64 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> 
     }
 }
 
-fn agent_toml(site: &Site, dir: &Path, controller: &str) -> Result<String> {
-    let common = format!(
-        r#"subcloud = "{name}"
-data_dir = "{data}"
-phase_timeout_secs = 15
-[reconnect]
-initial_secs = 0.2
-max_secs = 1.0
-[controller]
-address = "{controller}"
-server_name = "localhost"
-[tls]
-ca = "{tls}/ca.crt"
-cert = "{tls}/agent.crt"
-key = "{tls}/agent.key"
-[pods]
-poll_ms = 50
-"#,
-        name = site.name,
-        data = dir.join("data").display(),
-        tls = dir.join("tls").display(),
-    );
-    if let Some(cluster) = &site.cluster {
-        return Ok(format!("{common}{cluster}"));
-    }
+fn write_toml(path: &Path, config: &impl serde::Serialize) -> Result<()> {
+    let text = toml::to_string(config).map_err(err)?;
+    std::fs::write(path, text).map_err(err)
+}
+
+/// The `[cluster]` table a site gives as TOML text.
+#[derive(serde::Deserialize)]
+struct ClusterTable {
+    cluster: ClusterConfig,
+}
+
+/// An agent's configuration for `site` in `dir`, pointed at `controller`: quick reconnects and polls,
+/// short phase timeouts.
+fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig> {
+    let cluster = match &site.cluster {
+        Some(table) => {
+            toml::from_str::<ClusterTable>(table)
+                .map_err(|e| FleetError(format!("{}'s [cluster]: {e}", site.name)))?
+                .cluster
+        }
+        None => ClusterConfig::Simulated(simulated(site)),
+    };
+    let tls = dir.join("tls");
+    Ok(AgentConfig {
+        subcloud: site.name.clone(),
+        controller: AgentController {
+            address: controller.to_owned(),
+            server_name: "localhost".to_owned(),
+        },
+        tls: TlsConfig {
+            ca: tls.join("ca.crt"),
+            cert: tls.join("agent.crt"),
+            key: tls.join("agent.key"),
+        },
+        data_dir: dir.join("data"),
+        root_ca_expiring_days: 30,
+        reconnect: ReconnectConfig {
+            initial_secs: 0.2,
+            max_secs: 1.0,
+            ..ReconnectConfig::default()
+        },
+        pods: PodsConfig {
+            poll_ms: 50,
+            ..PodsConfig::default()
+        },
+        phase_timeout_secs: 15,
+        cluster,
+    })
+}
+
+/// The simulated cluster of a site: its shape, its CA's age and its faults.
+fn simulated(site: &Site) -> SimConfig {
     let mut sim = site.shape.sim_config();
     sim.root_ca_expiry_days = site.ca_days;
     sim.faults.never_ready = site.never_ready.clone();
-    if site.slow_pods_ms > 0 {
-        sim.faults.slow_phase = Some(SlowPhase {
-            phase: Phase::PodsTrustBothCas,
-            delay_ms: site.slow_pods_ms,
-        });
-    }
-    let mut cluster = toml::Table::try_from(&sim).map_err(err)?;
-    cluster.insert("kind".to_owned(), "simulated".into());
-    let table = toml::Table::from_iter([("cluster".to_owned(), cluster.into())]);
-    Ok(format!("{common}{}", toml::to_string(&table).map_err(err)?))
+    sim.faults.slow_phase = (site.slow_pods_ms > 0).then_some(SlowPhase {
+        phase: dc_protocol::Phase::PodsTrustBothCas,
+        delay_ms: site.slow_pods_ms,
+    });
+    sim
 }

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Component, HostRole};
 
 /// How the agent reaches a real cluster: its API and its hosts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// The kubeconfig the agent uses for the API (kubeadm's `/etc/kubernetes/admin.conf` on a
@@ -50,7 +50,7 @@ fn default_hosts() -> Vec<HostConfig> {
 }
 
 /// One host of the subcloud.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// The name the update reports progress under (the node name, say).
@@ -85,7 +85,7 @@ fn default_kubelet_pki_dir() -> PathBuf {
 /// runs as static pods, whose containers are stopped with crictl so the kubelet starts them again
 /// with the new files (the kubelet itself restarts the controller-manager when its manifest changes,
 /// stopping it as well is harmless).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartCommands {
     #[serde(default = "default_apiserver")]

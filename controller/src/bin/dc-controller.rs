@@ -1,4 +1,5 @@
 //! `dc-controller --config FILE`: runs the controller until SIGINT or SIGTERM.
+//! `dc-controller --openapi`: prints the REST API's OpenAPI document (`docs/openapi.json`).
 
 use std::path::PathBuf;
 
@@ -13,8 +14,11 @@ use tracing_subscriber::EnvFilter;
 )]
 struct Cli {
     /// TOML configuration; `DC_CONTROLLER__SECTION__KEY` environment variables override it.
+    #[arg(long, required_unless_present = "openapi")]
+    config: Option<PathBuf>,
+    /// Print the REST API's OpenAPI document and exit.
     #[arg(long)]
-    config: PathBuf,
+    openapi: bool,
 }
 
 #[actix_web::main]
@@ -25,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let config = dc_controller::ControllerConfig::load(&cli.config)?;
+    let Some(path) = cli.config.filter(|_| !cli.openapi) else {
+        print!("{}", dc_controller::api::openapi::document());
+        return Ok(());
+    };
+    let config = dc_controller::ControllerConfig::load(&path)?;
     let running = dc_controller::start(config)
         .await
         .context("cannot start the controller")?;

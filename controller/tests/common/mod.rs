@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dc_controller::orchestrator::{Api, ApiRequest};
+use dc_controller::orchestrator::ApiRequest;
 use dc_controller::{ControllerConfig, RunningController, Status};
 use dc_protocol::{
     AgentMessage, Command, ControllerMessage, Heartbeat, Hello, HostFacts, Phase, PhaseOutcome,
@@ -86,6 +86,11 @@ pub struct Harness {
     pub agent_wait_secs: u64,
 }
 
+/// A request body as the API layer types it (the same parsing, without HTTP).
+pub fn body<T: dc_controller::requests::Body>(v: Value) -> T {
+    dc_controller::requests::parse(v.to_string().as_bytes()).expect("a valid body")
+}
+
 pub fn config(pki: &TestPki, db: &std::path::Path, agent_wait_secs: u64) -> ControllerConfig {
     let mut c = ControllerConfig::default();
     c.api.listen = "127.0.0.1:0".into();
@@ -138,17 +143,15 @@ impl Harness {
     }
 
     pub async fn api(&self, req: ApiRequest) -> Result<Value, dc_controller::ApiError> {
-        self.ctl()
-            .orchestrator()
-            .send(Api(req))
-            .await
-            .expect("orchestrator alive")
+        self.ctl().actors().ask(req).await
     }
 
     pub async fn register(&self, name: &str) {
-        self.api(ApiRequest::AddSubcloud(serde_json::json!({"name": name})))
-            .await
-            .expect("register");
+        self.api(ApiRequest::AddSubcloud(body(
+            serde_json::json!({"name": name}),
+        )))
+        .await
+        .expect("register");
     }
 
     /// Waits until the controller's status satisfies `f`.
@@ -220,7 +223,9 @@ impl Harness {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             let step = self
-                .api(ApiRequest::Step(cloud.to_owned()))
+                .ctl()
+                .actors()
+                .step(cloud.to_owned())
                 .await
                 .expect("step");
             if f(&step) {
@@ -235,7 +240,7 @@ impl Harness {
     }
 
     pub async fn steps(&self) -> HashMap<String, Value> {
-        let v = self.api(ApiRequest::Steps).await.expect("steps");
+        let v = self.ctl().actors().steps().await.expect("steps");
         v["strategy-steps"]
             .as_array()
             .expect("array")

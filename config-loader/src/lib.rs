@@ -1,0 +1,93 @@
+//! The one layered configuration loader of the agent and the controller: a TOML file, then environment
+//! variables over it (`<PREFIX>__<SECTION>__<KEY>`, e.g. `DC_CONTROLLER__API__LISTEN`).
+//!
+//! The loader knows nothing of either binary's settings: each deserializes into its own types, which
+//! carry `#[serde(deny_unknown_fields)]` so a misspelt key (`[apii]`) stops the start with an error that
+//! names it instead of being silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// Why a configuration could not be loaded; the message names the file and the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load the configuration {path}: {source}")]
+pub struct ConfigError {
+    pub path: PathBuf,
+    #[source]
+    pub source: config::ConfigError,
+}
+
+/// Reads `file` (TOML) and overlays the environment variables that start with `<env_prefix>__`.
+pub fn load<T: DeserializeOwned>(file: &Path, env_prefix: &str) -> Result<T, ConfigError> {
+    load_with(file, env_prefix, None)
+}
+
+/// [`load`] with the environment given as a map (`None`: the process's own), so tests need not
+/// change the process environment.
+fn load_with<T: DeserializeOwned>(
+    file: &Path,
+    env_prefix: &str,
+    env: Option<config::Map<String, String>>,
+) -> Result<T, ConfigError> {
+    config::Config::builder()
+        .add_source(config::File::from(file).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(env_prefix)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(env),
+        )
+        .build()
+        .and_then(config::Config::try_deserialize)
+        .map_err(|source| ConfigError {
+            path: file.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Settings {
+        api: Api,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Api {
+        listen: String,
+        workers: u32,
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn the_environment_overlays_the_file_and_is_parsed() {
+        let (_dir, path) = file("[api]\nlisten = \"a:1\"\nworkers = 1\n");
+        let env = [("DC_TEST__API__WORKERS".to_owned(), "3".to_owned())];
+        let s: Settings =
+            load_with(&path, "DC_TEST", Some(env.into_iter().collect())).expect("load");
+        assert_eq!((s.api.listen.as_str(), s.api.workers), ("a:1", 3));
+    }
+
+    #[test]
+    fn an_unknown_section_is_refused_by_name() {
+        let (_dir, path) = file("[apii]\nlisten = \"a:1\"\n[api]\nlisten = \"a:1\"\nworkers = 1\n");
+        let e =
+            load_with::<Settings>(&path, "DC_TEST", Some(config::Map::new())).expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("unknown field `apii`"), "{text}");
+        assert!(text.contains("c.toml"), "{text}");
+    }
+}

@@ -1,0 +1,495 @@
+//! The orchestrator actor: the registry of subclouds and groups, the agents' sessions, and the strategy
+//! with its sliding window of step actors.
+//!
+//! One actor owns every record, so rules that span records (one strategy at a time, a subcloud in a
+//! running step cannot be deleted) need no locks. Its decisions are plain functions over its
+//! [`State`] ([`registry`], [`strategy`]) that answer a [`Change`]; [`Orchestrator::carry_out`] is
+//! the one place a change happens: its ops go to the progress writer ([`persist`]) and are durable
+//! *before* they are applied in memory and acted on (the write holds the mailbox), then the follow-ups
+//! run (spawning steps, ordering an abort), then the API is answered.
+//!
+//! What reaches it: the API's requests, each agent's Hello, heartbeats and end of session (from the
+//! sessions), and each step's end (from the step actors). A step's progress does not: the session
+//! hands it to the step, and the step to the progress writer.
+
+pub mod metrics;
+pub mod persist;
+pub mod registry;
+pub mod state;
+pub mod strategy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::fut::LocalBoxActorFuture;
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
+    Message, MessageResult, WrapFuture,
+};
+use dc_protocol::{ErrorCode, ErrorMessage};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::ControllerConfig;
+use crate::error::ApiError;
+use crate::model::{DEFAULT_GROUP_ID, Group, Stage, Step, StrategyState, now_string};
+use crate::requests::{
+    AddSubcloud, CreateStrategy, GroupBody, GroupRef, PatchSubcloud, StrategyAction,
+};
+use crate::session::{self, Accepted, Close, Closed, Heartbeat, Hello, Upstream};
+use crate::step::{
+    AbortStep, Attach, Detach, Halt, Observed, Reports, StepActor, StepFinished, StepSpec,
+};
+use crate::store::{Op, Snapshot};
+
+use metrics::FleetFigures;
+use persist::{Durable, Persist};
+use state::{Change, FollowUp, SessionRef, State};
+
+/// What tests and the demo can watch without polling the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The strategy's state, if one exists.
+    pub strategy: Option<StrategyState>,
+    /// How many subclouds have their agent connected and have sent a heartbeat on it.
+    pub reporting: usize,
+    /// Steps that ended (complete, failed or aborted).
+    pub finished_steps: usize,
+    /// Steps running now.
+    pub running_steps: usize,
+}
+
+/// A REST request, typed by the API layer; answered with the JSON body or an error.
+#[derive(Debug)]
+pub enum ApiRequest {
+    ListSubclouds,
+    ShowSubcloud(String),
+    AddSubcloud(AddSubcloud),
+    PatchSubcloud(String, PatchSubcloud),
+    DeleteSubcloud(String),
+    ListGroups,
+    ShowGroup(GroupRef),
+    AddGroup(GroupBody),
+    PatchGroup(GroupRef, GroupBody),
+    DeleteGroup(GroupRef),
+    GroupMembers(GroupRef),
+    CreateStrategy(CreateStrategy),
+    ShowStrategy,
+    DeleteStrategy,
+    Action(StrategyAction),
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Value, ApiError>")]
+pub struct Api(pub ApiRequest);
+
+/// The orchestrator's figures for `/metrics`.
+#[derive(Message)]
+#[rtype(result = "FleetFigures")]
+pub struct Figures;
+
+/// Stop step actors and sessions, then stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Refill the window and settle the strategy's state.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Drive;
+
+/// The orchestrator.
+pub struct Orchestrator {
+    cfg: Arc<ControllerConfig>,
+    persist: Addr<Persist>,
+    state: State,
+    running: std::collections::HashMap<String, Addr<StepActor>>,
+    status: watch::Sender<Status>,
+}
+
+impl Orchestrator {
+    pub fn new(
+        cfg: Arc<ControllerConfig>,
+        persist: Addr<Persist>,
+        snapshot: Snapshot,
+        status: watch::Sender<Status>,
+    ) -> Self {
+        let state = State::new(
+            snapshot,
+            Duration::from_secs(cfg.offline_after_secs),
+            cfg.audit.expiring_days,
+        );
+        Self {
+            cfg,
+            persist,
+            state,
+            running: Default::default(),
+            status,
+        }
+    }
+
+    /// Where sessions report.
+    pub fn upstream(addr: &Addr<Self>) -> Upstream {
+        Upstream {
+            hello: addr.clone().recipient(),
+            heartbeat: addr.clone().recipient(),
+            closed: addr.clone().recipient(),
+        }
+    }
+
+    /// Writes the change's ops, then applies them and runs the follow-ups; the answer comes out once
+    /// that is done. A failed write changes nothing. The caller holds the mailbox while it runs.
+    fn carry_out(&mut self, change: Change) -> LocalBoxActorFuture<Self, Result<Value, ApiError>> {
+        let Change {
+            ops,
+            follow_ups,
+            answer,
+        } = change;
+        if ops.is_empty() {
+            return Box::pin(actix::fut::ready(()).map(move |(), act: &mut Self, ctx| {
+                act.follow_up(follow_ups, ctx);
+                Ok(answer)
+            }));
+        }
+        Box::pin(
+            self.persist
+                .send(Durable(ops.clone()))
+                .into_actor(self)
+                .map(
+                    move |res, act, ctx| match res.map_err(|e| e.to_string()).and_then(|r| r) {
+                        Ok(()) => {
+                            act.state.apply(ops);
+                            act.follow_up(follow_ups, ctx);
+                            act.publish();
+                            Ok(answer)
+                        }
+                        Err(e) => Err(ApiError::internal(format!(
+                            "the change could not be stored: {e}"
+                        ))),
+                    },
+                ),
+        )
+    }
+
+    /// [`Self::carry_out`] for a change of the controller's own (no API caller), holding the mailbox
+    /// until it is done.
+    fn carry_out_now(&mut self, change: Change, ctx: &mut Context<Self>) {
+        let fut = self.carry_out(change).map(|res, _, _| {
+            if let Err(e) = res {
+                tracing::error!(error = %e, "change not applied");
+            }
+        });
+        ctx.wait(fut);
+    }
+
+    fn follow_up(&mut self, follow_ups: Vec<FollowUp>, ctx: &mut Context<Self>) {
+        for f in follow_ups {
+            match f {
+                FollowUp::SpawnSteps(ids) => {
+                    let rows: Vec<Step> = self
+                        .state
+                        .steps
+                        .iter()
+                        .filter(|s| ids.contains(&s.id))
+                        .cloned()
+                        .collect();
+                    for row in &rows {
+                        tracing::info!(subcloud = %row.subcloud, "step started");
+                        self.spawn_step(row, false, ctx);
+                    }
+                }
+                FollowUp::AbortRunning(reason) => {
+                    for step in self.running.values() {
+                        step.do_send(AbortStep {
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+                FollowUp::CloseSession(subcloud) => {
+                    self.state
+                        .close_session(&subcloud, registry::deleted(&subcloud));
+                }
+                FollowUp::Drive => ctx.notify(Drive),
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let st = &self.state;
+        let status = Status {
+            strategy: st.strategy.as_ref().map(|s| s.state),
+            reporting: st
+                .live
+                .values()
+                .filter(|l| l.session.as_ref().is_some_and(|s| s.heartbeat_seen))
+                .count(),
+            finished_steps: st
+                .steps
+                .iter()
+                .filter(|s| s.stage == Stage::Complete)
+                .count(),
+            running_steps: self.running.len(),
+        };
+        self.status.send_if_modified(|old| {
+            if *old == status {
+                false
+            } else {
+                *old = status;
+                true
+            }
+        });
+    }
+
+    /// Starts the step actor of a running step, and gives it the agent's session if there is one.
+    fn spawn_step(&mut self, step: &Step, resumed: bool, ctx: &mut Context<Self>) {
+        let spec = StepSpec {
+            id: step.id,
+            subcloud: step.subcloud.clone(),
+            update_id: step.update_id.clone(),
+            params: strategy::update_params(&self.state),
+            abort: strategy::stop_reason(&self.state),
+            agent_wait: Duration::from_secs(self.cfg.agent_wait_secs),
+            state: step.state.clone(),
+            resumed,
+        };
+        let reports = Reports {
+            progress: self.persist.clone().recipient(),
+            finished: ctx.address().recipient(),
+        };
+        let actor = StepActor::new(spec, reports).start();
+        self.state
+            .route(&step.subcloud, Some(actor.clone().recipient()));
+        if let Some(live) = self.state.live.get_mut(&step.subcloud)
+            && let Some(session) = live.session.as_mut()
+        {
+            session.attached = session.heartbeat_seen;
+            if session.heartbeat_seen {
+                actor.do_send(Attach {
+                    session: session.addr.clone().recipient(),
+                    update: live.update.clone(),
+                });
+            }
+        }
+        self.running.insert(step.subcloud.clone(), actor);
+    }
+
+    fn api(&self, req: ApiRequest) -> Result<Change, ApiError> {
+        let st = &self.state;
+        let answer = |v: Result<Value, ApiError>| v.map(Change::answer);
+        match req {
+            ApiRequest::ListSubclouds => answer(Ok(registry::list_subclouds(st))),
+            ApiRequest::ShowSubcloud(r) => answer(registry::show_subcloud(st, &r)),
+            ApiRequest::AddSubcloud(b) => registry::add_subcloud(st, b),
+            ApiRequest::PatchSubcloud(r, b) => registry::patch_subcloud(st, &r, b),
+            ApiRequest::DeleteSubcloud(r) => registry::delete_subcloud(st, &r),
+            ApiRequest::ListGroups => answer(Ok(registry::list_groups(st))),
+            ApiRequest::ShowGroup(r) => answer(registry::show_group(st, &r)),
+            ApiRequest::AddGroup(b) => registry::add_group(st, b),
+            ApiRequest::PatchGroup(r, b) => registry::patch_group(st, &r, b),
+            ApiRequest::DeleteGroup(r) => registry::delete_group(st, &r),
+            ApiRequest::GroupMembers(r) => answer(registry::group_members(st, &r)),
+            ApiRequest::CreateStrategy(b) => strategy::create(st, b),
+            ApiRequest::ShowStrategy => answer(strategy::show(st)),
+            ApiRequest::DeleteStrategy => strategy::delete(st),
+            ApiRequest::Action(b) => strategy::action(st, b.action()?),
+        }
+    }
+}
+
+impl Actor for Orchestrator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.state.groups.contains_key(&DEFAULT_GROUP_ID) {
+            let change = Change::write(vec![Op::PutGroup(Group::default_group())], Value::Null);
+            self.carry_out_now(change, ctx);
+        }
+        // Resume: steps that were running when the controller stopped are re-driven when their agents
+        // reconnect; the window and the end state are settled from the store's records.
+        if self
+            .state
+            .strategy
+            .as_ref()
+            .is_some_and(|s| s.state.is_active())
+        {
+            let running: Vec<Step> = self
+                .state
+                .steps
+                .iter()
+                .filter(|s| s.is_running())
+                .cloned()
+                .collect();
+            tracing::info!(running = running.len(), "resuming the strategy");
+            for step in &running {
+                self.spawn_step(step, true, ctx);
+            }
+            ctx.notify(Drive);
+        }
+        self.publish();
+    }
+}
+
+impl Handler<Drive> for Orchestrator {
+    type Result = ();
+
+    fn handle(&mut self, _: Drive, ctx: &mut Context<Self>) {
+        if let Some(change) = strategy::drive(&self.state) {
+            self.carry_out_now(change, ctx);
+        }
+    }
+}
+
+impl Handler<Api> for Orchestrator {
+    type Result = AtomicResponse<Self, Result<Value, ApiError>>;
+
+    fn handle(&mut self, msg: Api, _: &mut Context<Self>) -> Self::Result {
+        match self.api(msg.0) {
+            Ok(change) => AtomicResponse::new(self.carry_out(change)),
+            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        }
+    }
+}
+
+impl Handler<StepFinished> for Orchestrator {
+    type Result = ();
+
+    fn handle(&mut self, msg: StepFinished, ctx: &mut Context<Self>) {
+        let Some(change) =
+            strategy::finish_step(&self.state, &msg.subcloud, msg.state, msg.details)
+        else {
+            return;
+        };
+        if self.running.remove(&msg.subcloud).is_some() {
+            self.state.route(&msg.subcloud, None);
+        }
+        self.carry_out_now(change, ctx);
+    }
+}
+
+impl Handler<Figures> for Orchestrator {
+    type Result = MessageResult<Figures>;
+
+    fn handle(&mut self, _: Figures, _: &mut Context<Self>) -> Self::Result {
+        let st = &self.state;
+        MessageResult(FleetFigures {
+            strategy: st.strategy.as_ref().map(|s| s.state),
+            connected_agents: st.live.values().filter(|l| l.session.is_some()).count(),
+            online_subclouds: st.live.keys().filter(|name| st.online(name)).count(),
+            subclouds: st.subclouds.len(),
+        })
+    }
+}
+
+impl Handler<Hello> for Orchestrator {
+    type Result = Result<Accepted, ErrorMessage>;
+
+    fn handle(&mut self, msg: Hello, _: &mut Context<Self>) -> Self::Result {
+        if !self.state.subclouds.contains_key(&msg.subcloud) {
+            tracing::warn!(subcloud = %msg.subcloud, "agent refused: subcloud not registered");
+            return Err(ErrorMessage::new(
+                ErrorCode::UnknownSubcloud,
+                format!("subcloud '{}' is not registered", msg.subcloud),
+            ));
+        }
+        let live = self.state.live.entry(msg.subcloud.clone()).or_default();
+        let step = self.running.get(&msg.subcloud);
+        if let Some(old) = live.session.replace(SessionRef {
+            id: msg.session_id,
+            addr: msg.session,
+            heartbeat_seen: false,
+            attached: false,
+        }) {
+            tracing::info!(subcloud = %msg.subcloud, "a new connection replaces the old one");
+            old.addr.do_send(Close(ErrorMessage::new(
+                ErrorCode::Replaced,
+                "replaced by a newer connection",
+            )));
+            if let Some(step) = step {
+                step.do_send(Detach);
+            }
+        }
+        tracing::info!(subcloud = %msg.subcloud, "agent connected");
+        Ok(Accepted {
+            heartbeat_interval_secs: self.cfg.heartbeat_interval_secs,
+            route: step.map(|s| s.clone().recipient()),
+        })
+    }
+}
+
+impl Handler<Heartbeat> for Orchestrator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Heartbeat, _: &mut Context<Self>) {
+        let Some(live) = self.state.live.get_mut(&msg.subcloud) else {
+            return;
+        };
+        let Some(session) = live.session.as_mut().filter(|s| s.id == msg.session_id) else {
+            return;
+        };
+        let first = !session.heartbeat_seen;
+        session.heartbeat_seen = true;
+        let hb = msg.heartbeat;
+        live.last_heartbeat = Some(Instant::now());
+        live.last_heartbeat_at = Some(now_string());
+        live.root_ca = hb.root_ca;
+        live.alarms = hb.alarms;
+        live.update = hb.update;
+        if let Some(step) = self.running.get(&msg.subcloud) {
+            if session.attached {
+                step.do_send(Observed(live.update.clone()));
+            } else {
+                session.attached = true;
+                step.do_send(Attach {
+                    session: session.addr.clone().recipient(),
+                    update: live.update.clone(),
+                });
+            }
+        }
+        if first {
+            self.publish();
+        }
+    }
+}
+
+impl Handler<Closed> for Orchestrator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Closed, _: &mut Context<Self>) {
+        let Some(live) = self.state.live.get_mut(&msg.subcloud) else {
+            return;
+        };
+        if live
+            .session
+            .as_ref()
+            .is_some_and(|s| s.id == msg.session_id)
+        {
+            tracing::info!(subcloud = %msg.subcloud, "agent disconnected");
+            live.session = None;
+            if let Some(step) = self.running.get(&msg.subcloud) {
+                step.do_send(Detach);
+            }
+            self.publish();
+        }
+    }
+}
+
+impl Handler<Shutdown> for Orchestrator {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        for step in self.running.values() {
+            step.do_send(Halt);
+        }
+        self.running.clear();
+        for live in self.state.live.values_mut() {
+            if let Some(s) = live.session.take() {
+                s.addr.do_send(session::Close(ErrorMessage::new(
+                    ErrorCode::Internal,
+                    "the controller is stopping",
+                )));
+            }
+        }
+        ctx.stop();
+    }
+}

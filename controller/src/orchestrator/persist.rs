@@ -1,0 +1,372 @@
+//! The progress writer: the one way to the store, and the steps as the API shows them.
+//!
+//! Two kinds of writes meet here, so their order is one:
+//! - a transition the orchestrator acts on ([`Durable`]): written at once, and answered only when it
+//!   is durable; the orchestrator holds its mailbox until then;
+//! - a running step's progress ([`StepProgress`], straight from the step actor): nothing is acted on
+//!   because of it, so it is kept here and written many steps per transaction. Details alone are
+//!   coalesced and flushed every `progress_flush_ms`; a changed step state is written as soon as the
+//!   store is free (one fsync per batch, not per message: thousands of agents report at once).
+//!
+//! Pending progress rides along with the next transition, in the same transaction and before it. The
+//! store applies writes in the order sent, so a step's final row is never overtaken by its progress.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult,
+    ResponseActFuture, WrapFuture,
+};
+
+use crate::model::{Step, clip_details, now_string};
+use crate::step::StepProgress;
+use crate::store::{Op, StoreActor, StoreError, Write};
+
+use super::metrics::StepFigures;
+
+/// Write these ops (and the pending progress) now; answered once durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Durable(pub Vec<Op>);
+
+/// Write the pending progress and answer once durable (the controller is stopping).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Every step, ordered by id, with its latest progress: the steps list turns it into JSON on the HTTP
+/// worker (thousands of steps, read by a watching operator every few hundred ms).
+#[derive(Message)]
+#[rtype(result = "Vec<Step>")]
+pub struct StepRows;
+
+/// One subcloud's step.
+#[derive(Message)]
+#[rtype(result = "Option<Step>")]
+pub struct StepOf(pub String);
+
+/// The steps' figures for `/metrics`.
+#[derive(Message)]
+#[rtype(result = "StepFigures")]
+pub struct Figures;
+
+fn written(res: Result<Result<(), StoreError>, actix::MailboxError>) -> Result<(), String> {
+    match res {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The progress writer.
+pub struct Persist {
+    store: Addr<StoreActor>,
+    /// Every step of the strategy, by id.
+    rows: BTreeMap<i64, Step>,
+    /// Steps whose progress changed since it was last written.
+    dirty: BTreeSet<i64>,
+    /// Steps whose final row is being written: their late progress is dropped.
+    settling: HashSet<i64>,
+    /// A progress write is with the store.
+    flushing: bool,
+    /// A step's state changed while a write was with the store: write again as soon as it is done.
+    urgent: bool,
+    flush_every: Duration,
+    figures: StepFigures,
+}
+
+impl Persist {
+    pub fn new(store: Addr<StoreActor>, steps: Vec<Step>, flush_every: Duration) -> Self {
+        Self {
+            store,
+            rows: steps.into_iter().map(|s| (s.id, s)).collect(),
+            dirty: BTreeSet::new(),
+            settling: HashSet::new(),
+            flushing: false,
+            urgent: false,
+            flush_every,
+            figures: StepFigures::default(),
+        }
+    }
+
+    fn dirty_ops(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| self.rows.get(&id))
+            .map(|s| Op::PutStep(s.clone()))
+            .collect()
+    }
+
+    /// Writes pending progress in one transaction without waiting for it; when a step's state changed
+    /// meanwhile, writes again once the store is done.
+    fn flush_progress(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        self.urgent = false;
+        let ops = self.dirty_ops();
+        if ops.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let fut = self
+            .store
+            .send(Write(ops))
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.flushing = false;
+                if let Err(e) = written(res) {
+                    tracing::error!(error = %e, "progress write failed");
+                }
+                if act.urgent {
+                    act.flush_progress(ctx);
+                }
+            });
+        ctx.spawn(fut);
+    }
+
+    /// Makes durable ops true in the rows.
+    fn apply(&mut self, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::PutStep(row) => {
+                    self.settling.remove(&row.id);
+                    self.rows.insert(row.id, row.clone());
+                }
+                Op::DeleteStrategy => self.rows.clear(),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Actor for Persist {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.flush_every, |act, ctx| act.flush_progress(ctx));
+    }
+}
+
+impl Handler<StepProgress> for Persist {
+    type Result = ();
+
+    fn handle(&mut self, msg: StepProgress, ctx: &mut Context<Self>) {
+        if self.settling.contains(&msg.id) {
+            return;
+        }
+        let Some(step) = self.rows.get_mut(&msg.id).filter(|s| s.is_running()) else {
+            return;
+        };
+        if let Some((phase, secs)) = msg.phase_done {
+            let e = self.figures.phase_durations.entry(phase).or_default();
+            e.0 += secs;
+            e.1 += 1;
+        }
+        let urgent = msg.urgent || step.state != msg.state;
+        step.state = msg.state;
+        step.details = clip_details(msg.details);
+        step.updated_at = Some(now_string());
+        self.dirty.insert(msg.id);
+        if urgent {
+            self.urgent = true;
+            self.flush_progress(ctx);
+        }
+    }
+}
+
+impl Handler<Durable> for Persist {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    fn handle(&mut self, msg: Durable, _: &mut Context<Self>) -> Self::Result {
+        for op in &msg.0 {
+            match op {
+                Op::PutStep(row) => {
+                    // The change's row replaces the pending progress of its step.
+                    self.dirty.remove(&row.id);
+                    if !row.is_running() {
+                        self.settling.insert(row.id);
+                    }
+                }
+                Op::DeleteStrategy => self.dirty.clear(),
+                _ => {}
+            }
+        }
+        let mut ops = self.dirty_ops();
+        ops.extend(msg.0.iter().cloned());
+        let change = msg.0;
+        Box::pin(
+            self.store
+                .send(Write(ops))
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let res = written(res);
+                    match &res {
+                        Ok(()) => act.apply(&change),
+                        Err(e) => {
+                            tracing::error!(error = %e, "store write failed; change not applied")
+                        }
+                    }
+                    res
+                }),
+        )
+    }
+}
+
+impl Handler<Flush> for Persist {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let ops = self.dirty_ops();
+        if ops.is_empty() {
+            return Box::pin(actix::fut::ready(()));
+        }
+        Box::pin(
+            self.store
+                .send(Write(ops))
+                .into_actor(self)
+                .map(|res, _, _| {
+                    if let Err(e) = written(res) {
+                        tracing::error!(error = %e, "progress write failed");
+                    }
+                }),
+        )
+    }
+}
+
+impl Handler<StepRows> for Persist {
+    type Result = Vec<Step>;
+
+    fn handle(&mut self, _: StepRows, _: &mut Context<Self>) -> Vec<Step> {
+        self.rows.values().cloned().collect()
+    }
+}
+
+impl Handler<StepOf> for Persist {
+    type Result = Option<Step>;
+
+    fn handle(&mut self, msg: StepOf, _: &mut Context<Self>) -> Option<Step> {
+        self.rows.values().find(|s| s.subcloud == msg.0).cloned()
+    }
+}
+
+impl Handler<Figures> for Persist {
+    type Result = MessageResult<Figures>;
+
+    fn handle(&mut self, _: Figures, _: &mut Context<Self>) -> Self::Result {
+        let mut figures = self.figures.clone();
+        for s in self.rows.values() {
+            *figures.steps_by_state.entry(s.state.clone()).or_default() += 1;
+        }
+        MessageResult(figures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::model::{Stage, step_state};
+    use crate::store::{Snapshot, Store, start_store};
+
+    /// Keeps every transaction's ops.
+    struct Recorder(Arc<Mutex<Vec<Vec<Op>>>>);
+
+    impl Store for Recorder {
+        fn load(&mut self) -> Result<Snapshot, StoreError> {
+            Ok(Snapshot::default())
+        }
+        fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+            if let Ok(mut t) = self.0.lock() {
+                t.push(ops.to_vec());
+            }
+            Ok(())
+        }
+    }
+
+    fn running(id: i64) -> Step {
+        Step {
+            id,
+            subcloud: format!("s{id}"),
+            update_id: "u".into(),
+            stage: Stage::Apply,
+            state: step_state::STARTING.into(),
+            details: String::new(),
+            started_at: None,
+            finished_at: None,
+            created_at: now_string(),
+            updated_at: None,
+        }
+    }
+
+    fn progress(id: i64, state: &str, details: &str) -> StepProgress {
+        StepProgress {
+            id,
+            state: state.into(),
+            details: details.into(),
+            urgent: false,
+            phase_done: None,
+        }
+    }
+
+    fn details(ops: &[Op]) -> Vec<(i64, String)> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::PutStep(s) => Some((s.id, s.details.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[actix::test]
+    async fn progress_is_batched_and_never_overtakes_a_final_row() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let store = start_store(Box::new(Recorder(written.clone())));
+        let hour = Duration::from_secs(3600);
+        let persist = Persist::new(store, vec![running(1), running(2)], hour).start();
+        let taken = || std::mem::take(&mut *written.lock().expect("lock"));
+        // Details alone are coalesced: a hundred messages, one row per step, in one transaction.
+        for i in 0..100 {
+            persist.do_send(progress(1, step_state::STARTING, &format!("d{i}")));
+            persist.do_send(progress(2, step_state::STARTING, &format!("e{i}")));
+        }
+        persist.send(Flush).await.expect("flushed");
+        let transactions = taken();
+        assert_eq!(transactions.len(), 1, "{transactions:?}");
+        assert_eq!(
+            details(&transactions[0]),
+            [(1, "d99".into()), (2, "e99".into())]
+        );
+
+        // Pending progress rides with the next transition, before it; the step's own final row
+        // replaces its progress, and progress arriving after it is dropped.
+        persist.do_send(progress(1, step_state::STARTING, "late for 1"));
+        persist.do_send(progress(2, step_state::STARTING, "pending for 2"));
+        let mut end = running(1);
+        end.stage = Stage::Complete;
+        end.state = step_state::COMPLETE.into();
+        end.details = "done".into();
+        persist
+            .send(Durable(vec![Op::PutStep(end)]))
+            .await
+            .expect("answered")
+            .expect("durable");
+        persist.do_send(progress(1, step_state::STARTING, "after the end"));
+        persist.send(Flush).await.expect("flushed");
+        let transactions = taken();
+        assert_eq!(
+            transactions.len(),
+            1,
+            "nothing left to flush: {transactions:?}"
+        );
+        assert_eq!(
+            details(&transactions[0]),
+            [(2, "pending for 2".into()), (1, "done".into())]
+        );
+        let rows = persist.send(StepRows).await.expect("rows");
+        assert_eq!(rows[0].details, "done");
+        assert_eq!(rows[1].details, "pending for 2");
+    }
+}

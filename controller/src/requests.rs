@@ -1,0 +1,538 @@
+//! The REST API's request bodies as types. The API layer turns a body into one of these ([`Body`]);
+//! the orchestrator only ever sees the typed request. Each field keeps dcmanager's error message for a
+//! bad value, and the checks that span fields run afterwards in dcmanager's order
+//! ([`CreateStrategy::check`]). Unknown keys are ignored, as dcmanager ignored them.
+//!
+//! The same types describe the bodies in the OpenAPI document (`docs/openapi.json`).
+
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::model::{ApplyType, MAX_PARALLEL_LIMIT, STRATEGY_TYPE};
+
+/// A request body: parsed from JSON, then checked.
+pub trait Body: Sized {
+    /// Whether an empty object is refused with "Body required" before any field is read.
+    const NEEDS_FIELDS: bool = true;
+
+    /// The body's value as a typed request, or the 400 that says what is wrong with it.
+    fn from_json(body: Value) -> Result<Self, ApiError>;
+}
+
+/// Deserializes `body` into `T`: a field's own message comes out as it is (the value carries no
+/// position, so serde adds none).
+fn typed<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Shows a JSON value the way the messages quote it: strings bare, everything else as JSON.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A group named by id (a number, or a string of digits) or by name, wherever a body or a path names
+/// one. Parsed here, once; the registry looks it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRef {
+    Id(i64),
+    Name(String),
+}
+
+impl GroupRef {
+    /// A path segment or a string field: digits are an id, anything else a name.
+    pub fn parse(s: &str) -> Self {
+        s.parse()
+            .map_or_else(|_| GroupRef::Name(s.to_owned()), GroupRef::Id)
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n.as_i64().map(GroupRef::Id),
+            Value::String(s) => Some(GroupRef::parse(&s)),
+            _ => None,
+        }
+        .ok_or_else(|| D::Error::custom("Invalid group_id"))
+    }
+}
+
+/// The one reading of dcmanager's boolean flags (`force`, `stop-on-failure`): JSON booleans and the
+/// strings "true"/"false" alike. dcmanager accepted a JSON `true` for force and then silently treated
+/// it as false; here both spellings mean what they say. `invalid` words the error for the bad value.
+fn bool_or_string<'de, D: Deserializer<'de>>(
+    d: D,
+    invalid: impl Fn(&Value) -> String,
+) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(false),
+        Value::Bool(b) => Ok(b),
+        Value::String(s) if s == "true" => Ok(true),
+        Value::String(s) if s == "false" => Ok(false),
+        other => Err(D::Error::custom(invalid(&other))),
+    }
+}
+
+/// A string field, or the 400 "`<key>` must be a string".
+fn string<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(D::Error::custom(format!("{key} must be a string"))),
+    }
+}
+
+/// A whole number given as a JSON number or a string of digits; `None` for anything else.
+fn number(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+macro_rules! string_fields {
+    ($($f:ident => $key:literal),* $(,)?) => {
+        $(fn $f<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+            string(d, $key)
+        })*
+    };
+}
+
+string_fields! {
+    name => "name",
+    description => "description",
+    location => "location",
+    cloud_name => "cloud_name",
+    subject => "subject",
+    expiry_date => "expiry-date",
+    cert_file => "cert-file",
+}
+
+/// `POST /v1.0/subclouds`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub struct AddSubcloud {
+    /// The subcloud's name: the CN of its agent's certificate.
+    #[serde(default, deserialize_with = "name")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "description")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "location")]
+    pub location: Option<String>,
+    /// The group (id or name); the Default group when absent. `group` is accepted as well.
+    #[serde(default, alias = "group")]
+    #[schema(value_type = Option<String>, example = "Default")]
+    pub group_id: Option<GroupRef>,
+}
+
+impl Body for AddSubcloud {
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        typed(body)
+    }
+}
+
+/// `managed` or `unmanaged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagementState {
+    Managed,
+    Unmanaged,
+}
+
+impl<'de> Deserialize<'de> for ManagementState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match string(d, "management-state")?.as_deref() {
+            Some("managed") => Ok(ManagementState::Managed),
+            Some("unmanaged") => Ok(ManagementState::Unmanaged),
+            _ => Err(D::Error::custom("Invalid management-state")),
+        }
+    }
+}
+
+/// `PATCH /v1.0/subclouds/{subcloud}`: at least one field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub struct PatchSubcloud {
+    #[serde(default, rename = "management-state")]
+    pub management_state: Option<ManagementState>,
+    #[serde(default, deserialize_with = "description")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "location")]
+    pub location: Option<String>,
+    /// Move to this group (id or name). `group` is accepted as well.
+    #[serde(default, alias = "group")]
+    #[schema(value_type = Option<String>, example = "Default")]
+    pub group_id: Option<GroupRef>,
+}
+
+impl Body for PatchSubcloud {
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        typed(body)
+    }
+}
+
+fn group_apply_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ApplyType>, D::Error> {
+    string(d, "update_apply_type")?
+        .map(|t| {
+            ApplyType::parse(&t).ok_or_else(|| D::Error::custom("Invalid group update_apply_type"))
+        })
+        .transpose()
+}
+
+fn group_max_parallel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v => number(&v)
+            .filter(|n| (1..=i64::from(MAX_PARALLEL_LIMIT)).contains(n))
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("Invalid group max_parallel_subclouds")),
+    }
+}
+
+/// `POST /v1.0/subcloud-groups` (name required) and `PATCH /v1.0/subcloud-groups/{group}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub struct GroupBody {
+    /// Not all digits (a group is found by id or name); the Default group's name cannot change.
+    #[serde(default, deserialize_with = "name")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "description")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "group_apply_type")]
+    #[schema(value_type = Option<String>, example = "parallel")]
+    pub update_apply_type: Option<ApplyType>,
+    /// 1 to 5000; a number or a string of digits.
+    #[serde(default, deserialize_with = "group_max_parallel")]
+    pub max_parallel_subclouds: Option<u32>,
+}
+
+impl Body for GroupBody {
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        typed(body)
+    }
+}
+
+fn force<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    bool_or_string(d, |v| {
+        format!(
+            "Invalid value '{}' for force - must be True/False or 'true'/'false'",
+            shown(v)
+        )
+    })
+}
+
+fn stop_on_failure<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    bool_or_string(d, |_| "stop-on-failure invalid".to_owned())
+}
+
+fn strategy_apply_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ApplyType>, D::Error> {
+    let invalid = || D::Error::custom("subcloud-apply-type invalid");
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => ApplyType::parse(&s).map(Some).ok_or_else(invalid),
+        _ => Err(invalid()),
+    }
+}
+
+/// Kept as given until [`CreateStrategy::check`], which judges it after the checks dcmanager runs first.
+fn max_parallel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v => number(&v).map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "max-parallel-subclouds invalid value. Value: {}",
+                shown(&v)
+            ))
+        }),
+    }
+}
+
+fn strategy_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(t) if t == STRATEGY_TYPE => Ok(Some(t)),
+        _ => Err(D::Error::custom("type invalid")),
+    }
+}
+
+/// `POST /v1.0/sw-update-strategy`: dcmanager's create body for a kube-rootca-update strategy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub struct CreateStrategy {
+    /// Must be `kube-rootca-update`.
+    #[serde(default, rename = "type", deserialize_with = "strategy_type")]
+    #[schema(example = "kube-rootca-update")]
+    pub kind: Option<String>,
+    /// `parallel` or `serial` (serial runs one subcloud at a time).
+    #[serde(
+        default,
+        rename = "subcloud-apply-type",
+        deserialize_with = "strategy_apply_type"
+    )]
+    #[schema(value_type = Option<String>, example = "parallel")]
+    pub apply_type: Option<ApplyType>,
+    /// The window: 1 to 5000 subclouds at once (a number or a string of digits).
+    #[serde(
+        default,
+        rename = "max-parallel-subclouds",
+        deserialize_with = "max_parallel"
+    )]
+    pub max_parallel: Option<i64>,
+    /// Start no further subcloud once one failed (a JSON boolean or "true"/"false").
+    #[serde(
+        default,
+        rename = "stop-on-failure",
+        deserialize_with = "stop_on_failure"
+    )]
+    #[schema(value_type = bool)]
+    pub stop_on_failure: bool,
+    /// Only this subcloud.
+    #[serde(default, deserialize_with = "cloud_name")]
+    pub cloud_name: Option<String>,
+    /// Only this group (id or name); its apply type and window are used.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "Default")]
+    pub subcloud_group: Option<GroupRef>,
+    /// Include in-sync subclouds too (a JSON boolean or "true"/"false").
+    #[serde(default, deserialize_with = "force")]
+    #[schema(value_type = bool)]
+    pub force: bool,
+    /// The new root CA's subject, e.g. `C=CA ST=ON L=OTT O=WR OU=STX CN=OTHER`.
+    #[serde(default, deserialize_with = "subject")]
+    pub subject: Option<String>,
+    /// `YYYY-MM-DD`: the new root CA is valid through that day.
+    #[serde(default, rename = "expiry-date", deserialize_with = "expiry_date")]
+    pub expiry_date: Option<String>,
+    /// A PEM with the CA certificate and its private key, instead of a generated CA.
+    #[serde(default, rename = "cert-file", deserialize_with = "cert_file")]
+    pub cert_file: Option<String>,
+}
+
+impl CreateStrategy {
+    /// The checks that span fields, in dcmanager's order, with its messages.
+    pub fn check(self) -> Result<Self, ApiError> {
+        if self.subcloud_group.is_some() && self.cloud_name.is_some() {
+            return Err(ApiError::bad_request(
+                "cloud_name and subcloud_group are mutually exclusive",
+            ));
+        }
+        if self.subcloud_group.is_some()
+            && (self.apply_type.is_some() || self.max_parallel.is_some())
+        {
+            return Err(ApiError::bad_request(
+                "subcloud-apply-type and max-parallel-subclouds are not allowed when subcloud_group is provided",
+            ));
+        }
+        if let Some(n) = self.max_parallel
+            && !(1..=i64::from(MAX_PARALLEL_LIMIT)).contains(&n)
+        {
+            return Err(ApiError::bad_request(format!(
+                "Invalid max-parallel-subclouds value: {n}. For {STRATEGY_TYPE} strategy, the value must be between 1 and {MAX_PARALLEL_LIMIT}."
+            )));
+        }
+        if self.kind.is_none() {
+            return Err(ApiError::bad_request("type required"));
+        }
+        Ok(self)
+    }
+
+    /// The window asked for, once [`Self::check`] passed.
+    pub fn max_parallel(&self) -> Option<u32> {
+        self.max_parallel.and_then(|n| u32::try_from(n).ok())
+    }
+}
+
+impl Body for CreateStrategy {
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        typed::<Self>(body)?.check()
+    }
+}
+
+/// What `POST /v1.0/sw-update-strategy/actions` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Apply,
+    Abort,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Apply => "apply",
+            Action::Abort => "abort",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(a) if a == "apply" => Ok(Action::Apply),
+            Value::String(a) if a == "abort" => Ok(Action::Abort),
+            Value::String(a) => Err(D::Error::custom(format!("action {a} invalid"))),
+            _ => Err(D::Error::custom("action invalid")),
+        }
+    }
+}
+
+/// `POST /v1.0/sw-update-strategy/actions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub struct StrategyAction {
+    pub action: Option<Action>,
+}
+
+impl Body for StrategyAction {
+    const NEEDS_FIELDS: bool = false;
+
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        typed(body)
+    }
+}
+
+impl StrategyAction {
+    /// The action, or the 400 "action required".
+    pub fn action(&self) -> Result<Action, ApiError> {
+        self.action
+            .ok_or_else(|| ApiError::bad_request("action required"))
+    }
+}
+
+/// Parses a request body: not JSON, or not an object (or an empty one where fields are needed), is
+/// refused before any field is read.
+pub fn parse<T: Body>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("Body required"));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request body is not valid JSON: {e}")))?;
+    match &value {
+        Value::Object(m) if !(T::NEEDS_FIELDS && m.is_empty()) => T::from_json(value),
+        _ => Err(ApiError::bad_request("Body required")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn create(body: Value) -> Result<CreateStrategy, ApiError> {
+        parse(body.to_string().as_bytes())
+    }
+
+    fn err(body: Value) -> (u16, String) {
+        match create(body) {
+            Ok(r) => panic!("accepted {r:?}"),
+            Err(e) => (e.status.as_u16(), e.message),
+        }
+    }
+
+    #[test]
+    fn create_validation_messages() {
+        assert_eq!(err(json!({})), (400, "Body required".into()));
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "force": "yes"})),
+            (
+                400,
+                "Invalid value 'yes' for force - must be True/False or 'true'/'false'".into()
+            )
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "subcloud-apply-type": "both"})).1,
+            "subcloud-apply-type invalid"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "cloud_name": "a", "subcloud_group": "Default"})).1,
+            "cloud_name and subcloud_group are mutually exclusive"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": 3, "subcloud_group": 1})).1,
+            "subcloud-apply-type and max-parallel-subclouds are not allowed when subcloud_group is provided"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": "many"})).1,
+            "max-parallel-subclouds invalid value. Value: many"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "max-parallel-subclouds": 5001})).1,
+            "Invalid max-parallel-subclouds value: 5001. For kube-rootca-update strategy, the value must be between 1 and 5000."
+        );
+        assert_eq!(err(json!({"force": true})).1, "type required");
+        assert_eq!(err(json!({"type": "patch"})).1, "type invalid");
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "stop-on-failure": "maybe"})).1,
+            "stop-on-failure invalid"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "subject": 5})).1,
+            "subject must be a string"
+        );
+        assert_eq!(
+            err(json!({"type": STRATEGY_TYPE, "subcloud_group": true})).1,
+            "Invalid group_id"
+        );
+    }
+
+    #[test]
+    fn booleans_as_strings_or_json() {
+        for (v, want) in [
+            (json!(true), true),
+            (json!("true"), true),
+            (json!("false"), false),
+            (json!(false), false),
+            (json!(null), false),
+        ] {
+            let r = create(json!({"type": STRATEGY_TYPE, "force": v, "stop-on-failure": v}))
+                .expect("valid");
+            assert_eq!((r.force, r.stop_on_failure), (want, want));
+        }
+    }
+
+    #[test]
+    fn groups_are_named_by_id_or_name_one_way_everywhere() {
+        assert_eq!(GroupRef::parse("7"), GroupRef::Id(7));
+        assert_eq!(GroupRef::parse("edge"), GroupRef::Name("edge".into()));
+        let r = create(json!({"type": STRATEGY_TYPE, "subcloud_group": "2"})).expect("valid");
+        assert_eq!(r.subcloud_group, Some(GroupRef::Id(2)));
+        let s: AddSubcloud = parse(br#"{"name": "s1", "group": "edge"}"#).expect("valid");
+        assert_eq!(s.group_id, Some(GroupRef::Name("edge".into())));
+        let s: AddSubcloud = parse(br#"{"name": "s1", "group_id": 3}"#).expect("valid");
+        assert_eq!(s.group_id, Some(GroupRef::Id(3)));
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        let e = |b: &[u8]| parse::<AddSubcloud>(b).expect_err("refused").message;
+        assert_eq!(e(b""), "Body required");
+        assert_eq!(e(b"{}"), "Body required");
+        assert_eq!(e(b"[1]"), "Body required");
+        assert!(e(b"{").starts_with("Request body is not valid JSON"));
+        // An action body may be an empty object: it then lacks the action.
+        let a: StrategyAction = parse(b"{}").expect("parsed");
+        assert_eq!(a.action().expect_err("required").message, "action required");
+        let e = parse::<StrategyAction>(br#"{"action": "go"}"#).expect_err("invalid");
+        assert_eq!(e.message, "action go invalid");
+    }
+
+    #[test]
+    fn group_and_subcloud_field_messages() {
+        let e = |b: &[u8]| parse::<GroupBody>(b).expect_err("refused").message;
+        assert_eq!(
+            e(br#"{"name": "big", "max_parallel_subclouds": 0}"#),
+            "Invalid group max_parallel_subclouds"
+        );
+        assert_eq!(
+            e(br#"{"name": "bad", "update_apply_type": "both"}"#),
+            "Invalid group update_apply_type"
+        );
+        let g: GroupBody = parse(br#"{"max_parallel_subclouds": "9"}"#).expect("valid");
+        assert_eq!(g.max_parallel_subclouds, Some(9));
+        let e = parse::<PatchSubcloud>(br#"{"management-state": "maybe"}"#).expect_err("refused");
+        assert_eq!(e.message, "Invalid management-state");
+    }
+}
