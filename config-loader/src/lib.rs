@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 #[error("cannot load the configuration {path}: {source}")]
 pub struct ConfigError {
     pub path: PathBuf,
+    /// Boxed: `config`'s error is large, and every `Result` of the loader would carry its size.
     #[source]
-    pub source: config::ConfigError,
+    pub source: Box<config::ConfigError>,
 }
 
 /// Reads `file` (TOML) and overlays the environment variables that start with `<env_prefix>__`.
@@ -43,7 +44,7 @@ fn load_with<T: DeserializeOwned>(
         .and_then(config::Config::try_deserialize)
         .map_err(|source| ConfigError {
             path: file.to_owned(),
-            source,
+            source: Box::new(source),
         })
 }
 

@@ -101,7 +101,16 @@ async fn the_served_document_is_the_file_and_documents_what_the_server_answers()
 
     // Representative requests: each answer's status is documented for its operation.
     let created = json!({"name": "s1"});
-    let cases: [(&str, &str, &str, Option<&str>, Option<Value>, u16); 10] = [
+    // (method, uri, documented path, token, body, expected status)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<Value>,
+        u16,
+    );
+    let cases: [Case; 10] = [
         (
             "get",
             "/v1.0/subclouds",

@@ -30,7 +30,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let Some(path) = cli.config.filter(|_| !cli.openapi) else {
-        print!("{}", dc_controller::api::openapi::document());
+        // The document is this mode's output, written whole; stdout is the binary's to write.
+        use std::io::Write as _;
+        std::io::stdout().write_all(dc_controller::api::openapi::document().as_bytes())?;
         return Ok(());
     };
     let config = dc_controller::ControllerConfig::load(&path)?;
