@@ -12,8 +12,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use dc_certs::files::{PRIVATE, create_private_dir, write_atomic};
 use dc_protocol::{
-    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RunState, Stopped,
-    UpdateParams, UpdateStatus,
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RootCaInfo, RunState,
+    Stopped, UnixTime, UpdateParams, UpdateStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -65,6 +65,12 @@ pub struct UpdateRecord {
     /// The root CA the cluster trusted when the update started (PEM).
     #[serde(default)]
     pub old_ca_pem: Option<String>,
+    /// When `run` last changed.
+    #[serde(default)]
+    pub since: Option<UnixTime>,
+    /// The new root CA, once the new-root-CA phase stored it.
+    #[serde(default)]
+    pub new_ca: Option<RootCaInfo>,
 }
 
 impl UpdateRecord {
@@ -94,6 +100,8 @@ impl UpdateRecord {
             }),
             run: self.run.clone(),
             last_seq: self.last_seq,
+            since: self.since,
+            new_ca: self.new_ca.clone(),
         }
     }
 }
@@ -217,6 +225,9 @@ impl Journal {
         let record = guard.as_mut().ok_or(JournalError::NoUpdate)?;
         let mut next = record.clone();
         change(&mut next);
+        if next.run != record.run {
+            next.since = Some(dc_certs::now());
+        }
         let message = message(&next, next.last_seq + 1);
         if message.is_some() {
             next.last_seq += 1;
@@ -243,6 +254,8 @@ impl Journal {
             hosts: BTreeMap::new(),
             restarted_at: None,
             old_ca_pem: None,
+            since: Some(dc_certs::now()),
+            new_ca: None,
         };
         let mut guard = self.lock();
         self.save(&record)?;

@@ -141,8 +141,8 @@ pub async fn run_with(
 
 type Running<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>>;
 
-/// Executes commands: at most one update runs at a time; a second start is acknowledged, an abort
-/// stops the running update after its current phase.
+/// Executes commands: at most one update runs at a time; a start while it runs is acknowledged or takes
+/// it over (see [`update::admit`]), an abort stops the running update after its current phase.
 pub async fn engine<C: cluster::Cluster + Send>(
     updater: &Updater<C>,
     mut commands: mpsc::Receiver<Command>,
@@ -166,21 +166,7 @@ pub async fn engine<C: cluster::Cluster + Send>(
             command = commands.recv() => match command {
                 None => return Ok(()),
                 Some(Command::Start { update_id, params }) => {
-                    let current = updater.journal().record().map(|r| r.update_id);
-                    if running.is_some() {
-                        if current.as_deref() == Some(update_id.as_str()) {
-                            updater.journal().progress(
-                                None,
-                                0,
-                                "start acknowledged: the update is already running".to_owned(),
-                            )?;
-                        } else {
-                            updater.refuse(&update_id, &format!(
-                                "another update ({}) is running",
-                                current.unwrap_or_default()
-                            ));
-                        }
-                    } else if updater.start(&update_id, params)? == StartDecision::Run {
+                    if updater.start(&update_id, params, running.is_some())? == StartDecision::Run {
                         running = Some(Box::pin(updater.run()));
                     }
                 }

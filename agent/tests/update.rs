@@ -179,7 +179,10 @@ fn assert_updated(sim: &SimCluster, state: &SimState) {
 async fn whole_update_on_a_typical_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &SimConfig::typical());
-    assert_eq!(updater.start("u1", params()).unwrap(), StartDecision::Run);
+    assert_eq!(
+        updater.start("u1", params(), false).unwrap(),
+        StartDecision::Run
+    );
     updater.run().await.unwrap();
     let messages = drain(&updater);
     assert_eq!(failures(&messages), Vec::<String>::new());
@@ -212,7 +215,7 @@ async fn whole_update_on_a_typical_cluster() {
     );
     // A second start of the completed update only repeats its result.
     assert_eq!(
-        updater.start("u1", params()).unwrap(),
+        updater.start("u1", params(), false).unwrap(),
         StartDecision::AlreadyCompleted
     );
 }
@@ -230,7 +233,7 @@ fn seq(m: &AgentMessage) -> Option<u64> {
 async fn wrong_phase_order_is_caught_by_the_trust_invariants() {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &SimConfig::typical());
-    updater.start("u1", params()).unwrap();
+    updater.start("u1", params(), false).unwrap();
     // Run until the hosts trust both CAs, then skip the pods phase: update-certs would re-issue the
     // apiserver's certificate from a CA the pods do not trust yet.
     let mut status = updater.journal().status();
@@ -259,7 +262,9 @@ async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats
     let config = SimConfig::typical();
     for target in Phase::ALL {
         let dir = tempfile::tempdir().unwrap();
-        open(dir.path(), &config).start("u1", params()).unwrap();
+        open(dir.path(), &config)
+            .start("u1", params(), false)
+            .unwrap();
         let mut kills = 0;
         // Kill the agent (drop its future) as the phase begins, then a few recorded transitions and
         // await points into it: in the middle of a host, of a rollout, between a transition and the
@@ -307,7 +312,7 @@ async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats
 async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &SimConfig::typical());
-    updater.start("u1", params()).unwrap();
+    updater.start("u1", params(), false).unwrap();
     let mut status = updater.journal().status();
     let (result, ()) = tokio::join!(updater.run(), async {
         status
@@ -334,7 +339,10 @@ async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
     // The pods phase in progress was finished.
     assert!(messages.iter().any(|m| matches!(m,
         AgentMessage::PhaseResult(r) if r.phase == Phase::PodsTrustBothCas && r.outcome == PhaseOutcome::Succeeded)));
-    assert_eq!(updater.start("u1", params()).unwrap(), StartDecision::Run);
+    assert_eq!(
+        updater.start("u1", params(), false).unwrap(),
+        StartDecision::Run
+    );
     updater.run().await.unwrap();
     let resumed = drain(&updater);
     assert!(matches!(
@@ -345,12 +353,115 @@ async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
     assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
 }
 
+/// Runs `u1` until `phase` is reached, then aborts it: it stops after that phase.
+async fn abort_at(updater: &Updater<Backend>, phase: Phase) {
+    updater.start("u1", params(), false).unwrap();
+    let mut status = updater.journal().status();
+    let (result, ()) = tokio::join!(updater.run(), async {
+        status
+            .wait_for(|s| s.as_ref().is_some_and(|s| s.phase == phase))
+            .await
+            .unwrap();
+        updater.request_abort();
+    });
+    result.unwrap();
+    assert!(matches!(record(updater).run, RunState::Aborted { .. }));
+}
+
+fn other_params() -> UpdateParams {
+    UpdateParams {
+        subject: Some("C=CA ST=ON L=OTT O=WR OU=STX CN=OTHER".into()),
+        expiry_date: None,
+        cert_file: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_later_update_takes_over_one_stopped_after_its_hosts_changed_and_finishes_it_with_its_ca()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::typical());
+    abort_at(&updater, Phase::PodsTrustBothCas).await;
+    drain(&updater);
+    let new_ca = record(&updater).new_ca.expect("the new CA is recorded");
+    assert_eq!(new_ca.subject, SUBJECT);
+
+    assert_eq!(
+        updater.start("u2", other_params(), false).unwrap(),
+        StartDecision::Run
+    );
+    let r = record(&updater);
+    assert_eq!((r.update_id.as_str(), &r.run), ("u2", &RunState::Running));
+    updater.run().await.unwrap();
+    let messages = drain(&updater);
+    let Some(AgentMessage::Progress(note)) = messages.first() else {
+        panic!("the take-over is reported first: {messages:?}");
+    };
+    assert_eq!(note.update_id, "u2");
+    for part in [
+        "finishing unfinished update u1 from hosts update-certs",
+        SUBJECT,
+        "do not apply",
+    ] {
+        assert!(note.details.contains(part), "{} lacks {part}", note.details);
+    }
+    assert_eq!(failures(&messages), Vec::<String>::new());
+    assert_eq!(record(&updater).run, RunState::Completed);
+    // Finished with the CA the first update generated, not the second one's subject.
+    assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_later_update_replaces_one_stopped_before_any_host_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::typical());
+    abort_at(&updater, Phase::NewRootCa).await;
+    assert_eq!(
+        record(&updater).run,
+        RunState::Aborted {
+            next: Phase::HostsTrustBothCas
+        }
+    );
+    assert_eq!(
+        updater.start("u2", other_params(), false).unwrap(),
+        StartDecision::Run
+    );
+    updater.run().await.unwrap();
+    assert_eq!(record(&updater).run, RunState::Completed);
+    let ca = dc_agent::facts::root_ca(updater.cluster()).await.unwrap();
+    assert!(ca.subject.ends_with("CN=OTHER"), "{}", ca.subject);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_for_another_update_while_one_runs_takes_it_over_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::typical());
+    updater.start("u1", params(), false).unwrap();
+    let mut status = updater.journal().status();
+    let (result, decision) = tokio::join!(updater.run(), async {
+        status
+            .wait_for(|s| {
+                s.as_ref()
+                    .is_some_and(|s| s.phase == Phase::HostsUpdateCerts)
+            })
+            .await
+            .unwrap();
+        updater.start("u2", params(), true).unwrap()
+    });
+    result.unwrap();
+    assert_eq!(decision, StartDecision::Running);
+    let r = record(&updater);
+    assert_eq!((r.update_id.as_str(), &r.run), ("u2", &RunState::Completed));
+    assert_eq!(failures(&drain(&updater)), Vec::<String>::new());
+    assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
+}
+
 /// Runs `u1` on a cluster with `faulty`, expects `phase` to fail with a reason containing `expect`, then
 /// restarts the agent with the fault removed and expects the resumed update to complete.
 async fn fault_then_resume(faulty: SimConfig, phase: Phase, expect: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &faulty);
-    updater.start("u1", params()).unwrap();
+    updater.start("u1", params(), false).unwrap();
     updater.run().await.unwrap();
     let RunState::Failed {
         phase: failed,
@@ -372,7 +483,10 @@ async fn fault_then_resume(faulty: SimConfig, phase: Phase, expect: &[&str]) {
     let mut fixed = faulty;
     fixed.faults = Default::default();
     let updater = open(dir.path(), &fixed);
-    assert_eq!(updater.start("u1", params()).unwrap(), StartDecision::Run);
+    assert_eq!(
+        updater.start("u1", params(), false).unwrap(),
+        StartDecision::Run
+    );
     updater.run().await.unwrap();
     assert_eq!(record(&updater).run, RunState::Completed);
     assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
@@ -423,7 +537,7 @@ async fn a_slow_phase_takes_its_extra_time() {
         delay_ms: 30_000,
     });
     let updater = open(dir.path(), &config);
-    updater.start("u1", params()).unwrap();
+    updater.start("u1", params(), false).unwrap();
     let started = tokio::time::Instant::now();
     updater.run().await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(30));
@@ -439,7 +553,7 @@ async fn invalid_parameters_are_refused_before_anything_changes() {
         subject: Some("O=WR".into()),
         ..UpdateParams::default()
     };
-    updater.start("u1", bad).unwrap();
+    updater.start("u1", bad, false).unwrap();
     updater.run().await.unwrap();
     let RunState::Failed { phase, reason } = record(&updater).run else {
         panic!("must be refused");
@@ -449,7 +563,10 @@ async fn invalid_parameters_are_refused_before_anything_changes() {
     let after = sim(&updater).snapshot().unwrap();
     assert_eq!(before.workloads, after.workloads);
     // Another update may start instead, since the refused one never touched the cluster.
-    assert_eq!(updater.start("u2", params()).unwrap(), StartDecision::Run);
+    assert_eq!(
+        updater.start("u2", params(), false).unwrap(),
+        StartDecision::Run
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -471,6 +588,7 @@ async fn an_uploaded_cert_file_is_used_as_is() {
                 cert_file: Some(file),
                 ..UpdateParams::default()
             },
+            false,
         )
         .unwrap();
     updater.run().await.unwrap();
@@ -496,7 +614,7 @@ async fn an_expired_root_ca_raises_its_alarm_and_is_still_replaced() {
     assert!(current.not_after < now);
     let alarms = dc_agent::facts::alarms(current.not_after, now, 30);
     assert_eq!(alarms[0].id, dc_protocol::ALARM_ROOT_CA_EXPIRED);
-    updater.start("u1", params()).unwrap();
+    updater.start("u1", params(), false).unwrap();
     updater.run().await.unwrap();
     assert_eq!(record(&updater).run, RunState::Completed);
     let new = dc_agent::facts::root_ca(updater.cluster()).await.unwrap();

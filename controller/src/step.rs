@@ -519,6 +519,8 @@ mod tests {
             percent: 30,
             run,
             last_seq: 5,
+            since: None,
+            new_ca: None,
         }
     }
 

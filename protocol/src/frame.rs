@@ -127,6 +127,8 @@ mod tests {
                         reason: "timeout".into(),
                     },
                     last_seq: 7,
+                    since: Some(5),
+                    new_ca: None,
                 }),
             }),
             AgentMessage::Progress(Progress {

@@ -133,6 +133,22 @@ pub struct UpdateStatus {
     pub run: RunState,
     /// Sequence number of the last progress message sent for this update.
     pub last_seq: u64,
+    /// When `run` last changed (began, resumed, stopped, failed, completed): how long an unfinished
+    /// update has been waiting is what an operator weighs first.
+    #[serde(default)]
+    pub since: Option<UnixTime>,
+    /// The new root CA this update generated (or was given), once the new-root-CA phase is done: a
+    /// later strategy finishes the update with this CA, whose key never left the subcloud.
+    #[serde(default)]
+    pub new_ca: Option<RootCaInfo>,
+}
+
+impl UpdateStatus {
+    /// Whether the update stopped or is still going: its subcloud trusts a CA it has not finished
+    /// moving to (or is about to).
+    pub fn unfinished(&self) -> bool {
+        self.run != RunState::Completed
+    }
 }
 
 /// Whether the agent's update is running or how it ended.

@@ -4,10 +4,12 @@
 //!
 //! # Layout
 //! - this module: [`Updater`], which handles start and abort commands and runs the phases in order;
+//! - [`admit`]: what a start command does with the recorded update (begin, resume, take over);
 //! - [`context`]: what a phase acts through ([`PhaseContext`]) and how it fails ([`PhaseError`]);
 //! - one module per phase or phase family: [`start`], [`new_ca`], [`hosts`] (the three host phases,
 //!   driven by the [`plan`] table), [`pods`] (both pods phases), [`complete`].
 
+pub mod admit;
 pub mod complete;
 pub mod context;
 pub mod hosts;
@@ -19,27 +21,28 @@ pub mod start;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dc_protocol::{
-    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, RunState, UpdateParams,
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RunState, UpdateParams,
 };
 use tracing::{Instrument, info, info_span, warn};
 
+pub use admit::{Admission, admit};
 pub use context::{PhaseContext, PhaseError, Settings};
 
 use crate::cluster::Cluster;
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, UpdateRecord};
 use crate::trust;
 
-/// What a start command does, decided from the record.
+/// What the engine does after a start command.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StartDecision {
-    /// Run (a new update, or resume at the first unfinished phase).
+    /// Run the recorded update now: a new one, or one resumed or taken over at its first unfinished
+    /// phase.
     Run,
+    /// The recorded update already runs (now perhaps under the command's id): nothing more to start.
+    Running,
     /// This update already completed; its final result was sent again.
     AlreadyCompleted,
-    /// Refused, with the reason sent to the controller.
-    Refused(String),
 }
-
 /// Runs updates against one cluster.
 #[derive(Debug)]
 pub struct Updater<C> {
@@ -77,80 +80,85 @@ impl<C: Cluster> Updater<C> {
             .is_some_and(|r| r.run == RunState::Running)
     }
 
-    /// Handles a start command while no update runs.
+    /// Handles a start command as [`admit`] decides; `running` tells whether the recorded update runs
+    /// now.
     pub fn start(
         &self,
         update_id: &str,
         params: UpdateParams,
+        running: bool,
     ) -> Result<StartDecision, JournalError> {
+        // The newest command decides: an abort requested for the update it continues no longer holds.
         self.abort.store(false, Ordering::SeqCst);
-        match self.journal.record() {
-            Some(r) if r.update_id == update_id => {
-                if r.run == RunState::Completed {
-                    self.journal.update(
-                        |_| {},
-                        |r, seq| {
-                            Some(AgentMessage::PhaseResult(PhaseResult {
-                                update_id: r.update_id.clone(),
-                                seq,
-                                phase: Phase::Complete,
-                                outcome: PhaseOutcome::Succeeded,
-                                state: r.state().to_owned(),
-                                percent: 100,
-                            }))
-                        },
-                    )?;
-                    return Ok(StartDecision::AlreadyCompleted);
-                }
-                info!(update_id, phase = %r.phase, "resuming the update at its first unfinished phase");
-                self.journal.update(
-                    |r| {
-                        r.run = RunState::Running;
-                        if r.phase_state == PhaseState::Failed {
-                            r.phase_state = PhaseState::InProgress;
-                        }
-                    },
-                    |_, _| None,
-                )?;
-                Ok(StartDecision::Run)
-            }
-            // Another update that already touched the hosts must finish first: its cluster trusts a
-            // CA whose key only that update holds.
-            Some(r) if r.run != RunState::Completed && r.phase > Phase::NewRootCa => {
-                let reason = format!(
-                    "another update ({}) is in progress at phase {} ({}); complete it first",
-                    r.update_id,
-                    r.phase,
-                    r.state()
-                );
-                self.refuse(update_id, &reason);
-                Ok(StartDecision::Refused(reason))
-            }
-            _ => {
+        let record = self.journal.record();
+        match admit(record.as_ref(), update_id, running) {
+            Admission::Begin => {
                 self.journal.begin(update_id, params)?;
                 Ok(StartDecision::Run)
             }
+            Admission::Resume => {
+                info!(
+                    update_id,
+                    "resuming the update at its first unfinished phase"
+                );
+                self.journal.update(resume, |_, _| None)?;
+                Ok(StartDecision::Run)
+            }
+            Admission::AlreadyRunning => {
+                self.journal.progress(
+                    None,
+                    0,
+                    "start acknowledged: the update is already running".to_owned(),
+                )?;
+                Ok(StartDecision::Running)
+            }
+            Admission::AlreadyCompleted => {
+                self.journal.update(
+                    |_| {},
+                    |r, seq| {
+                        Some(AgentMessage::PhaseResult(PhaseResult {
+                            update_id: r.update_id.clone(),
+                            seq,
+                            phase: Phase::Complete,
+                            outcome: PhaseOutcome::Succeeded,
+                            state: r.state().to_owned(),
+                            percent: 100,
+                        }))
+                    },
+                )?;
+                Ok(StartDecision::AlreadyCompleted)
+            }
+            Admission::TakeOver { previous } => {
+                let details = record
+                    .as_ref()
+                    .map(|r| take_over_details(&previous, r, &params))
+                    .unwrap_or_default();
+                info!(update_id, previous, "taking over the unfinished update");
+                self.journal.update(
+                    |r| {
+                        r.update_id = update_id.to_owned();
+                        resume(r);
+                    },
+                    |r, seq| {
+                        Some(AgentMessage::Progress(Progress {
+                            update_id: r.update_id.clone(),
+                            seq,
+                            phase: r.phase,
+                            host: None,
+                            state: r.state().to_owned(),
+                            phase_percent: 0,
+                            percent: r.percent(0),
+                            details,
+                        }))
+                    },
+                )?;
+                Ok(if running {
+                    StartDecision::Running
+                } else {
+                    StartDecision::Run
+                })
+            }
         }
-    }
-
-    /// Refuses a start command for `update_id`: a failed start phase, outside the record (which belongs
-    /// to another update).
-    pub fn refuse(&self, update_id: &str, reason: &str) {
-        warn!(update_id, reason, "start refused");
-        self.journal
-            .outbox
-            .push(AgentMessage::PhaseResult(PhaseResult {
-                update_id: update_id.to_owned(),
-                seq: 1,
-                phase: Phase::Start,
-                outcome: PhaseOutcome::Failed {
-                    reason: reason.to_owned(),
-                },
-                state: Phase::Start
-                    .state_name(PhaseState::Failed, false)
-                    .to_owned(),
-                percent: 0,
-            }));
     }
 
     /// Asks the running update to stop after the phase in progress.
@@ -229,6 +237,36 @@ impl<C: Cluster> Updater<C> {
             Phase::Complete => complete::verify(&cx).await,
         }
     }
+}
+
+/// Marks a stopped or failed update as running again; a failed phase is retried.
+fn resume(r: &mut UpdateRecord) {
+    r.run = RunState::Running;
+    if r.phase_state == PhaseState::Failed {
+        r.phase_state = PhaseState::InProgress;
+    }
+}
+
+/// What the operator reads when a strategy takes over an unfinished update: which update, where it
+/// continues, with which CA, and that the requested parameters do not apply to it.
+fn take_over_details(previous: &str, r: &UpdateRecord, params: &UpdateParams) -> String {
+    let mut out = format!(
+        "finishing unfinished update {previous} from {}",
+        r.phase.label()
+    );
+    if let Some(ca) = &r.new_ca {
+        out.push_str(&format!(
+            " with its new root CA {} (expires {})",
+            ca.subject,
+            dc_certs::upload::format_time(ca.not_after)
+        ));
+    }
+    if params != &r.params && *params != UpdateParams::default() {
+        out.push_str(
+            "; the requested subject, expiry or cert-file do not apply: hosts already trust that CA",
+        );
+    }
+    out
 }
 
 #[cfg(test)]

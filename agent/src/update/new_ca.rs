@@ -49,6 +49,8 @@ pub async fn generate<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
     write(NEW_CA_CERT, ca.cert_pem(), PUBLIC)?;
     let summary =
         CertSummary::from_der(ca.cert_der()).map_err(|e| PhaseError::NewCa(e.to_string()))?;
+    let info = crate::facts::root_ca_info(&summary);
+    cx.journal.update(|r| r.new_ca = Some(info), |_, _| None)?;
     cx.journal.progress(
         None,
         100,

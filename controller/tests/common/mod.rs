@@ -375,6 +375,8 @@ impl AgentCtx {
                     percent: 0,
                     run: RunState::Running,
                     last_seq: s.update.as_ref().filter(|_| same).map_or(0, |u| u.last_seq),
+                    since: None,
+                    new_ca: None,
                 });
                 s.running = true;
                 s.abort = false;
