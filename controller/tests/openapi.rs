@@ -41,7 +41,7 @@ fn request(
     body: Option<&Value>,
 ) -> test::TestRequest {
     let mut req = test::TestRequest::default()
-        .method(method.parse().expect("method"))
+        .method(method.to_uppercase().parse().expect("method"))
         .uri(uri);
     if let Some(t) = token {
         req = req.insert_header(("X-Auth-Token", t));
