@@ -134,6 +134,11 @@ enum SubcloudCommand {
         #[command(flatten)]
         out: OneOutput,
     },
+    /// Print why the subcloud's last update failed (its error-description), as the original CLI does.
+    Errors {
+        /// Name or ID of the subcloud.
+        subcloud: String,
+    },
     /// Register a subcloud.
     Add {
         #[command(flatten)]
@@ -361,6 +366,12 @@ async fn subcloud(client: &Client, command: SubcloudCommand) -> anyhow::Result<E
             );
         }
         SubcloudCommand::Show { subcloud, out } => (client.get(&path(&subcloud)).await?, out),
+        SubcloudCommand::Errors { subcloud } => {
+            let answer = client.get(&path(&subcloud)).await?;
+            let error = answer.get("error-description").map(format::text);
+            println!("{}", error.unwrap_or_else(|| "None".to_owned()));
+            return Ok(ExitCode::SUCCESS);
+        }
         SubcloudCommand::Add { options, out } => {
             (client.post("/subclouds", &options.body()).await?, out)
         }

@@ -148,12 +148,46 @@ pub fn subcloud(object: &Value) -> Record {
             let status = endpoint.get("sync_status").cloned().unwrap_or(Value::Null);
             (format!("{kind}_sync_status"), status)
         });
+    let update = object
+        .get("kube-rootca-update")
+        .map_or(Value::Null, update_summary);
     Record {
         fields: fields(object, SUBCLOUD_DETAIL)
             .chain(endpoints)
             .chain(fields(object, SUBCLOUD_ROOTCA))
+            .chain([("kube-rootca_update".to_owned(), update)])
             .collect(),
     }
+}
+
+/// An unfinished update in one line, what an operator needs to decide: which update stopped where, since
+/// when, why, and the CA a later strategy finishes it with. `None` when there is none.
+fn update_summary(u: &Value) -> Value {
+    let field = |key: &str| u.get(key).and_then(Value::as_str);
+    let Some(id) = field("update-id") else {
+        return Value::Null;
+    };
+    let mut out = format!(
+        "{id} {} at {}",
+        field("run").unwrap_or("unfinished"),
+        field("phase").unwrap_or("?")
+    );
+    if let Some(next) = field("next-phase") {
+        out.push_str(&format!(" (next: {next})"));
+    }
+    if let Some(since) = field("since") {
+        out.push_str(&format!(" since {since}"));
+    }
+    if let Some(reason) = field("reason") {
+        out.push_str(&format!(": {reason}"));
+    }
+    if let Some(subject) = field("new-rootca-subject") {
+        out.push_str(&format!("; new root CA {subject}"));
+        if let Some(expiry) = field("new-rootca-expiry") {
+            out.push_str(&format!(" expiring {expiry}"));
+        }
+    }
+    Value::String(out)
 }
 
 #[cfg(test)]
@@ -231,7 +265,8 @@ mod tests {
                 "kube-rootca_serial",
                 "kube-rootca_expiry",
                 "kube-rootca_alarms",
-                "last_heartbeat_at"
+                "last_heartbeat_at",
+                "kube-rootca_update"
             ]
         );
         assert_eq!(
@@ -245,6 +280,33 @@ mod tests {
             )
             .unwrap(),
             "in-sync\nCN=kubernetes\n"
+        );
+    }
+
+    #[test]
+    fn an_unfinished_update_is_summed_up_in_one_line() {
+        let answer = json!({"kube-rootca-update": {"update-id": "u1", "run": "aborted",
+            "phase": "pods trust-both-cas", "next-phase": "hosts update-certs",
+            "since": "2026-12-05 10:00:00.000000", "reason": null,
+            "new-rootca-subject": "CN=new", "new-rootca-expiry": "2031-06-30 00:00:00.000000"}});
+        assert_eq!(
+            render_one(
+                &subcloud(&answer),
+                OneFormat::Value,
+                &["kube-rootca_update".into()]
+            )
+            .unwrap(),
+            "u1 aborted at pods trust-both-cas (next: hosts update-certs) since 2026-12-05 \
+             10:00:00.000000; new root CA CN=new expiring 2031-06-30 00:00:00.000000\n"
+        );
+        assert_eq!(
+            render_one(
+                &subcloud(&json!({"kube-rootca-update": null})),
+                OneFormat::Value,
+                &["kube-rootca_update".into()]
+            )
+            .unwrap(),
+            "None\n"
         );
     }
 

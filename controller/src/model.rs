@@ -223,6 +223,8 @@ pub struct Subcloud {
     pub managed: bool,
     pub created_at: String,
     pub updated_at: Option<String>,
+    /// Why its last update failed (dcmanager's `error-description`); cleared when an update completes.
+    pub error_description: Option<String>,
 }
 
 /// The kube-rootca sync status of a subcloud.
@@ -251,6 +253,8 @@ pub struct LiveView {
     pub root_ca: Option<dc_protocol::RootCaInfo>,
     pub alarms: Vec<String>,
     pub last_heartbeat_at: Option<String>,
+    /// The agent's update while it is unfinished (running, stopped by an abort, or failed).
+    pub unfinished: Option<dc_protocol::UpdateStatus>,
 }
 
 impl Subcloud {
@@ -272,7 +276,7 @@ impl Subcloud {
             "deploy-status": "complete",
             "backup-status": Value::Null,
             "backup-datetime": Value::Null,
-            "error-description": "No errors present",
+            "error-description": self.error_description.as_deref().unwrap_or(NO_ERRORS),
             "region-name": self.name,
             "management-subnet": Value::Null,
             "management-start-ip": Value::Null,
@@ -297,12 +301,40 @@ impl Subcloud {
             "kube-rootca-expiry": live.root_ca.as_ref().and_then(|c| unix_to_string(c.not_after)),
             "kube-rootca-alarms": live.alarms,
             "last-heartbeat-at": live.last_heartbeat_at,
+            "kube-rootca-update": live.unfinished.as_ref().map(unfinished_json),
         });
         if with_aggregate && let Some(map) = v.as_object_mut() {
             map.insert("sync_status".to_owned(), json!(sync.as_str()));
         }
         v
     }
+}
+
+/// dcmanager's `error-description` of a subcloud without errors.
+pub const NO_ERRORS: &str = "No errors present";
+
+/// An unfinished update as `subcloud show` explains it: which update, where it stands, since when,
+/// and the new CA a later strategy finishes it with.
+fn unfinished_json(u: &dc_protocol::UpdateStatus) -> Value {
+    use dc_protocol::RunState;
+    let (run, reason, next) = match &u.run {
+        RunState::Running => ("running", None, None),
+        RunState::Completed => ("completed", None, None),
+        RunState::Aborted { next } => ("aborted", None, Some(next.label())),
+        RunState::Failed { reason, .. } => ("failed", Some(reason.as_str()), None),
+    };
+    json!({
+        "update-id": u.update_id,
+        "run": run,
+        "phase": u.phase.label(),
+        "state": u.state,
+        "percent": u.percent,
+        "next-phase": next,
+        "reason": reason,
+        "since": u.since.and_then(unix_to_string),
+        "new-rootca-subject": u.new_ca.as_ref().map(|c| c.subject.clone()),
+        "new-rootca-expiry": u.new_ca.as_ref().and_then(|c| unix_to_string(c.not_after)),
+    })
 }
 
 /// The strategy (one at a time).
@@ -468,6 +500,7 @@ mod tests {
             managed: true,
             created_at: "x".into(),
             updated_at: None,
+            error_description: None,
         };
         let live = LiveView {
             online: false,
@@ -479,6 +512,44 @@ mod tests {
         assert_eq!(v["endpoint_sync_status"][0]["sync_status"], "unknown");
         assert_eq!(v["sync_status"], "unknown");
         assert!(sc.to_json(&live, false).get("sync_status").is_none());
+        assert_eq!(v["error-description"], NO_ERRORS);
+        assert!(v["kube-rootca-update"].is_null());
+
+        let failed = Subcloud {
+            error_description: Some("hosts update-certs failed: disk".into()),
+            ..sc
+        };
+        let live = LiveView {
+            online: true,
+            unfinished: Some(dc_protocol::UpdateStatus {
+                update_id: "u1".into(),
+                phase: dc_protocol::Phase::HostsUpdateCerts,
+                state: "updating-host-update-certs-failed".into(),
+                percent: 40,
+                run: dc_protocol::RunState::Failed {
+                    phase: dc_protocol::Phase::HostsUpdateCerts,
+                    reason: "disk".into(),
+                },
+                last_seq: 3,
+                since: Some(0),
+                new_ca: Some(dc_protocol::RootCaInfo {
+                    subject: "CN=new".into(),
+                    serial: "01".into(),
+                    not_before: 0,
+                    not_after: 86_400,
+                }),
+            }),
+            ..LiveView::default()
+        };
+        let v = failed.to_json(&live, false);
+        assert_eq!(v["error-description"], "hosts update-certs failed: disk");
+        let u = &v["kube-rootca-update"];
+        assert_eq!(u["update-id"], "u1");
+        assert_eq!(u["run"], "failed");
+        assert_eq!(u["phase"], "hosts update-certs");
+        assert_eq!(u["reason"], "disk");
+        assert_eq!(u["new-rootca-subject"], "CN=new");
+        assert!(u["since"].is_string() && u["new-rootca-expiry"].is_string());
     }
 
     #[test]

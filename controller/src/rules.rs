@@ -129,17 +129,22 @@ pub fn stopped_by_failure(stop_on_failure: bool, steps: &[Step]) -> bool {
     stop_on_failure && steps.iter().any(|s| s.state == step_state::FAILED)
 }
 
-/// The kube-rootca audit: out-of-sync when the root CA alarms are raised or the root CA expires within
-/// `expiring_days`; unknown while offline or when the agent cannot read its root CA.
+/// The kube-rootca audit: out-of-sync when an update is unfinished (its hosts may trust two CAs: only
+/// a finished update brings them back to one), when the root CA alarms are raised or the root CA
+/// expires within `expiring_days`; unknown while offline or when the agent cannot read its root CA.
 pub fn kube_rootca_sync(
     online: bool,
     root_ca: Option<&dc_protocol::RootCaInfo>,
     alarms: &[dc_protocol::Alarm],
+    update: Option<&dc_protocol::UpdateStatus>,
     now: i64,
     expiring_days: u32,
 ) -> SyncStatus {
     if !online {
         return SyncStatus::Unknown;
+    }
+    if update.is_some_and(dc_protocol::UpdateStatus::unfinished) {
+        return SyncStatus::OutOfSync;
     }
     let alarmed = alarms.iter().any(|a| {
         (a.id == ALARM_ROOT_CA_EXPIRING_SOON || a.id == ALARM_ROOT_CA_EXPIRED)
@@ -342,23 +347,23 @@ mod tests {
             not_after: now + days * 86_400,
         };
         assert_eq!(
-            kube_rootca_sync(false, Some(&ca(400)), &[], now, 30),
+            kube_rootca_sync(false, Some(&ca(400)), &[], None, now, 30),
             SyncStatus::Unknown
         );
         assert_eq!(
-            kube_rootca_sync(true, None, &[], now, 30),
+            kube_rootca_sync(true, None, &[], None, now, 30),
             SyncStatus::Unknown
         );
         assert_eq!(
-            kube_rootca_sync(true, Some(&ca(400)), &[], now, 30),
+            kube_rootca_sync(true, Some(&ca(400)), &[], None, now, 30),
             SyncStatus::InSync
         );
         assert_eq!(
-            kube_rootca_sync(true, Some(&ca(10)), &[], now, 30),
+            kube_rootca_sync(true, Some(&ca(10)), &[], None, now, 30),
             SyncStatus::OutOfSync
         );
         assert_eq!(
-            kube_rootca_sync(true, Some(&ca(-1)), &[], now, 30),
+            kube_rootca_sync(true, Some(&ca(-1)), &[], None, now, 30),
             SyncStatus::OutOfSync
         );
         let alarm = |entity: &str| Alarm {
@@ -372,10 +377,38 @@ mod tests {
                 true,
                 Some(&ca(400)),
                 &[alarm(ROOT_CA_ALARM_ENTITY)],
+                None,
                 now,
                 30
             ),
             SyncStatus::OutOfSync
+        );
+        // An unfinished update is out-of-sync however fresh the CA it reports; a completed one is not.
+        let update = |run| dc_protocol::UpdateStatus {
+            update_id: "u1".into(),
+            phase: dc_protocol::Phase::PodsTrustBothCas,
+            state: String::new(),
+            percent: 60,
+            run,
+            last_seq: 1,
+            since: None,
+            new_ca: None,
+        };
+        let stopped = update(dc_protocol::RunState::Aborted {
+            next: dc_protocol::Phase::PodsTrustBothCas,
+        });
+        assert_eq!(
+            kube_rootca_sync(true, Some(&ca(400)), &[], Some(&stopped), now, 30),
+            SyncStatus::OutOfSync
+        );
+        let done = update(dc_protocol::RunState::Completed);
+        assert_eq!(
+            kube_rootca_sync(true, Some(&ca(400)), &[], Some(&done), now, 30),
+            SyncStatus::InSync
+        );
+        assert_eq!(
+            kube_rootca_sync(false, Some(&ca(400)), &[], Some(&stopped), now, 30),
+            SyncStatus::Unknown
         );
         // Another certificate's alarm does not count (dcmanager's LP#1949085).
         assert_eq!(
@@ -383,6 +416,7 @@ mod tests {
                 true,
                 Some(&ca(400)),
                 &[alarm("system.certificate.ssl")],
+                None,
                 now,
                 30
             ),

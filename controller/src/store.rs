@@ -70,6 +70,25 @@ CREATE TABLE IF NOT EXISTS steps (id INTEGER PRIMARY KEY, subcloud TEXT NOT NULL
   created_at TEXT NOT NULL, updated_at TEXT);
 ";
 
+/// Schema changes after the first release, in order; `PRAGMA user_version` counts those applied, so a
+/// database written by an older controller is brought forward when it is opened and loses nothing.
+const MIGRATIONS: &[&str] = &[
+    // 1: why the last update of a subcloud failed (dcmanager's error_description).
+    "ALTER TABLE subclouds ADD COLUMN error_description TEXT",
+];
+
+/// Applies the migrations the database has not seen yet, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (version, sql) in (1..).zip(MIGRATIONS).skip_while(|(v, _)| *v <= applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, format!("{what} '{value}'"), rusqlite::types::Type::Text)
 }
@@ -78,11 +97,12 @@ impl SqliteStore {
     /// Opens (or creates) the database in WAL mode with full sync: a state change reported as written
     /// survives a power cut.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(Self { conn })
     }
 
@@ -122,7 +142,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         let subclouds = self
             .conn
-            .prepare("SELECT id,name,description,location,group_id,managed,created_at,updated_at FROM subclouds ORDER BY id")?
+            .prepare("SELECT id,name,description,location,group_id,managed,created_at,updated_at,error_description FROM subclouds ORDER BY id")?
             .query_map([], |r| {
                 Ok(Subcloud {
                     id: r.get(0)?,
@@ -133,6 +153,7 @@ impl Store for SqliteStore {
                     managed: r.get(5)?,
                     created_at: r.get(6)?,
                     updated_at: r.get(7)?,
+                    error_description: r.get(8)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -198,7 +219,7 @@ impl Store for SqliteStore {
                 }
                 Op::PutSubcloud(s) => {
                     tx.execute(
-                        "INSERT OR REPLACE INTO subclouds VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                        "INSERT OR REPLACE INTO subclouds (id,name,description,location,group_id,managed,created_at,updated_at,error_description) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
                         params![
                             s.id,
                             s.name,
@@ -207,7 +228,8 @@ impl Store for SqliteStore {
                             s.group_id,
                             s.managed,
                             s.created_at,
-                            s.updated_at
+                            s.updated_at,
+                            s.error_description
                         ],
                     )?;
                 }
@@ -344,5 +366,28 @@ mod tests {
         store.apply(&[Op::DeleteStrategy]).unwrap();
         let snap = store.load().unwrap();
         assert!(snap.strategy.is_none() && snap.steps.is_empty());
+    }
+
+    #[test]
+    fn a_database_from_before_the_migrations_is_brought_forward_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute(
+            "INSERT INTO subclouds VALUES (1,'s1','d','l',1,1,'t',NULL)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let mut store = SqliteStore::open(&path).unwrap();
+        let mut s1 = store.load().unwrap().subclouds.remove(0);
+        assert_eq!((s1.name.as_str(), &s1.error_description), ("s1", &None));
+        s1.error_description = Some("hosts update-certs failed: x".into());
+        store.apply(&[Op::PutSubcloud(s1.clone())]).unwrap();
+        drop(store);
+        // Opening again applies nothing twice.
+        let snap = SqliteStore::open(&path).unwrap().load().unwrap();
+        assert_eq!(snap.subclouds, vec![s1]);
     }
 }

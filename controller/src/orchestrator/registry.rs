@@ -74,6 +74,7 @@ pub fn add_subcloud(st: &State, req: AddSubcloud) -> Result<Change, ApiError> {
         managed: true,
         created_at: now_string(),
         updated_at: None,
+        error_description: None,
     };
     tracing::info!(subcloud = %s.name, "subcloud registered");
     Ok(Change::write(

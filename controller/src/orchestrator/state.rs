@@ -202,12 +202,14 @@ impl State {
                 online,
                 l.root_ca.as_ref(),
                 &l.alarms,
+                l.update.as_ref(),
                 dc_certs::now(),
                 self.expiring_days,
             )),
             root_ca: l.root_ca.clone(),
             alarms: l.alarms.iter().map(|a| a.id.clone()).collect(),
             last_heartbeat_at: l.last_heartbeat_at.clone(),
+            unfinished: l.update.clone().filter(UpdateStatus::unfinished),
         }
     }
 
@@ -278,6 +280,7 @@ pub mod tests {
                     managed: true,
                     created_at: now_string(),
                     updated_at: None,
+                    error_description: None,
                 })
                 .collect(),
             ..Snapshot::default()

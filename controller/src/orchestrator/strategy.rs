@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::model::{
-    STRATEGY_TYPE, Stage, Step, Strategy, StrategyState, clip_details, now_string, step_state,
+    STRATEGY_TYPE, Stage, Step, Strategy, StrategyState, Subcloud, clip_details, now_string,
+    step_state,
 };
 use crate::requests::{Action, CreateStrategy};
 use crate::rules::{self, Candidate, Scope};
@@ -326,6 +327,7 @@ pub fn finish_step(
 ) -> Option<Change> {
     let step = st.running_step(subcloud)?;
     let now = now_string();
+    let explained = explain(st, subcloud, state, &details);
     let row = Step {
         stage: Stage::Complete,
         state: state.to_owned(),
@@ -334,7 +336,25 @@ pub fn finish_step(
         updated_at: Some(now),
         ..step.clone()
     };
-    Some(Change::write(vec![Op::PutStep(row)], Value::Null).then(FollowUp::Drive))
+    let mut ops = vec![Op::PutStep(row)];
+    ops.extend(explained.map(Op::PutSubcloud));
+    Some(Change::write(ops, Value::Null).then(FollowUp::Drive))
+}
+
+/// The subcloud's `error-description` after its step ended, when it changes: a failure's details stay
+/// until an update completes (an abort changes nothing; dcmanager's own reset at create would hide the
+/// reason while the update is still unfinished).
+fn explain(st: &State, subcloud: &str, state: &str, details: &str) -> Option<Subcloud> {
+    let sc = st.subclouds.get(subcloud)?;
+    let error = match state {
+        step_state::FAILED => Some(clip_details(details.to_owned())),
+        step_state::COMPLETE => None,
+        _ => return None,
+    };
+    (sc.error_description != error).then(|| Subcloud {
+        error_description: error,
+        ..sc.clone()
+    })
 }
 
 #[cfg(test)]
@@ -488,6 +508,43 @@ mod tests {
             put_strategy(&drive(&st).expect("the end")),
             Some(StrategyState::Failed)
         );
+    }
+
+    #[test]
+    fn a_failed_step_explains_itself_on_its_subcloud_until_an_update_completes() {
+        use crate::model::Stage::*;
+        let error = |st: &State| st.subclouds["s1"].error_description.clone();
+        let running = |st: State| {
+            with_strategy(
+                st,
+                StrategyState::Applying,
+                1,
+                &[(Apply, step_state::STARTING)],
+            )
+        };
+        let mut st = running(state(1));
+        let why = "hosts update-certs failed: disk full";
+        st.apply(
+            finish_step(&st, "s1", step_state::FAILED, why.into())
+                .expect("running")
+                .ops,
+        );
+        assert_eq!(error(&st).as_deref(), Some(why));
+        // An abort leaves the explanation; a completed update clears it.
+        let mut st = running(st);
+        st.apply(
+            finish_step(&st, "s1", step_state::ABORTED, "aborted".into())
+                .expect("running")
+                .ops,
+        );
+        assert_eq!(error(&st).as_deref(), Some(why));
+        let mut st = running(st);
+        st.apply(
+            finish_step(&st, "s1", step_state::COMPLETE, String::new())
+                .expect("running")
+                .ops,
+        );
+        assert_eq!(error(&st), None);
     }
 
     #[test]
