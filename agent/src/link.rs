@@ -10,7 +10,7 @@ use dc_protocol::frame::{decode, encode};
 use dc_protocol::tls::{self, TlsError};
 use dc_protocol::{
     AgentMessage, Command, ControllerMessage, ErrorMessage, FrameError, Heartbeat, Hello,
-    PROTOCOL_VERSION, check_protocol_version,
+    PROTOCOL_VERSION, RunState, UpdateStatus, check_protocol_version,
 };
 use futures::{SinkExt, StreamExt};
 use rustls::ClientConfig;
@@ -173,18 +173,30 @@ async fn session(
     let journal = updater.journal();
     // The heartbeat with the update status goes first, so the controller reconciles before any queued
     // result arrives; then whatever was queued while the link was down.
-    sink.send(encode(&AgentMessage::Heartbeat(
+    sink.send(encode(&AgentMessage::Heartbeat(Box::new(
         heartbeat(config, updater).await,
-    ))?)
+    )))?)
     .await?;
     let period = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(1)));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // A change of the update's run state (stopped, failed, completed, resumed) is heartbeated at once,
+    // after the messages that caused it: what the controller shows (sync status, `subcloud show`) must
+    // not lag a heartbeat period behind an abort or a failure.
+    let mut status = journal.status();
+    let mut reported_run = run_of(&status.borrow_and_update());
+    let mut heartbeat_due = false;
     loop {
         // A message leaves the outbox only once written, so a link lost mid-send loses nothing.
         while let Some(message) = journal.outbox.front() {
             sink.send(encode(&message)?).await?;
             journal.outbox.pop();
             observe(observer, &config.subcloud, Traffic::Sent(Box::new(message)));
+        }
+        if std::mem::take(&mut heartbeat_due) {
+            let heartbeat = heartbeat(config, updater).await;
+            reported_run = run_of(&heartbeat.update);
+            sink.send(encode(&AgentMessage::Heartbeat(Box::new(heartbeat)))?)
+                .await?;
         }
         tokio::select! {
             biased;
@@ -209,11 +221,22 @@ async fn session(
             }
             _ = ticker.tick() => {
                 let heartbeat = heartbeat(config, updater).await;
-                sink.send(encode(&AgentMessage::Heartbeat(heartbeat))?).await?;
+                reported_run = run_of(&heartbeat.update);
+                sink.send(encode(&AgentMessage::Heartbeat(Box::new(heartbeat)))?).await?;
+            }
+            Ok(()) = status.changed() => {
+                if run_of(&status.borrow_and_update()) != reported_run {
+                    // Sent after the messages queued meanwhile, on the next turn.
+                    heartbeat_due = true;
+                }
             }
             () = journal.outbox.notify.notified() => {}
         }
     }
+}
+
+fn run_of(status: &Option<UpdateStatus>) -> Option<RunState> {
+    status.as_ref().map(|s| s.run.clone())
 }
 
 async fn heartbeat(config: &AgentConfig, updater: &Updater<Backend>) -> Heartbeat {

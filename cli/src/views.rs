@@ -167,14 +167,11 @@ fn update_summary(u: &Value) -> Value {
     let Some(id) = field("update-id") else {
         return Value::Null;
     };
-    let mut out = format!(
-        "{id} {} at {}",
-        field("run").unwrap_or("unfinished"),
-        field("phase").unwrap_or("?")
-    );
-    if let Some(next) = field("next-phase") {
-        out.push_str(&format!(" (next: {next})"));
-    }
+    let run = field("run").unwrap_or("unfinished");
+    let mut out = match field("next-phase") {
+        Some(next) => format!("{id} {run} before {next}"),
+        None => format!("{id} {run} at {}", field("phase").unwrap_or("?")),
+    };
     if let Some(since) = field("since") {
         out.push_str(&format!(" since {since}"));
     }
@@ -296,8 +293,8 @@ mod tests {
                 &["kube-rootca_update".into()]
             )
             .unwrap(),
-            "u1 aborted at pods trust-both-cas (next: hosts update-certs) since 2026-12-05 \
-             10:00:00.000000; new root CA CN=new expiring 2031-06-30 00:00:00.000000\n"
+            "u1 aborted before hosts update-certs since 2026-12-05 10:00:00.000000; \
+             new root CA CN=new expiring 2031-06-30 00:00:00.000000\n"
         );
         assert_eq!(
             render_one(

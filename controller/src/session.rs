@@ -247,7 +247,7 @@ impl StreamHandler<Result<BytesMut, io::Error>> for Session {
                 self.upstream.heartbeat.do_send(Heartbeat {
                     subcloud: self.subcloud.clone(),
                     session_id: self.id,
-                    heartbeat,
+                    heartbeat: *heartbeat,
                 })
             }
             (true, message) => match &self.route {

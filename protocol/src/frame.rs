@@ -98,7 +98,7 @@ mod tests {
                 protocol_version: PROTOCOL_VERSION,
                 capabilities: vec!["simulated".into()],
             }),
-            AgentMessage::Heartbeat(Heartbeat {
+            AgentMessage::Heartbeat(Box::new(Heartbeat {
                 sent_at: 1,
                 host: HostFacts {
                     hostname: "controller-0".into(),
@@ -130,7 +130,7 @@ mod tests {
                     since: Some(5),
                     new_ca: None,
                 }),
-            }),
+            })),
             AgentMessage::Progress(Progress {
                 update_id: "u1".into(),
                 seq: 3,

@@ -20,7 +20,8 @@ pub const ROOT_CA_ALARM_ENTITY: &str = "system.certificate.kubernetes-root-ca";
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum AgentMessage {
     Hello(Hello),
-    Heartbeat(Heartbeat),
+    /// Boxed: the largest message by far, sent once per interval.
+    Heartbeat(Box<Heartbeat>),
     Progress(Progress),
     PhaseResult(PhaseResult),
     Stopped(Stopped),

@@ -279,7 +279,7 @@ impl AgentCtx {
         let done = update
             .as_ref()
             .is_some_and(|u| u.run == RunState::Completed);
-        AgentMessage::Heartbeat(Heartbeat {
+        AgentMessage::Heartbeat(Box::new(Heartbeat {
             sent_at: now,
             host: HostFacts {
                 hostname: "controller-0".into(),
@@ -294,7 +294,7 @@ impl AgentCtx {
             }),
             alarms: vec![],
             update,
-        })
+        }))
     }
 
     async fn run(mut self) {
