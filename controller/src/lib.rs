@@ -61,12 +61,19 @@ pub struct RunningController {
     listener: actix_rt::task::JoinHandle<()>,
     actors: Actors,
     status: watch::Receiver<Status>,
+    store_failure: watch::Receiver<Option<String>>,
 }
 
 impl RunningController {
     /// The controller's status, updated as it changes: await conditions on it instead of sleeping.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// Why the store could not write, once it failed. A failed write is fail-stop: the process must stop
+    /// (`dc-controller` exits non-zero) so that a restart recovers from what is durable.
+    pub fn store_failure(&self) -> watch::Receiver<Option<String>> {
+        self.store_failure.clone()
     }
 
     /// The actors that answer the API, for in-process callers.
@@ -136,10 +143,12 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
     let store = store::start_store(Box::new(sqlite));
 
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let (failure_tx, failure_rx) = watch::channel(None);
     let persist = Persist::new(
         store,
         snapshot.steps.clone(),
         Duration::from_millis(config.progress_flush_ms.max(10)),
+        failure_tx,
     )
     .start();
     let orchestrator =
@@ -212,5 +221,6 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
         listener,
         actors,
         status: status_rx,
+        store_failure: failure_rx,
     })
 }

@@ -125,6 +125,8 @@ pub struct Fleet {
     pub agents_addr: String,
     /// Used by every (re)start of the controller.
     pub controller_settings: ControllerSettings,
+    /// The controller's SQLite file (set before [`Self::launch`] to put it on another filesystem).
+    pub database: PathBuf,
     controller: Option<Child>,
     agents: Vec<Option<Child>>,
 }
@@ -133,6 +135,13 @@ impl Fleet {
     /// Creates the PKI, starts the controller, registers every site and starts its agent.
     pub fn start(dir: &Path, sites: Vec<Site>) -> Result<Self> {
         let mut fleet = Self::prepare(dir, sites)?;
+        fleet.launch()?;
+        Ok(fleet)
+    }
+
+    /// Starts a prepared fleet: the controller, the subclouds registered, their agents.
+    pub fn launch(&mut self) -> Result<()> {
+        let fleet = self;
         fleet.start_controller()?;
         // Register first: the controller refuses agents it does not know.
         for site in &fleet.sites {
@@ -151,7 +160,7 @@ impl Fleet {
             let child = fleet.spawn_agent(i)?;
             fleet.agents.push(Some(child));
         }
-        Ok(fleet)
+        Ok(())
     }
 
     /// Creates (or reuses) the system PKI and issues every site's agent certificate into
@@ -195,6 +204,7 @@ impl Fleet {
             api: String::new(),
             agents_addr: String::new(),
             controller_settings: ControllerSettings::default(),
+            database: dir.join("controller.sqlite"),
             controller: None,
             agents: Vec::new(),
         })
@@ -226,7 +236,7 @@ impl Fleet {
                 listen: listen(&self.agents_addr),
             },
             pki: PkiConfig::from_dir(&self.dir.join("pki")),
-            database: self.dir.join("controller.sqlite"),
+            database: self.database.clone(),
             auth: AuthConfig {
                 tokens: vec![
                     token(ADMIN_TOKEN, Role::Admin),
@@ -264,6 +274,11 @@ impl Fleet {
     /// The controller's process id, while it runs.
     pub fn controller_pid(&self) -> Option<u32> {
         self.controller.as_ref().map(Child::id)
+    }
+
+    /// How the controller exited, once it has (`None` while it runs or when it was never started).
+    pub fn controller_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.controller.as_mut().and_then(Child::exit_status)
     }
 
     /// Kills the controller with SIGKILL.

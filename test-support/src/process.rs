@@ -119,6 +119,11 @@ impl Child {
         self.inner.wait()
     }
 
+    /// How it exited, once it has.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.inner.try_wait().ok().flatten()
+    }
+
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.inner.try_wait(), Ok(None))

@@ -40,9 +40,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("cannot start the controller")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut store_failure = running.store_failure();
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
+        Ok(failure) = store_failure.wait_for(Option::is_some) => {
+            // Fail-stop: nothing that was not written may be acted on; a restart (systemd's
+            // Restart=on-failure) recovers from what is durable, once the disk has room again.
+            let why = failure.clone().unwrap_or_default();
+            anyhow::bail!("the store cannot write ({why}); stopped so that a restart recovers from what is durable");
+        }
     }
     tracing::info!("stopping");
     running.stop().await;

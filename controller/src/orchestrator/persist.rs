@@ -10,6 +10,10 @@
 //!
 //! Pending progress rides along with the next transition, in the same transaction and before it. The
 //! store applies writes in the order sent, so a step's final row is never overtaken by its progress.
+//!
+//! A write that fails (disk full, I/O error) is fail-stop: the failure is announced on the channel the
+//! writer was given, and the controller process stops, so that a restart recovers from what is durable
+//! (steps re-driven from the agents' own records) instead of a strategy stranded by a dropped follow-up.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
@@ -18,6 +22,7 @@ use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult,
     ResponseActFuture, WrapFuture,
 };
+use tokio::sync::watch;
 
 use crate::model::{Step, clip_details, now_string};
 use crate::step::StepProgress;
@@ -74,10 +79,17 @@ pub struct Persist {
     urgent: bool,
     flush_every: Duration,
     figures: StepFigures,
+    /// Where a failed write is announced (the first one wins).
+    failure: watch::Sender<Option<String>>,
 }
 
 impl Persist {
-    pub fn new(store: Addr<StoreActor>, steps: Vec<Step>, flush_every: Duration) -> Self {
+    pub fn new(
+        store: Addr<StoreActor>,
+        steps: Vec<Step>,
+        flush_every: Duration,
+        failure: watch::Sender<Option<String>>,
+    ) -> Self {
         Self {
             store,
             rows: steps.into_iter().map(|s| (s.id, s)).collect(),
@@ -87,7 +99,23 @@ impl Persist {
             urgent: false,
             flush_every,
             figures: StepFigures::default(),
+            failure,
         }
+    }
+
+    /// A write failed: nothing more may be acted on as if it were durable.
+    fn failed(&self, what: &str, error: &str) {
+        tracing::error!(
+            error,
+            "{what} failed: stopping, a restart recovers from what is durable"
+        );
+        self.failure.send_if_modified(|f| {
+            let first = f.is_none();
+            if first {
+                *f = Some(format!("{what} failed: {error}"));
+            }
+            first
+        });
     }
 
     fn dirty_ops(&mut self) -> Vec<Op> {
@@ -117,7 +145,7 @@ impl Persist {
             .map(|res, act, ctx| {
                 act.flushing = false;
                 if let Err(e) = written(res) {
-                    tracing::error!(error = %e, "progress write failed");
+                    act.failed("progress write", &e);
                 }
                 if act.urgent {
                     act.flush_progress(ctx);
@@ -204,9 +232,7 @@ impl Handler<Durable> for Persist {
                     let res = written(res);
                     match &res {
                         Ok(()) => act.apply(&change),
-                        Err(e) => {
-                            tracing::error!(error = %e, "store write failed; change not applied")
-                        }
+                        Err(e) => act.failed("store write", e),
                     }
                     res
                 }),
@@ -226,9 +252,9 @@ impl Handler<Flush> for Persist {
             self.store
                 .send(Write(ops))
                 .into_actor(self)
-                .map(|res, _, _| {
+                .map(|res, act, _| {
                     if let Err(e) = written(res) {
-                        tracing::error!(error = %e, "progress write failed");
+                        act.failed("progress write", &e);
                     }
                 }),
         )
@@ -325,7 +351,8 @@ mod tests {
         let written = Arc::new(Mutex::new(Vec::new()));
         let store = start_store(Box::new(Recorder(written.clone())));
         let hour = Duration::from_secs(3600);
-        let persist = Persist::new(store, vec![running(1), running(2)], hour).start();
+        let (failure, _) = watch::channel(None);
+        let persist = Persist::new(store, vec![running(1), running(2)], hour, failure).start();
         let taken = || std::mem::take(&mut *written.lock().expect("lock"));
         // Details alone are coalesced: a hundred messages, one row per step, in one transaction.
         for i in 0..100 {
@@ -368,5 +395,46 @@ mod tests {
         let rows = persist.send(StepRows).await.expect("rows");
         assert_eq!(rows[0].details, "done");
         assert_eq!(rows[1].details, "pending for 2");
+    }
+
+    /// A store whose disk is full.
+    struct Full;
+
+    impl Store for Full {
+        fn load(&mut self) -> Result<Snapshot, StoreError> {
+            Ok(Snapshot::default())
+        }
+        fn apply(&mut self, _: &[Op]) -> Result<(), StoreError> {
+            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            )))
+        }
+    }
+
+    #[actix::test]
+    async fn a_failed_write_is_refused_to_the_caller_and_announced_once() {
+        let store = start_store(Box::new(Full));
+        let (failure, mut announced) = watch::channel(None);
+        let persist =
+            Persist::new(store, vec![running(1)], Duration::from_secs(3600), failure).start();
+        let mut end = running(1);
+        end.state = step_state::COMPLETE.into();
+        let answer = persist
+            .send(Durable(vec![Op::PutStep(end)]))
+            .await
+            .expect("answered");
+        assert!(answer.is_err(), "not durable, not applied");
+        let rows = persist.send(StepRows).await.expect("rows");
+        assert_eq!(rows[0].state, step_state::STARTING);
+        let why = announced
+            .wait_for(Option::is_some)
+            .await
+            .expect("announced")
+            .clone();
+        assert!(
+            why.is_some_and(|w| w.starts_with("store write failed: database")),
+            "names the write and the reason"
+        );
     }
 }
