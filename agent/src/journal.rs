@@ -241,7 +241,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Records a new update, replacing a finished or never-begun one.
+    /// Records a new update, replacing the recorded one ([`crate::update::admit`] says when that is safe:
+    /// finished, or no host touched).
     pub fn begin(&self, update_id: &str, params: UpdateParams) -> Result<(), JournalError> {
         let record = UpdateRecord {
             update_id: update_id.to_owned(),

@@ -179,9 +179,10 @@ async fn session(
     .await?;
     let period = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(1)));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    // A change of the update's run state (stopped, failed, completed, resumed) is heartbeated at once,
-    // after the messages that caused it: what the controller shows (sync status, `subcloud show`) must
-    // not lag a heartbeat period behind an abort or a failure.
+    // A change of the update's run state (stopped, failed, completed, resumed, taken over) is heartbeated
+    // at once, after the messages queued with it (the journal saves, then queues, both without an await,
+    // so the queue is drained first on the next turn): what the controller shows (sync status,
+    // `subcloud show`) must not lag a heartbeat period behind an abort or a failure.
     let mut status = journal.status();
     let mut reported_run = run_of(&status.borrow_and_update());
     let mut heartbeat_due = false;
@@ -235,8 +236,12 @@ async fn session(
     }
 }
 
-fn run_of(status: &Option<UpdateStatus>) -> Option<RunState> {
-    status.as_ref().map(|s| s.run.clone())
+/// What a change of makes a heartbeat due: the run state, and the update's id (a take-over renames a
+/// running update).
+fn run_of(status: &Option<UpdateStatus>) -> Option<(String, RunState)> {
+    status
+        .as_ref()
+        .map(|s| (s.update_id.clone(), s.run.clone()))
 }
 
 async fn heartbeat(config: &AgentConfig, updater: &Updater<Backend>) -> Heartbeat {

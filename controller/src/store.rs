@@ -80,6 +80,14 @@ const MIGRATIONS: &[&str] = &[
 /// Applies the migrations the database has not seen yet, each in its own transaction.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if applied > known {
+        // A newer controller wrote it: this one would write rows that database no longer takes.
+        return Err(StoreError::Corrupt(format!(
+            "the database is at schema version {applied}, newer than this controller's {known}; \
+             run the controller that wrote it (downgrades are not supported)"
+        )));
+    }
     for (version, sql) in (1..).zip(MIGRATIONS).skip_while(|(v, _)| *v <= applied) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -389,5 +397,14 @@ mod tests {
         // Opening again applies nothing twice.
         let snap = SqliteStore::open(&path).unwrap().load().unwrap();
         assert_eq!(snap.subclouds, vec![s1]);
+        // A database from a newer controller is refused, not damaged.
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let Err(e) = SqliteStore::open(&path) else {
+            panic!("a newer schema must be refused");
+        };
+        assert!(e.to_string().contains("schema version 99"), "{e}");
     }
 }

@@ -279,7 +279,7 @@ pub enum ErrorCode {
     Replaced,
     /// A message could not be decoded or was out of place.
     BadMessage,
-    /// A command was refused (e.g. an update with another id is running).
+    /// A command was refused (kept for the wire: this build's agent takes over or resumes instead).
     Refused,
     Internal,
     /// A code this build does not know.

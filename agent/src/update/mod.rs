@@ -88,10 +88,17 @@ impl<C: Cluster> Updater<C> {
         params: UpdateParams,
         running: bool,
     ) -> Result<StartDecision, JournalError> {
-        // The newest command decides: an abort requested for the update it continues no longer holds.
-        self.abort.store(false, Ordering::SeqCst);
         let record = self.journal.record();
-        match admit(record.as_ref(), update_id, running) {
+        let admission = admit(record.as_ref(), update_id, running);
+        // A command that (re)starts or takes over an update decides anew: an abort requested earlier no
+        // longer holds. A repeated start of the running update leaves a pending abort alone.
+        if matches!(
+            admission,
+            Admission::Begin | Admission::Resume | Admission::TakeOver { .. }
+        ) {
+            self.abort.store(false, Ordering::SeqCst);
+        }
+        match admission {
             Admission::Begin => {
                 self.journal.begin(update_id, params)?;
                 Ok(StartDecision::Run)
@@ -262,9 +269,11 @@ fn take_over_details(previous: &str, r: &UpdateRecord, params: &UpdateParams) ->
         ));
     }
     if params != &r.params && *params != UpdateParams::default() {
-        out.push_str(
-            "; the requested subject, expiry or cert-file do not apply: hosts already trust that CA",
-        );
+        out.push_str(if admit::hosts_touched(r) {
+            "; the requested subject, expiry or cert-file do not apply: hosts already trust that CA"
+        } else {
+            "; the requested subject, expiry or cert-file do not apply: the update in progress keeps its own"
+        });
     }
     out
 }
