@@ -457,39 +457,85 @@ async fn a_start_for_another_update_while_one_runs_takes_it_over_in_place() {
 }
 
 /// Runs `u1` on a cluster with `faulty`, expects `phase` to fail with a reason containing `expect`, then
-/// restarts the agent with the fault removed and expects the resumed update to complete.
+/// restarts the agent with the fault removed and expects the update to complete: resumed by the same
+/// update (a controller re-driving its step), and, on a second cluster, by a later strategy's update
+/// asking for another subject (finished with u1's CA once a host trusts it, else replaced).
 async fn fault_then_resume(faulty: SimConfig, phase: Phase, expect: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let updater = open(dir.path(), &faulty);
-    updater.start("u1", params(), false).unwrap();
-    updater.run().await.unwrap();
-    let RunState::Failed {
-        phase: failed,
-        reason,
-    } = record(&updater).run
-    else {
-        panic!("the update must fail: {:?}", record(&updater).run);
-    };
-    assert_eq!(failed, phase, "{reason}");
-    for e in expect {
-        assert!(reason.contains(e), "{reason} lacks {e}");
+    for (later, later_params) in [("u1", params()), ("u2", other_params())] {
+        let dir = tempfile::tempdir().unwrap();
+        let updater = open(dir.path(), &faulty);
+        updater.start("u1", params(), false).unwrap();
+        updater.run().await.unwrap();
+        let RunState::Failed {
+            phase: failed,
+            reason,
+        } = record(&updater).run
+        else {
+            panic!("the update must fail: {:?}", record(&updater).run);
+        };
+        assert_eq!(failed, phase, "{reason}");
+        for e in expect {
+            assert!(reason.contains(e), "{reason} lacks {e}");
+        }
+        assert!(
+            record(&updater).state().ends_with("-failed"),
+            "{}",
+            record(&updater).state()
+        );
+        let touched = dc_agent::update::admit::hosts_touched(&record(&updater));
+        drop(updater);
+        let mut fixed = faulty.clone();
+        fixed.faults = Default::default();
+        let updater = open(dir.path(), &fixed);
+        assert_eq!(
+            updater.start(later, later_params, false).unwrap(),
+            StartDecision::Run
+        );
+        updater.run().await.unwrap();
+        assert_eq!(record(&updater).run, RunState::Completed, "{later}");
+        if later == "u1" || touched {
+            assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
+        } else {
+            let ca = dc_agent::facts::root_ca(updater.cluster()).await.unwrap();
+            assert!(ca.subject.ends_with("CN=OTHER"), "{}", ca.subject);
+        }
     }
-    assert!(
-        record(&updater).state().ends_with("-failed"),
-        "{}",
-        record(&updater).state()
-    );
-    drop(updater);
-    let mut fixed = faulty;
-    fixed.faults = Default::default();
-    let updater = open(dir.path(), &fixed);
-    assert_eq!(
-        updater.start("u1", params(), false).unwrap(),
-        StartDecision::Run
-    );
-    updater.run().await.unwrap();
-    assert_eq!(record(&updater).run, RunState::Completed);
-    assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn aborted_after_any_phase_a_later_update_finishes_the_cluster() {
+    for phase in Phase::ALL {
+        if phase == Phase::Complete {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let updater = open(dir.path(), &SimConfig::light());
+        abort_at(&updater, phase).await;
+        let touched = dc_agent::update::admit::hosts_touched(&record(&updater));
+        assert_eq!(
+            updater.start("u2", other_params(), false).unwrap(),
+            StartDecision::Run,
+            "after {phase}"
+        );
+        updater.run().await.unwrap();
+        assert_eq!(
+            failures(&drain(&updater)),
+            Vec::<String>::new(),
+            "after {phase}"
+        );
+        assert_eq!(record(&updater).run, RunState::Completed, "after {phase}");
+        let state = sim(&updater).snapshot().unwrap();
+        if touched {
+            assert_updated(sim(&updater), &state);
+        } else {
+            let ca = dc_agent::facts::root_ca(updater.cluster()).await.unwrap();
+            assert!(
+                ca.subject.ends_with("CN=OTHER"),
+                "after {phase}: {}",
+                ca.subject
+            );
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]
