@@ -128,6 +128,16 @@ fn write_ready(path: &Path, api: SocketAddr, agents: SocketAddr) -> Result<(), C
 /// Starts the controller inside the current actix system: opens the store and resumes from it, binds
 /// the agent listener and the API, and writes the ready file when configured.
 pub async fn start(config: ControllerConfig) -> Result<RunningController, ControllerError> {
+    let sqlite = SqliteStore::open(&config.database)?;
+    start_with_store(config, Box::new(sqlite)).await
+}
+
+/// [`start`] on a store of the caller's (the `database` setting is not used): what a PostgreSQL store
+/// will plug into, and how tests put a failing disk under a controller.
+pub async fn start_with_store(
+    config: ControllerConfig,
+    mut store: Box<dyn Store>,
+) -> Result<RunningController, ControllerError> {
     dc_protocol::tls::install_default_provider();
     let config = Arc::new(config);
     let server_config = dc_protocol::tls::server_config(
@@ -138,9 +148,8 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
     .map_err(|e| ControllerError::Tls(e.to_string()))?;
     let api_tls = config.api.tls.as_ref().map(api_tls).transpose()?;
 
-    let mut sqlite = SqliteStore::open(&config.database)?;
-    let snapshot = sqlite.load()?;
-    let store = store::start_store(Box::new(sqlite));
+    let snapshot = store.load()?;
+    let store = store::start_store(store);
 
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (failure_tx, failure_rx) = watch::channel(None);

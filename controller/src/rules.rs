@@ -129,8 +129,8 @@ pub fn stopped_by_failure(stop_on_failure: bool, steps: &[Step]) -> bool {
     stop_on_failure && steps.iter().any(|s| s.state == step_state::FAILED)
 }
 
-/// The kube-rootca audit: out-of-sync when an update is unfinished (its hosts may trust two CAs: only
-/// a finished update brings them back to one), when the root CA alarms are raised or the root CA
+/// The kube-rootca audit: out-of-sync when an update is unfinished in or past the host phases (its
+/// hosts may trust two CAs: only a finished update brings them back to one), when the root CA alarms are raised or the root CA
 /// expires within `expiring_days`; unknown while offline or when the agent cannot read its root CA.
 pub fn kube_rootca_sync(
     online: bool,
@@ -143,7 +143,7 @@ pub fn kube_rootca_sync(
     if !online {
         return SyncStatus::Unknown;
     }
-    if update.is_some_and(dc_protocol::UpdateStatus::unfinished) {
+    if update.is_some_and(dc_protocol::UpdateStatus::holds_hosts) {
         return SyncStatus::OutOfSync;
     }
     let alarmed = alarms.iter().any(|a| {
@@ -400,6 +400,18 @@ mod tests {
         assert_eq!(
             kube_rootca_sync(true, Some(&ca(400)), &[], Some(&stopped), now, 30),
             SyncStatus::OutOfSync
+        );
+        // One that failed before the host phases changed nothing: the CA decides.
+        let refused = dc_protocol::UpdateStatus {
+            phase: dc_protocol::Phase::Start,
+            ..update(dc_protocol::RunState::Failed {
+                phase: dc_protocol::Phase::Start,
+                reason: "workload not healthy".into(),
+            })
+        };
+        assert_eq!(
+            kube_rootca_sync(true, Some(&ca(400)), &[], Some(&refused), now, 30),
+            SyncStatus::InSync
         );
         let done = update(dc_protocol::RunState::Completed);
         assert_eq!(

@@ -145,10 +145,15 @@ pub struct UpdateStatus {
 }
 
 impl UpdateStatus {
-    /// Whether the update stopped or is still going: its subcloud trusts a CA it has not finished
-    /// moving to (or is about to).
+    /// Whether the update stopped or is still going.
     pub fn unfinished(&self) -> bool {
         self.run != RunState::Completed
+    }
+
+    /// Whether it is unfinished past the point where hosts may trust its new CA: only finishing it
+    /// brings the subcloud back to one root CA. (One stopped before the host phases changed nothing.)
+    pub fn holds_hosts(&self) -> bool {
+        self.unfinished() && self.phase >= Phase::HostsTrustBothCas
     }
 }
 

@@ -1,0 +1,244 @@
+//! The controller killed between every pair of its transitions: a store that stops writing at its
+//! `k`-th transition is what a SIGKILL right after the transition before leaves on disk (nothing later
+//! is durable, and the failed write stops the controller acting on it). A transition is a write the
+//! controller acts on: a strategy created, applied or ended, a step started or ended; the phase
+//! progress between them is not one (it is rewritten from the agents after a restart). For every `k` a
+//! strategy reaches, a new controller on the same database, with the same real agents (in this process,
+//! over mutual TLS), completes the strategy and every subcloud ends with the new CA alone.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{Harness, config};
+use dc_agent::config::AgentConfig;
+use dc_agent::sim::SimConfig;
+use dc_controller::model::{Stage, StrategyState};
+use dc_controller::orchestrator::ApiRequest;
+use dc_controller::store::{Op, Snapshot, SqliteStore, Store, StoreError};
+use serde_json::json;
+
+const SUBJECT: &str = "O=crash-points CN=crash-points-root";
+const NAMES: [&str; 2] = ["cp1", "cp2"];
+
+/// SQLite that takes `left` more transitions (and the progress between them), then fails every write;
+/// counts the transitions it wrote.
+struct CrashAfter {
+    inner: SqliteStore,
+    left: Option<usize>,
+    crashed: bool,
+    stages: HashMap<i64, Stage>,
+    transitions: Arc<AtomicUsize>,
+}
+
+impl CrashAfter {
+    /// Whether the write holds a transition (and remembers the steps' stages it writes).
+    fn transition(&mut self, ops: &[Op]) -> bool {
+        let mut any = false;
+        for op in ops {
+            any |= match op {
+                Op::PutStep(s) => self.stages.insert(s.id, s.stage) != Some(s.stage),
+                _ => true,
+            };
+        }
+        any
+    }
+}
+
+impl Store for CrashAfter {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        self.inner.load()
+    }
+
+    fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+        let stages = self.stages.clone();
+        let transition = self.transition(ops);
+        if transition && self.left == Some(0) {
+            self.crashed = true;
+        }
+        if self.crashed {
+            self.stages = stages;
+            return Err(StoreError::Closed);
+        }
+        self.inner.apply(ops)?;
+        if transition {
+            self.left = self.left.map(|n| n - 1);
+            self.transitions.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+fn agent_config(h: &Harness, name: &str, agents_addr: &str) -> AgentConfig {
+    let tls = h.pki.agent(name).expect("agent certificate");
+    let mut cluster = serde_json::to_value(SimConfig::light()).expect("sim config");
+    cluster["kind"] = json!("simulated");
+    cluster["root_ca_expiry_days"] = json!(10);
+    serde_json::from_value(json!({
+        "subcloud": name,
+        "data_dir": h.pki.root().join("agents").join(name).join("data"),
+        "controller": {"address": agents_addr},
+        "tls": {"ca": tls.join("ca.crt"), "cert": tls.join("agent.crt"), "key": tls.join("agent.key")},
+        "reconnect": {"initial_secs": 0.05, "max_secs": 0.5},
+        "cluster": cluster,
+    }))
+    .expect("agent config")
+}
+
+/// Runs one strategy with the controller's store failing at transition `crash_after` (never, with
+/// `None`); when it fails, a new controller on the same database takes over. Returns how many
+/// transitions the first controller wrote.
+async fn run(crash_after: Option<usize>) -> usize {
+    let mut h = Harness::new(600).await;
+    for n in NAMES {
+        h.register(n).await;
+    }
+    let agents_addr = h.ctl().agents_addr.to_string();
+    let db = h.db.clone();
+    // The controller under test: same database, same agent port, the crashing store.
+    if let Some(c) = h.controller.take() {
+        c.stop().await;
+    }
+    let mut first = config(&h.pki, &db, 600);
+    first.agents.listen = agents_addr.clone();
+    let written = Arc::new(AtomicUsize::new(0));
+    let store = CrashAfter {
+        inner: SqliteStore::open(&db).expect("database"),
+        left: crash_after,
+        crashed: false,
+        stages: HashMap::new(),
+        transitions: written.clone(),
+    };
+    h.controller = Some(
+        dc_controller::start_with_store(first, Box::new(store))
+            .await
+            .expect("start"),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agents: Vec<_> = NAMES
+        .iter()
+        .map(|n| {
+            let mut stopped = stopped.clone();
+            actix_rt::spawn(dc_agent::run(
+                agent_config(&h, n, &agents_addr),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ))
+        })
+        .collect();
+    h.wait_status(|s| s.reporting == NAMES.len()).await;
+
+    let expiry = dc_certs::ExpiryDate::of(dc_certs::now() + 400 * 86400).expect("date");
+    // The create or the apply may be the write that fails: each answer is what an operator would see.
+    let created = h
+        .api(ApiRequest::CreateStrategy(common::body(json!({
+            "type": "kube-rootca-update", "max-parallel-subclouds": 2,
+            "subject": SUBJECT, "expiry-date": expiry.to_string(),
+        }))))
+        .await;
+    let applied = match created {
+        Ok(_) => h
+            .api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+
+    // Either the strategy completes, or the store fails: then the controller is replaced.
+    let failure = Arc::new(Mutex::new(None));
+    {
+        let mut failed = h.ctl().store_failure();
+        let mut status = h.ctl().status();
+        let failure = failure.clone();
+        tokio::time::timeout(common::TIMEOUT, async move {
+            tokio::select! {
+                f = failed.wait_for(Option::is_some) => {
+                    *failure.lock().expect("lock") = f.ok().and_then(|f| f.clone());
+                }
+                _ = status.wait_for(|s| s.strategy == Some(StrategyState::Complete)) => {}
+            }
+        })
+        .await
+        .expect("the strategy neither completed nor failed a write");
+    }
+    let made = written.load(Ordering::SeqCst);
+    if failure.lock().expect("lock").is_some() {
+        if let Some(c) = h.controller.take() {
+            c.stop().await;
+        }
+        let mut again = config(&h.pki, &db, 600);
+        again.agents.listen = agents_addr.clone();
+        h.controller = Some(dc_controller::start(again).await.expect("restart"));
+        h.wait_status(|s| s.reporting == NAMES.len()).await;
+        // What the operator does next depends on what became durable before the crash.
+        let state = h
+            .api(ApiRequest::ShowStrategy)
+            .await
+            .ok()
+            .and_then(|s| s["state"].as_str().map(str::to_owned));
+        match state.as_deref() {
+            None => {
+                h.api(ApiRequest::CreateStrategy(common::body(json!({
+                    "type": "kube-rootca-update", "max-parallel-subclouds": 2,
+                    "subject": SUBJECT, "expiry-date": expiry.to_string(),
+                }))))
+                .await
+                .expect("create after the crash");
+                h.api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
+                    .await
+                    .expect("apply after the crash");
+            }
+            Some("initial") => {
+                h.api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
+                    .await
+                    .expect("apply after the crash");
+            }
+            Some(_) => {}
+        }
+        h.wait_status(|s| s.strategy == Some(StrategyState::Complete))
+            .await;
+    } else {
+        assert!(applied, "without a crash, create and apply succeed");
+    }
+    let steps = h.steps().await;
+    for n in NAMES {
+        assert_eq!(
+            steps[n]["state"], "complete",
+            "crash at transition {crash_after:?}: {n}: {}",
+            steps[n]
+        );
+        let ca_crt = h
+            .pki
+            .root()
+            .join("agents")
+            .join(n)
+            .join("data/cluster/hosts/controller-0/etc/kubernetes/pki/ca.crt");
+        let pem = std::fs::read_to_string(&ca_crt).expect("ca.crt");
+        let certs = dc_certs::pem_certificates(&pem).expect("pem");
+        assert_eq!(certs.len(), 1, "{n}: only the new CA is trusted");
+        let ca = dc_certs::inspect::CertSummary::from_der(&certs[0]).expect("cert");
+        assert_eq!(ca.subject, SUBJECT, "{n}");
+        assert_eq!(ca.not_after, expiry.not_after(), "{n}");
+    }
+    stop.send_replace(true);
+    for a in agents {
+        a.await.expect("agent task").expect("agent ended cleanly");
+    }
+    if let Some(c) = h.controller.take() {
+        c.stop().await;
+    }
+    made
+}
+
+#[actix_web::test]
+async fn a_controller_killed_between_any_two_transitions_is_replaced_and_the_strategy_completes() {
+    let transitions = run(None).await;
+    // Created, applied, two steps started and ended, completed.
+    assert!(transitions >= 7, "{transitions} transitions");
+    for k in 0..transitions {
+        run(Some(k)).await;
+    }
+}
