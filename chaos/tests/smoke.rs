@@ -11,7 +11,7 @@ fn a_short_seeded_campaign_finishes_every_subcloud_with_no_violation() {
     let out = Command::new(env!("CARGO_BIN_EXE_dc-chaos"))
         .args([
             "--seed",
-            "12",
+            "78",
             "--subclouds",
             "3",
             "--faults",
