@@ -12,7 +12,6 @@
     reason = "a benchmark reports to its user"
 )]
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,19 +20,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, ValueEnum};
 use dc_agent::config::ReconnectConfig;
-use dc_agent::link::{LinkEvent, Traffic};
 use dc_agent::sim::SimCluster;
 use dc_agent::{AgentConfig, ClusterConfig, RunOptions};
 use dc_bench::figures::{
     ConnectionFigures, ControllerFigures, Figures, LatencyFigures, Settings, Setup, StrategyFigures,
 };
 use dc_bench::http::{Http, gauge};
-use dc_bench::latency::{Change, Emission, Expected, Summary, View, match_subcloud};
+use dc_bench::latency::{Summary, match_subcloud};
 use dc_bench::procstat::{self, ProcSample};
+use dc_bench::sampler::{StepsPage, sample_steps};
 use dc_bench::schedule::makespan;
-use dc_protocol::{AgentMessage, Command, Phase, PhaseOutcome};
+use dc_bench::work::{AgentWork, emissions};
 use dc_test_support::fleet::{ADMIN_TOKEN, ControllerSettings, Fleet, Shape, Site};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -564,167 +562,4 @@ async fn wait_online(http: &mut Http, n: usize) -> anyhow::Result<()> {
         // The controller is another process: its state is observed through the API.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-#[derive(Deserialize)]
-struct StepsPage {
-    #[serde(rename = "strategy-steps")]
-    steps: Vec<StepRow>,
-}
-
-#[derive(Deserialize)]
-struct StepRow {
-    cloud: String,
-    state: String,
-    details: String,
-}
-
-#[derive(Deserialize)]
-struct StrategyRow {
-    state: String,
-}
-
-/// What the sampler saw.
-struct Sampled {
-    /// Each subcloud's view changes, in time order.
-    changes: HashMap<String, Vec<Change>>,
-    /// The subclouds in step order.
-    order: Vec<String>,
-    /// The steps at the end.
-    last: Vec<StepRow>,
-    request_times: Vec<Duration>,
-    strategy_state: String,
-    /// When the strategy was first seen in its end state.
-    ended: Option<Instant>,
-}
-
-/// Reads the strategy and every step at a fixed rate on its own thread (so the agents' load does not
-/// delay it), until the strategy ends or `stop` is set. Says on `first` when the first sample is in.
-fn sample_steps(
-    api: &str,
-    period: Duration,
-    stop: &AtomicBool,
-    first: &std::sync::mpsc::Sender<()>,
-) -> anyhow::Result<Sampled> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut http = Http::new(api, ADMIN_TOKEN);
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut views: HashMap<String, View> = HashMap::new();
-        let mut sampled = Sampled {
-            changes: HashMap::new(),
-            order: Vec::new(),
-            last: Vec::new(),
-            request_times: Vec::new(),
-            strategy_state: String::new(),
-            ended: None,
-        };
-        let mut applied = false;
-        while !stop.load(Ordering::Relaxed) {
-            ticker.tick().await;
-            let strategy: StrategyRow = http.get("/v1.0/sw-update-strategy").await?;
-            let at_strategy = Instant::now();
-            let asked = Instant::now();
-            let body = http
-                .request("GET", "/v1.0/sw-update-strategy/steps", None)
-                .await?;
-            let at = Instant::now();
-            sampled.request_times.push(at - asked);
-            let page: StepsPage = serde_json::from_slice(&body)?;
-            for row in &page.steps {
-                let view = View {
-                    state: row.state.clone(),
-                    details: row.details.clone(),
-                };
-                if views.get(&row.cloud) != Some(&view) {
-                    sampled
-                        .changes
-                        .entry(row.cloud.clone())
-                        .or_default()
-                        .push(Change {
-                            at,
-                            view: view.clone(),
-                        });
-                    views.insert(row.cloud.clone(), view);
-                }
-            }
-            if sampled.order.is_empty() {
-                sampled.order = page.steps.iter().map(|s| s.cloud.clone()).collect();
-                let _ = first.send(());
-            }
-            sampled.last = page.steps;
-            applied |= strategy.state != "initial";
-            sampled.strategy_state = strategy.state;
-            if applied
-                && matches!(
-                    sampled.strategy_state.as_str(),
-                    "complete" | "failed" | "aborted"
-                )
-            {
-                sampled.ended = Some(at_strategy);
-                break;
-            }
-        }
-        Ok(sampled)
-    })
-}
-
-/// Each agent's work as it measured it: Start received to its last phase result written.
-#[derive(Default)]
-struct AgentWork {
-    total: HashMap<String, Duration>,
-    phases: BTreeMap<Phase, Vec<Duration>>,
-}
-
-impl AgentWork {
-    fn from_events(events: &[LinkEvent]) -> Self {
-        let mut work = Self::default();
-        let mut since: HashMap<&str, (Instant, Instant)> = HashMap::new();
-        for e in events {
-            match &e.traffic {
-                Traffic::Received(Command::Start { .. }) => {
-                    since.entry(&e.subcloud).or_insert((e.at, e.at));
-                }
-                Traffic::Sent(message) => {
-                    let AgentMessage::PhaseResult(r) = message.as_ref() else {
-                        continue;
-                    };
-                    if r.outcome != PhaseOutcome::Succeeded {
-                        continue;
-                    }
-                    let Some((start, phase_start)) = since.get_mut(e.subcloud.as_str()) else {
-                        continue;
-                    };
-                    work.phases
-                        .entry(r.phase)
-                        .or_default()
-                        .push(e.at - *phase_start);
-                    *phase_start = e.at;
-                    if r.phase == Phase::Complete {
-                        work.total.insert(e.subcloud.clone(), e.at - *start);
-                    }
-                }
-                _ => {}
-            }
-        }
-        work
-    }
-}
-
-/// Each subcloud's messages that change its step's view, in the order written.
-fn emissions(events: &[LinkEvent]) -> HashMap<String, Vec<Emission>> {
-    let mut out: HashMap<String, Vec<Emission>> = HashMap::new();
-    for e in events {
-        if let Traffic::Sent(message) = &e.traffic
-            && let Some(expected) = Expected::of(message)
-        {
-            out.entry(e.subcloud.clone())
-                .or_default()
-                .push(Emission { at: e.at, expected });
-        }
-    }
-    out
 }
