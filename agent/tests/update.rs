@@ -353,7 +353,9 @@ async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
     assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
 }
 
-/// Runs `u1` until `phase` is reached, then aborts it: it stops after that phase.
+/// Runs `u1` until `phase` is reached, then aborts it: it stops after that phase. The phase must take
+/// time (a slow phase, a rollout) for the abort to land in it: a status the run passes through without
+/// an await point is never seen.
 async fn abort_at(updater: &Updater<Backend>, phase: Phase) {
     updater.start("u1", params(), false).unwrap();
     let mut status = updater.journal().status();
@@ -414,7 +416,12 @@ async fn a_later_update_takes_over_one_stopped_after_its_hosts_changed_and_finis
 #[tokio::test(start_paused = true)]
 async fn a_later_update_replaces_one_stopped_before_any_host_changed() {
     let dir = tempfile::tempdir().unwrap();
-    let updater = open(dir.path(), &SimConfig::typical());
+    let mut config = SimConfig::typical();
+    config.faults.slow_phase = Some(SlowPhase {
+        phase: Phase::NewRootCa,
+        delay_ms: 1000,
+    });
+    let updater = open(dir.path(), &config);
     abort_at(&updater, Phase::NewRootCa).await;
     assert_eq!(
         record(&updater).run,
@@ -509,7 +516,12 @@ async fn aborted_after_any_phase_a_later_update_finishes_the_cluster() {
             continue;
         }
         let dir = tempfile::tempdir().unwrap();
-        let updater = open(dir.path(), &SimConfig::light());
+        let mut config = SimConfig::light();
+        config.faults.slow_phase = Some(SlowPhase {
+            phase,
+            delay_ms: 1000,
+        });
+        let updater = open(dir.path(), &config);
         abort_at(&updater, phase).await;
         let touched = dc_agent::update::admit::hosts_touched(&record(&updater));
         assert_eq!(
