@@ -236,8 +236,8 @@ async fn run(crash_after: Option<usize>) -> usize {
 #[actix_web::test]
 async fn a_controller_killed_between_any_two_transitions_is_replaced_and_the_strategy_completes() {
     let transitions = run(None).await;
-    // Created, applied, two steps started and ended, completed.
-    assert!(transitions >= 7, "{transitions} transitions");
+    // Created, applied, the steps started and ended (two at once may share a write), completed.
+    assert!(transitions >= 5, "{transitions} transitions");
     for k in 0..transitions {
         run(Some(k)).await;
     }
