@@ -259,8 +259,14 @@ async fn wrong_phase_order_is_caught_by_the_trust_invariants() {
 
 #[tokio::test(start_paused = true)]
 async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats() {
-    let config = SimConfig::typical();
     for target in Phase::ALL {
+        // The target phase begins with a delay, so the kill lands in it: a phase passed without an
+        // await point (a fast key generation on a loaded machine) is never seen by the killer.
+        let mut config = SimConfig::typical();
+        config.faults.slow_phase = Some(SlowPhase {
+            phase: target,
+            delay_ms: 1000,
+        });
         let dir = tempfile::tempdir().unwrap();
         open(dir.path(), &config)
             .start("u1", params(), false)
