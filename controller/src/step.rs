@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Recipient, SpawnHandle};
 use dc_protocol::{
-    AgentMessage, Command, ControllerMessage, Phase, PhaseOutcome, RunState, UpdateParams,
-    UpdateStatus,
+    AgentMessage, Command, ControllerMessage, Phase, PhaseOutcome, PhaseState, RunState,
+    UpdateParams, UpdateStatus,
 };
 use tokio::time::Instant;
 
@@ -242,6 +242,22 @@ impl StepActor {
     }
 }
 
+impl StepActor {
+    /// The state an agent reported, if sysinv knows it for that phase; otherwise the phase's own
+    /// in-progress state, and a warning: an agent's text is never stored, shown or used as a metrics
+    /// label unchecked.
+    fn checked_state(&self, phase: Phase, reported: &str) -> String {
+        match phase.known_state(reported) {
+            Some(state) => state.to_owned(),
+            None => {
+                let clipped: String = reported.chars().take(80).collect();
+                tracing::warn!(subcloud = %self.subcloud, %phase, reported = %clipped, "unknown step state from the agent; replaced");
+                phase.state_name(PhaseState::InProgress, false).to_owned()
+            }
+        }
+    }
+}
+
 fn stopped_details(reason: &str, next: Phase) -> String {
     format!("{reason}: stopped before {}; resumable", next.label())
 }
@@ -281,7 +297,7 @@ impl Handler<Attach> for StepActor {
                     self.abort_command();
                 }
                 self.progress(
-                    status.state.clone(),
+                    self.checked_state(status.phase, &status.state),
                     format!(
                         "agent connected; {} in progress; update {}% complete",
                         status.phase.label(),
@@ -369,10 +385,11 @@ impl Handler<FromAgent> for StepActor {
                     self.phase = Some(p.phase);
                     self.phase_started = Instant::now();
                 }
-                let urgent = p.state != self.state;
-                self.state = p.state.clone();
+                let state = self.checked_state(p.phase, &p.state);
+                let urgent = state != self.state;
+                self.state = state.clone();
                 let details = progress_details(&p);
-                self.progress(p.state, details, urgent, None);
+                self.progress(state, details, urgent, None);
             }
             AgentMessage::PhaseResult(r) => match r.outcome {
                 PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
@@ -390,9 +407,9 @@ impl Handler<FromAgent> for StepActor {
                     };
                     self.phase = r.phase.next();
                     self.phase_started = Instant::now();
-                    self.state = r.state.clone();
+                    self.state = self.checked_state(r.phase, &r.state);
                     let details = phase_done_details(&r);
-                    self.progress(r.state, details, true, Some((r.phase, took)));
+                    self.progress(self.state.clone(), details, true, Some((r.phase, took)));
                 }
                 PhaseOutcome::Failed { reason } => {
                     self.finish(
@@ -423,6 +440,7 @@ mod tests {
     #[derive(Debug)]
     enum Report {
         Progress {
+            state: String,
             details: String,
             urgent: bool,
         },
@@ -446,6 +464,7 @@ mod tests {
         type Result = ();
         fn handle(&mut self, msg: StepProgress, _: &mut Context<Self>) {
             let _ = self.reports.send(Report::Progress {
+                state: msg.state,
                 details: msg.details,
                 urgent: msg.urgent,
             });
@@ -542,6 +561,7 @@ mod tests {
             Some(Report::Progress {
                 details,
                 urgent: true,
+                ..
             }) => assert_eq!(
                 details,
                 "the agent disconnected during the update; waiting up to 600 s for it to reconnect"
@@ -628,5 +648,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(r.commands.try_recv().is_err());
+    }
+
+    #[actix::test]
+    async fn a_state_the_agent_makes_up_is_replaced_by_its_phases_own() {
+        let mut r = rig(None);
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: Some(status(RunState::Running)),
+        });
+        let _connected = r.reports.recv().await;
+        let progress = |seq, state: &str| {
+            FromAgent(AgentMessage::Progress(dc_protocol::Progress {
+                update_id: "u1".into(),
+                seq,
+                phase: Phase::PodsTrustBothCas,
+                host: None,
+                state: state.into(),
+                phase_percent: 10,
+                percent: 40,
+                details: String::new(),
+            }))
+        };
+        r.step
+            .do_send(progress(6, "x\"} 1\ninjected_metric{by=\"agent\"} 666"));
+        r.step.do_send(progress(7, "updating-pods-trust-both-cas"));
+        for _ in 0..2 {
+            match r.reports.recv().await {
+                Some(Report::Progress { state, .. }) => {
+                    assert_eq!(state, "updating-pods-trust-both-cas");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -19,6 +19,11 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database holds an invalid value: {0}")]
     Corrupt(String),
+    #[error("database file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("the store is closed")]
     Closed,
 }
@@ -70,6 +75,35 @@ CREATE TABLE IF NOT EXISTS steps (id INTEGER PRIMARY KEY, subcloud TEXT NOT NULL
   created_at TEXT NOT NULL, updated_at TEXT);
 ";
 
+/// The database holds an uploaded CA's private key while its strategy exists: its directory is created
+/// 0700 when missing, and the file exists with mode 0600 before SQLite opens it, whatever the umask,
+/// because SQLite gives its `-wal` and `-shm` files the database file's mode. Files an older controller
+/// left wider are narrowed.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        dc_certs::files::create_private_dir(dir)?;
+    }
+    let private = std::fs::Permissions::from_mode(dc_certs::files::PRIVATE);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(dc_certs::files::PRIVATE)
+        .open(path)?
+        .set_permissions(private.clone())?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::set_permissions(&side, private.clone()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Schema changes after the first release, in order; `PRAGMA user_version` counts those applied, so a
 /// database written by an older controller is brought forward when it is opened and loses nothing.
 const MIGRATIONS: &[&str] = &[
@@ -105,6 +139,10 @@ impl SqliteStore {
     /// Opens (or creates) the database in WAL mode with full sync: a state change reported as written
     /// survives a power cut.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        make_private(path).map_err(|source| StoreError::File {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -374,6 +412,27 @@ mod tests {
         store.apply(&[Op::DeleteStrategy]).unwrap();
         let snap = store.load().unwrap();
         assert!(snap.strategy.is_none() && snap.steps.is_empty());
+    }
+
+    #[test]
+    fn the_database_and_its_wal_are_private_whatever_the_umask_and_its_new_directory_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("db.sqlite");
+        let mut store = SqliteStore::open(&path).unwrap();
+        store
+            .apply(&[Op::PutGroup(Group::default_group())])
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        for file in ["db.sqlite", "db.sqlite-wal", "db.sqlite-shm"] {
+            assert_eq!(mode(&dir.path().join("state").join(file)), 0o600, "{file}");
+        }
+        // A file an older controller left readable is narrowed on open.
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        SqliteStore::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]

@@ -122,6 +122,17 @@ impl Phase {
     }
 }
 
+impl Phase {
+    /// `name` if it is a state sysinv knows for this phase, else `None`: a state an agent reports is
+    /// checked against this before it is stored, shown or used as a metrics label.
+    pub fn known_state(self, name: &str) -> Option<&'static str> {
+        [PhaseState::InProgress, PhaseState::Done, PhaseState::Failed]
+            .into_iter()
+            .flat_map(|s| [self.state_name(s, false), self.state_name(s, true)])
+            .find(|known| *known == name)
+    }
+}
+
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
@@ -134,6 +145,26 @@ pub const STATE_ABORTED: &str = "update-aborted";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_states_sysinv_knows_for_a_phase_are_known() {
+        assert_eq!(
+            Phase::PodsTrustBothCas.known_state("updating-pods-trust-both-cas"),
+            Some("updating-pods-trust-both-cas")
+        );
+        assert_eq!(
+            Phase::NewRootCa.known_state("update-new-rootca-cert-uploaded"),
+            Some("update-new-rootca-cert-uploaded")
+        );
+        assert_eq!(
+            Phase::Start.known_state("updating-pods-trust-both-cas"),
+            None
+        );
+        assert_eq!(
+            Phase::Start.known_state("x\"} 1\ninjected_metric 666"),
+            None
+        );
+    }
 
     #[test]
     fn order_and_names() {

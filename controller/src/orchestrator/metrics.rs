@@ -25,6 +25,21 @@ pub struct StepFigures {
     pub phase_durations: BTreeMap<Phase, (f64, u64)>,
 }
 
+/// A label value in the text exposition format: backslash, double quote and newline escaped, so no
+/// value (a step state comes from an agent) can end its label or start a line of its own.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn family(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -38,7 +53,7 @@ pub fn render(fleet: &FleetFigures, steps: &StepFigures) -> String {
     }
     family(&mut out, "dc_steps", "Strategy steps by state.", "gauge");
     for (state, n) in &steps.steps_by_state {
-        let _ = writeln!(out, "dc_steps{{state=\"{state}\"}} {n}");
+        let _ = writeln!(out, "dc_steps{{state=\"{}\"}} {n}", label(state));
     }
     family(
         &mut out,
@@ -79,6 +94,15 @@ pub fn render(fleet: &FleetFigures, steps: &StepFigures) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_cannot_end_their_label_or_start_a_line() {
+        assert_eq!(label("plain-state"), "plain-state");
+        assert_eq!(
+            label("x\"} 1\ninjected_metric{by=\"agent\"} 666\\"),
+            "x\\\"} 1\\ninjected_metric{by=\\\"agent\\\"} 666\\\\"
+        );
+    }
 
     #[test]
     fn every_family_is_rendered_with_its_figures() {

@@ -26,7 +26,7 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
     Message, MessageResult, WrapFuture,
 };
-use dc_protocol::{ErrorCode, ErrorMessage};
+use dc_protocol::{Alarm, ErrorCode, ErrorMessage};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -417,6 +417,24 @@ impl Handler<Hello> for Orchestrator {
     }
 }
 
+/// Most alarms kept from one heartbeat: an agent reports two kinds at most; a flood is cut, not shown.
+const MAX_ALARMS: usize = 8;
+
+/// An agent's alarms as the controller keeps them: at most [`MAX_ALARMS`], each id and reason clipped.
+fn bounded_alarms(alarms: Vec<Alarm>) -> Vec<Alarm> {
+    let clip = |s: String, n: usize| s.chars().take(n).collect::<String>();
+    alarms
+        .into_iter()
+        .take(MAX_ALARMS)
+        .map(|a| Alarm {
+            id: clip(a.id, 16),
+            entity: clip(a.entity, 64),
+            reason: clip(a.reason, 256),
+            ..a
+        })
+        .collect()
+}
+
 impl Handler<Heartbeat> for Orchestrator {
     type Result = ();
 
@@ -433,7 +451,7 @@ impl Handler<Heartbeat> for Orchestrator {
         live.last_heartbeat = Some(Instant::now());
         live.last_heartbeat_at = Some(now_string());
         live.root_ca = hb.root_ca;
-        live.alarms = hb.alarms;
+        live.alarms = bounded_alarms(hb.alarms);
         live.update = hb.update;
         if let Some(step) = self.running.get(&msg.subcloud) {
             if session.attached {
@@ -491,5 +509,30 @@ impl Handler<Shutdown> for Orchestrator {
             }
         }
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dc_protocol::AlarmSeverity;
+
+    use super::*;
+
+    #[test]
+    fn a_flood_of_alarms_is_cut_and_each_clipped() {
+        let alarm = |i: usize| Alarm {
+            id: format!("500.{i}{}", "9".repeat(100)),
+            entity: "e".repeat(1000),
+            severity: AlarmSeverity::Major,
+            reason: "r".repeat(10_000),
+        };
+        let kept = bounded_alarms((0..70_000).map(alarm).collect());
+        assert_eq!(kept.len(), MAX_ALARMS);
+        assert!(
+            kept.iter().all(|a| a.id.chars().count() == 16
+                && a.entity.len() == 64
+                && a.reason.len() == 256)
+        );
+        assert_eq!(kept[1].id, "500.199999999999");
     }
 }
