@@ -82,12 +82,19 @@ pub struct TlsFiles {
 #[serde(default, deny_unknown_fields)]
 pub struct AgentsConfig {
     pub listen: String,
+    /// A connection that has not completed its mutual-TLS handshake within this many seconds is
+    /// closed: an unauthenticated peer may not hold a descriptor for long.
+    pub handshake_timeout_secs: u64,
+    /// Most handshakes in progress at once; connections beyond it are closed at once.
+    pub max_handshakes: usize,
 }
 
 impl Default for AgentsConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8120".to_owned(),
+            handshake_timeout_secs: 10,
+            max_handshakes: 1024,
         }
     }
 }

@@ -179,7 +179,11 @@ pub async fn start_with_store(
         agents,
         dc_protocol::tls::AgentAcceptor::new(server_config),
         Orchestrator::upstream(&orchestrator),
-        Duration::from_secs(config.offline_after_secs),
+        session::Limits {
+            offline_after: Duration::from_secs(config.offline_after_secs),
+            handshake_timeout: Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
+            max_handshakes: config.agents.max_handshakes.max(1),
+        },
     ));
 
     let actors = Actors {

@@ -286,32 +286,107 @@ impl Handler<Close> for Session {
     }
 }
 
-/// Accepts agents until the task is dropped. A failed handshake is logged and costs no one else.
+/// What the agent listener allows a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A session without a heartbeat for this long is offline.
+    pub offline_after: Duration,
+    /// Longest time for the mutual-TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Most handshakes in progress at once.
+    pub max_handshakes: usize,
+}
+
+/// The delay after consecutive accept errors: none after a success, then 5 ms doubling to 1 s. A failing
+/// accept (no descriptors left) must not spin: it would starve the REST API sharing the descriptor
+/// table and flood the log.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// An accept failed: how long to wait before the next, and whether to log this one (the first of
+    /// a run, then once the delay reaches its cap and every 60 failures after).
+    pub fn failed(&mut self) -> (Duration, bool) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = Self::FIRST
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(Self::MAX);
+        let log = self.failures == 1 || (delay == Self::MAX && self.failures.is_multiple_of(60));
+        (delay, log)
+    }
+
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Accepts agent connections until dropped: each handshake bounded in time and in number, accept
+/// errors backed off.
 pub async fn accept_loop(
     listener: TcpListener,
     acceptor: AgentAcceptor,
     upstream: Upstream,
-    offline_after: Duration,
+    limits: Limits,
 ) {
+    let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes));
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
+            Ok(c) => {
+                backoff.succeeded();
+                c
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                let (delay, log) = backoff.failed();
+                if log {
+                    tracing::warn!(error = %e, retry_in = ?delay, "accept failed");
+                }
+                tokio::time::sleep(delay).await;
                 continue;
             }
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many handshakes in progress; connection closed");
+            continue;
         };
         tcp.set_nodelay(true).ok();
         let acceptor = acceptor.clone();
         let upstream = upstream.clone();
         actix_rt::spawn(async move {
-            match acceptor.accept(tcp).await {
-                Ok((stream, subcloud)) => {
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+            let result = handshake.await;
+            drop(permit);
+            match result {
+                Ok(Ok((stream, subcloud))) => {
                     tracing::debug!(%peer, %subcloud, "agent handshake done");
-                    Session::start(stream, subcloud, upstream, offline_after);
+                    Session::start(stream, subcloud, upstream, limits.offline_after);
                 }
-                Err(e) => tracing::warn!(%peer, error = %e, "agent handshake refused"),
+                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "agent handshake refused"),
+                Err(_) => tracing::warn!(%peer, "agent handshake timed out; connection closed"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_to_a_second_and_are_logged_sparingly() {
+        let mut b = AcceptBackoff::default();
+        let runs: Vec<(Duration, bool)> = (0..300).map(|_| b.failed()).collect();
+        assert_eq!(runs[0], (Duration::from_millis(5), true));
+        assert_eq!(runs[1], (Duration::from_millis(10), false));
+        assert_eq!(runs[8].0, Duration::from_millis(1000));
+        assert!(runs.iter().all(|(d, _)| *d <= Duration::from_secs(1)));
+        assert_eq!(runs.iter().filter(|(_, log)| *log).count(), 1 + 300 / 60);
+        b.succeeded();
+        assert_eq!(b.failed(), (Duration::from_millis(5), true));
     }
 }

@@ -234,6 +234,7 @@ impl Fleet {
             },
             agents: AgentsConfig {
                 listen: listen(&self.agents_addr),
+                ..AgentsConfig::default()
             },
             pki: PkiConfig::from_dir(&self.dir.join("pki")),
             database: self.database.clone(),
