@@ -58,10 +58,18 @@ pub struct ControllerConfig {
     /// The name the controller's certificate must carry.
     #[serde(default = "default_server_name")]
     pub server_name: String,
+    /// Longest time from dialling to the controller's Welcome (TCP connect, TLS handshake, Hello): a
+    /// controller that accepts and then says nothing is left and redialled.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
 }
 
 fn default_server_name() -> String {
     "localhost".to_owned()
+}
+
+fn default_connect_timeout() -> u64 {
+    10
 }
 
 /// The agent's certificate files (from `dc-certs issue-agent`).

@@ -37,6 +37,8 @@ pub enum LinkError {
     Refused(ErrorMessage),
     #[error("unexpected message from the controller: {0}")]
     Unexpected(String),
+    #[error("no Welcome from the controller within {0} s")]
+    NoWelcome(u64),
 }
 
 /// What crossed the link, with the instant it did, for an in-process observer: the benchmark measures
@@ -145,28 +147,34 @@ async fn session(
     backoff: &mut Backoff,
     observer: Option<&LinkObserver>,
 ) -> Result<(), LinkError> {
-    let stream = tls::connect(
-        client,
-        &config.controller.address,
-        &config.controller.server_name,
-    )
-    .await?;
-    let (mut sink, mut frames) = dc_protocol::Connection::new(stream).into_inner().split();
-    sink.send(encode(&AgentMessage::Hello(Hello {
-        subcloud: config.subcloud.clone(),
-        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-        protocol_version: PROTOCOL_VERSION,
-        capabilities: vec!["simulated".to_owned(), "cert-file".to_owned()],
-    }))?)
-    .await?;
-    let welcome = match frames.next().await {
-        None => return Err(LinkError::Closed),
-        Some(frame) => match decode::<ControllerMessage>(&frame?)? {
-            ControllerMessage::Welcome(w) => w,
-            ControllerMessage::Error(e) => return Err(LinkError::Refused(e)),
-            other => return Err(LinkError::Unexpected(format!("{other:?} before Welcome"))),
-        },
-    };
+    let deadline = config.controller.connect_timeout_secs.max(1);
+    let greeted = tokio::time::timeout(Duration::from_secs(deadline), async {
+        let stream = tls::connect(
+            client,
+            &config.controller.address,
+            &config.controller.server_name,
+        )
+        .await?;
+        let (mut sink, mut frames) = dc_protocol::Connection::new(stream).into_inner().split();
+        sink.send(encode(&AgentMessage::Hello(Hello {
+            subcloud: config.subcloud.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            capabilities: vec!["simulated".to_owned(), "cert-file".to_owned()],
+        }))?)
+        .await?;
+        let welcome = match frames.next().await {
+            None => return Err(LinkError::Closed),
+            Some(frame) => match decode::<ControllerMessage>(&frame?)? {
+                ControllerMessage::Welcome(w) => w,
+                ControllerMessage::Error(e) => return Err(LinkError::Refused(e)),
+                other => return Err(LinkError::Unexpected(format!("{other:?} before Welcome"))),
+            },
+        };
+        Ok((sink, frames, welcome))
+    })
+    .await;
+    let (mut sink, mut frames, welcome) = greeted.map_err(|_| LinkError::NoWelcome(deadline))??;
     check_protocol_version(welcome.protocol_version).map_err(LinkError::Refused)?;
     info!(controller = %welcome.controller_version, "connected to the controller");
     backoff.reset();

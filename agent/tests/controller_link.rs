@@ -99,6 +99,7 @@ impl Harness {
             controller: ControllerConfig {
                 address: listener.local_addr().unwrap().to_string(),
                 server_name: "localhost".into(),
+                connect_timeout_secs: 1,
             },
             tls: TlsConfig {
                 ca: agent_dir.join(pki::CA_CERT),
@@ -348,4 +349,30 @@ async fn abort_over_the_link_stops_after_the_phase_and_start_resumes() {
     })
     .await
     .expect("the scenario timed out");
+}
+
+#[tokio::test]
+async fn a_controller_that_never_welcomes_is_left_and_redialled() {
+    let h = Harness::start().await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // The first connection completes TLS and gets a Hello, but no Welcome ever comes.
+        let (tcp, _) = h.listener.accept().await.unwrap();
+        let (stream, _) = h.acceptor.accept(tcp).await.unwrap();
+        let mut silent = Connection::new(stream);
+        assert!(matches!(
+            silent.recv::<AgentMessage>().await.unwrap(),
+            Some(AgentMessage::Hello(_))
+        ));
+        // The agent gives up on it (connect_timeout_secs = 1) and dials again; this time it is welcomed
+        // and heartbeats.
+        let mut link = h.accept().await;
+        assert!(matches!(next(&mut link).await, AgentMessage::Heartbeat(_)));
+        assert!(matches!(
+            silent.recv::<AgentMessage>().await,
+            Ok(None) | Err(_)
+        ));
+    })
+    .await
+    .expect("the agent did not leave the silent controller");
+    h.shutdown().await;
 }

@@ -513,6 +513,7 @@ fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig
         controller: AgentController {
             address: controller.to_owned(),
             server_name: "localhost".to_owned(),
+            connect_timeout_secs: 10,
         },
         tls: TlsConfig {
             ca: tls.join("ca.crt"),
