@@ -143,14 +143,14 @@ impl HostAccess {
             source,
         })?;
         let run = async {
+            let mut fed = Ok(());
             if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                // A command that exits without reading all of its input reports that itself.
-                let _ = pipe.write_all(bytes).await;
+                fed = pipe.write_all(bytes).await;
                 drop(pipe);
             }
-            child.wait_with_output().await
+            child.wait_with_output().await.map(|output| (output, fed))
         };
-        let output = tokio::time::timeout(self.timeout, run)
+        let (output, fed) = tokio::time::timeout(self.timeout, run)
             .await
             .map_err(|_| HostError::Timeout {
                 host: self.name.clone(),
@@ -163,6 +163,15 @@ impl HostAccess {
                 source,
             })?;
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        if let (Err(e), Some(0)) = (&fed, output.status.code()) {
+            // It succeeded without all of its input: never taken for a success.
+            return Err(HostError::Command {
+                host: self.name.clone(),
+                command: shown,
+                status: "exit status 0".to_owned(),
+                stderr: format!("{stderr}; its input could not all be sent: {e}"),
+            });
+        }
         match output.status.code() {
             Some(code) => Ok((code, output.stdout, stderr)),
             None => Err(HostError::Command {
@@ -249,9 +258,12 @@ impl HostAccess {
                 })?
                 .map_err(|(path, source)| HostError::Io { host, path, source });
         }
-        self.run(&write_script(&path, mode), Some(contents.as_bytes()))
-            .await
-            .map(drop)
+        self.run(
+            &write_script(&path, mode, contents.as_bytes()),
+            Some(contents.as_bytes()),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn remove(&self, file: HostFile) -> Result<(), HostError> {
@@ -281,10 +293,20 @@ pub fn backup_path(path: &Path) -> PathBuf {
 }
 
 fn write_local(path: &Path, contents: &str, mode: u32) -> Result<(), (PathBuf, std::io::Error)> {
+    use std::os::unix::fs::PermissionsExt;
     let backup = backup_path(path);
     if path.exists() && !backup.exists() {
-        // The content (through a symlink such as kubelet-client-current.pem) and the mode bits.
-        std::fs::copy(path, &backup).map_err(|e| (backup.clone(), e))?;
+        // The content (through a symlink such as kubelet-client-current.pem) and the mode bits,
+        // written like every other file: a backup exists whole or not at all.
+        let kept = std::fs::read(path)
+            .and_then(|bytes| {
+                Ok((
+                    bytes,
+                    std::fs::metadata(path)?.permissions().mode() & 0o7777,
+                ))
+            })
+            .map_err(|e| (path.to_owned(), e))?;
+        write_atomic(&backup, &kept.0, kept.1).map_err(|e| (backup.clone(), e))?;
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| (parent.to_owned(), e))?;
@@ -293,22 +315,42 @@ fn write_local(path: &Path, contents: &str, mode: u32) -> Result<(), (PathBuf, s
 }
 
 /// The shell script writing its standard input to `path` on a remote host: the same sequence as
-/// [`write_atomic`] plus the backup, in POSIX sh and coreutils.
-fn write_script(path: &Path, mode: u32) -> String {
+/// [`write_atomic`] plus the backup, in POSIX sh and coreutils. What arrived is checked against the
+/// length and SHA-256 of `contents` before it goes live: a transfer cut short (the agent killed, the
+/// timeout, the link) leaves the old file in place, never half a certificate. The backup goes through
+/// a temporary name too, so it exists whole or not at all and is redone when it does not.
+fn write_script(path: &Path, mode: u32, contents: &[u8]) -> String {
     let f = quote(path);
     let dir = quote(path.parent().unwrap_or(Path::new("/")));
-    let backup = quote(&backup_path(path));
-    let tmp = quote(&{
+    let with = |suffix: &str| {
         let mut t = path.as_os_str().to_owned();
-        t.push(".dc-rootca-tmp");
+        t.push(suffix);
         PathBuf::from(t)
-    });
+    };
+    let backup = quote(&backup_path(path));
+    let backup_tmp = quote(&with(".dc-rootca-backup-tmp"));
+    let tmp = quote(&with(".dc-rootca-tmp"));
+    let len = contents.len();
+    let sha = sha256_hex(contents);
     format!(
         "set -e; umask 077; mkdir -p {dir}; \
-         if [ -e {f} ] && [ ! -e {backup} ]; then cp -p -- {f} {backup}; fi; \
-         cat > {tmp}; chmod {mode:o} {tmp}; sync {tmp} 2>/dev/null || sync; \
+         if [ -e {f} ] && [ ! -e {backup} ]; then cp -p -- {f} {backup_tmp}; \
+         sync {backup_tmp} 2>/dev/null || sync; mv -f -- {backup_tmp} {backup}; fi; \
+         cat > {tmp}; \
+         if [ \"$(wc -c < {tmp})\" -ne {len} ] || ! printf '%s  %s\\n' {sha} {tmp} | sha256sum -c --status; then \
+         rm -f -- {tmp}; echo \"dc-rootca: {f} arrived incomplete or altered; the old file stays\" >&2; exit 3; fi; \
+         chmod {mode:o} {tmp}; sync {tmp} 2>/dev/null || sync; \
          mv -f -- {tmp} {f}; sync {dir} 2>/dev/null || sync"
     )
+}
+
+/// Lower-case hex SHA-256, as `sha256sum` prints it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -378,6 +420,52 @@ mod tests {
         // `sh -c` stands for ssh: both run the last argument as a shell command line.
         let path = dir.path().join("it's here");
         writes_atomically_with_one_backup(&host(&path, &["sh", "-c"]), &path).await;
+    }
+
+    #[tokio::test]
+    async fn a_transfer_cut_short_leaves_the_old_file_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("etc/kubernetes/pki/ca.crt");
+        std::fs::create_dir_all(ca.parent().unwrap()).unwrap();
+        std::fs::write(&ca, "original").unwrap();
+        // The link delivers only the first 20 bytes of the input, then the command runs: as when the
+        // agent dies or the timeout fires mid-transfer.
+        let cut = host(
+            dir.path(),
+            &["sh", "-c", "head -c 20 | sh -c \"$1\"", "cut"],
+        );
+        let new = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n";
+        let e = cut
+            .write(HostFile::CaCert, new)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("arrived incomplete or altered"), "{e}");
+        assert_eq!(std::fs::read_to_string(&ca).unwrap(), "original");
+        let leftovers: Vec<_> = std::fs::read_dir(ca.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            leftovers.iter().all(|n| !n.contains("dc-rootca-tmp")),
+            "{leftovers:?}"
+        );
+        // The whole transfer goes live.
+        let whole = host(dir.path(), &["sh", "-c"]);
+        whole.write(HostFile::CaCert, new).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&ca).unwrap(), new);
+        assert_eq!(
+            std::fs::read_to_string(backup_path(&ca)).unwrap(),
+            "original"
+        );
+    }
+
+    #[test]
+    fn sha256_is_what_sha256sum_prints() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[tokio::test]
