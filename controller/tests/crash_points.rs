@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{Harness, config};
-use dc_agent::config::AgentConfig;
-use dc_agent::sim::SimConfig;
 use dc_controller::model::{Stage, StrategyState};
 use dc_controller::orchestrator::ApiRequest;
 use dc_controller::store::{Op, Snapshot, SqliteStore, Store, StoreError};
@@ -71,22 +69,6 @@ impl Store for CrashAfter {
     }
 }
 
-fn agent_config(h: &Harness, name: &str, agents_addr: &str) -> AgentConfig {
-    let tls = h.pki.agent(name).expect("agent certificate");
-    let mut cluster = serde_json::to_value(SimConfig::light()).expect("sim config");
-    cluster["kind"] = json!("simulated");
-    cluster["root_ca_expiry_days"] = json!(10);
-    serde_json::from_value(json!({
-        "subcloud": name,
-        "data_dir": h.pki.root().join("agents").join(name).join("data"),
-        "controller": {"address": agents_addr},
-        "tls": {"ca": tls.join("ca.crt"), "cert": tls.join("agent.crt"), "key": tls.join("agent.key")},
-        "reconnect": {"initial_secs": 0.05, "max_secs": 0.5},
-        "cluster": cluster,
-    }))
-    .expect("agent config")
-}
-
 /// Runs one strategy with the controller's store failing at transition `crash_after` (never, with
 /// `None`); when it fails, a new controller on the same database takes over. Returns how many
 /// transitions the first controller wrote.
@@ -122,7 +104,7 @@ async fn run(crash_after: Option<usize>) -> usize {
         .map(|n| {
             let mut stopped = stopped.clone();
             actix_rt::spawn(dc_agent::run(
-                agent_config(&h, n, &agents_addr),
+                common::in_process_agent(&h, n, &agents_addr, false),
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },
@@ -210,26 +192,10 @@ async fn run(crash_after: Option<usize>) -> usize {
             "crash at transition {crash_after:?}: {n}: {}",
             steps[n]
         );
-        let ca_crt = h
-            .pki
-            .root()
-            .join("agents")
-            .join(n)
-            .join("data/cluster/hosts/controller-0/etc/kubernetes/pki/ca.crt");
-        let pem = std::fs::read_to_string(&ca_crt).expect("ca.crt");
-        let certs = dc_certs::pem_certificates(&pem).expect("pem");
-        assert_eq!(certs.len(), 1, "{n}: only the new CA is trusted");
-        let ca = dc_certs::inspect::CertSummary::from_der(&certs[0]).expect("cert");
-        assert_eq!(ca.subject, SUBJECT, "{n}");
-        assert_eq!(ca.not_after, expiry.not_after(), "{n}");
+        common::assert_new_ca(&h, n, SUBJECT, expiry.not_after());
     }
     stop.send_replace(true);
-    for a in agents {
-        a.await.expect("agent task").expect("agent ended cleanly");
-    }
-    if let Some(c) = h.controller.take() {
-        c.stop().await;
-    }
+    common::stop_all(&mut h, agents).await;
     made
 }
 

@@ -5,34 +5,11 @@
 mod common;
 
 use common::{Harness, config};
-use dc_agent::config::AgentConfig;
-use dc_agent::sim::SimConfig;
 use dc_controller::model::StrategyState;
 use dc_controller::orchestrator::ApiRequest;
 use serde_json::json;
 
 const SUBJECT: &str = "O=in-process CN=in-process-root";
-
-fn agent_config(h: &Harness, name: &str, agents_addr: &str, slow: bool) -> AgentConfig {
-    let tls = h.pki.agent(name).expect("agent certificate");
-    let mut cluster = serde_json::to_value(SimConfig::light()).expect("sim config");
-    cluster["kind"] = json!("simulated");
-    cluster["root_ca_expiry_days"] = json!(10);
-    if slow {
-        // Long enough to be caught mid-phase by the restart below.
-        cluster["faults"]["slow_phase"] = json!({"phase": "pods-trust-both-cas", "delay_ms": 2000});
-    }
-    serde_json::from_value(json!({
-        "subcloud": name,
-        "data_dir": h.pki.root().join("agents").join(name).join("data"),
-        "controller": {"address": agents_addr},
-        "tls": {"ca": tls.join("ca.crt"), "cert": tls.join("agent.crt"), "key": tls.join("agent.key")},
-        "reconnect": {"initial_secs": 0.05, "max_secs": 0.5},
-        "pods": {"poll_ms": 10},
-        "cluster": cluster,
-    }))
-    .expect("agent config")
-}
 
 #[actix_web::test]
 async fn real_agents_complete_a_strategy_across_a_controller_restart() {
@@ -46,7 +23,7 @@ async fn real_agents_complete_a_strategy_across_a_controller_restart() {
     let agents: Vec<_> = names
         .iter()
         .map(|n| {
-            let config = agent_config(&h, n, &agents_addr, *n == "sim3");
+            let config = common::in_process_agent(&h, n, &agents_addr, *n == "sim3");
             let mut stopped = stopped.clone();
             actix_rt::spawn(dc_agent::run(config, async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -82,25 +59,9 @@ async fn real_agents_complete_a_strategy_across_a_controller_restart() {
     let steps = h.steps().await;
     for n in names {
         assert_eq!(steps[n]["state"], "complete", "{n}: {}", steps[n]);
-        let ca_crt = h
-            .pki
-            .root()
-            .join("agents")
-            .join(n)
-            .join("data/cluster/hosts/controller-0/etc/kubernetes/pki/ca.crt");
-        let pem = std::fs::read_to_string(&ca_crt).expect("ca.crt");
-        let certs = dc_certs::pem_certificates(&pem).expect("pem");
-        assert_eq!(certs.len(), 1, "{n}: only the new CA is trusted");
-        let ca = dc_certs::inspect::CertSummary::from_der(&certs[0]).expect("cert");
-        assert_eq!(ca.subject, SUBJECT, "{n}");
-        assert_eq!(ca.not_after, expiry.not_after(), "{n}");
+        common::assert_new_ca(&h, n, SUBJECT, expiry.not_after());
     }
 
     stop.send_replace(true);
-    for a in agents {
-        a.await.expect("agent task").expect("agent ended cleanly");
-    }
-    if let Some(c) = h.controller.take() {
-        c.stop().await;
-    }
+    common::stop_all(&mut h, agents).await;
 }

@@ -27,35 +27,22 @@ fn sync_of(fleet: &TestFleet, name: &str) -> String {
         .to_owned()
 }
 
-fn last_heartbeat(fleet: &TestFleet, name: &str) -> String {
+/// One field of `subcloud show NAME`.
+fn shown(fleet: &TestFleet, name: &str, column: &str) -> String {
     fleet
-        .dcmanager_ok(&[
-            "subcloud",
-            "show",
-            name,
-            "-f",
-            "value",
-            "-c",
-            "last_heartbeat_at",
-        ])
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `subcloud show NAME`'s one-line summary of an unfinished update (`None` when there is none).
-fn unfinished(fleet: &TestFleet, name: &str) -> String {
-    fleet
-        .dcmanager_ok(&[
-            "subcloud",
-            "show",
-            name,
-            "-f",
-            "value",
-            "-c",
-            "kube-rootca_update",
-        ])
+        .dcmanager_ok(&["subcloud", "show", name, "-f", "value", "-c", column])
         .unwrap_or_else(|e| panic!("{e}"))
         .trim()
         .to_owned()
+}
+
+fn last_heartbeat(fleet: &TestFleet, name: &str) -> String {
+    shown(fleet, name, "last_heartbeat_at")
+}
+
+/// The one-line summary of an unfinished update (`None` when there is none).
+fn unfinished(fleet: &TestFleet, name: &str) -> String {
+    shown(fleet, name, "kube-rootca_update")
 }
 
 fn delete_strategy(fleet: &TestFleet) {

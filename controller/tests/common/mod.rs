@@ -477,3 +477,62 @@ impl AgentCtx {
         out
     }
 }
+
+/// The configuration of a REAL agent (`dc_agent::run`) in this process for subcloud `name` of the
+/// harness's PKI, on a light simulated cluster whose root CA expires in 10 days, dialling
+/// `agents_addr`; `slow` keeps it in pods trust-both-cas for 2 s, long enough to be caught there.
+pub fn in_process_agent(
+    h: &Harness,
+    name: &str,
+    agents_addr: &str,
+    slow: bool,
+) -> dc_agent::config::AgentConfig {
+    let tls = h.pki.agent(name).expect("agent certificate");
+    let mut cluster = serde_json::to_value(dc_agent::sim::SimConfig::light()).expect("sim config");
+    cluster["kind"] = serde_json::json!("simulated");
+    cluster["root_ca_expiry_days"] = serde_json::json!(10);
+    if slow {
+        cluster["faults"]["slow_phase"] =
+            serde_json::json!({"phase": "pods-trust-both-cas", "delay_ms": 2000});
+    }
+    serde_json::from_value(serde_json::json!({
+        "subcloud": name,
+        "data_dir": h.pki.root().join("agents").join(name).join("data"),
+        "controller": {"address": agents_addr},
+        "tls": {"ca": tls.join("ca.crt"), "cert": tls.join("agent.crt"), "key": tls.join("agent.key")},
+        "reconnect": {"initial_secs": 0.05, "max_secs": 0.5},
+        "pods": {"poll_ms": 10},
+        "cluster": cluster,
+    }))
+    .expect("agent config")
+}
+
+/// Checks that subcloud `name`'s simulated controller-0 trusts the new CA alone, with `subject` and
+/// `not_after`.
+pub fn assert_new_ca(h: &Harness, name: &str, subject: &str, not_after: i64) {
+    let ca_crt = h
+        .pki
+        .root()
+        .join("agents")
+        .join(name)
+        .join("data/cluster/hosts/controller-0/etc/kubernetes/pki/ca.crt");
+    let pem = std::fs::read_to_string(&ca_crt).expect("ca.crt");
+    let certs = dc_certs::pem_certificates(&pem).expect("pem");
+    assert_eq!(certs.len(), 1, "{name}: only the new CA is trusted");
+    let ca = dc_certs::inspect::CertSummary::from_der(&certs[0]).expect("cert");
+    assert_eq!(ca.subject, subject, "{name}");
+    assert_eq!(ca.not_after, not_after, "{name}");
+}
+
+/// Stops in-process agents (after their stop signal was sent) and the harness's controller.
+pub async fn stop_all(
+    h: &mut Harness,
+    agents: Vec<actix_rt::task::JoinHandle<Result<(), dc_agent::AgentError>>>,
+) {
+    for a in agents {
+        a.await.expect("agent task").expect("agent ended cleanly");
+    }
+    if let Some(c) = h.controller.take() {
+        c.stop().await;
+    }
+}
