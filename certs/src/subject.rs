@@ -32,6 +32,10 @@ pub enum SubjectError {
     #[error("subject value for '{0}' must not contain '='")]
     ValueHasEquals(&'static str),
     #[error(
+        "subject value for '{0}' contains a control or bidirectional-override character (U+{1:04X}); it would show differently from what it is"
+    )]
+    ControlCharacter(&'static str, u32),
+    #[error(
         "subject value for '{key}' is {len} characters long; at most {MAX_VALUE_LEN} are allowed"
     )]
     ValueTooLong { key: &'static str, len: usize },
@@ -93,6 +97,9 @@ impl Subject {
             }
             if value.contains('=') {
                 return Err(SubjectError::ValueHasEquals(key));
+            }
+            if let Some(c) = value.chars().find(|c| misleading(*c)) {
+                return Err(SubjectError::ControlCharacter(key, u32::from(c)));
             }
             let len = value.chars().count();
             if len > MAX_VALUE_LEN {
@@ -167,9 +174,35 @@ impl std::str::FromStr for Subject {
     }
 }
 
+/// Characters that make a subject display as something it is not: control characters (NUL, ESC for
+/// terminal escapes, DEL, C1) and the bidirectional overrides and isolates (U+202A-U+202E,
+/// U+2066-U+2069).
+fn misleading(c: char) -> bool {
+    c.is_control()
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_and_bidi_override_characters_are_refused() {
+        for (bad, code) in [
+            ("CN=a\u{0}b", 0),
+            ("CN=a\u{1b}[31mred", 0x1b),
+            ("CN=evil\u{202E}gnp.exe", 0x202e),
+            ("CN=a\u{2066}b", 0x2066),
+            ("CN=a\u{7f}", 0x7f),
+        ] {
+            assert!(
+                matches!(Subject::parse(bad), Err(SubjectError::ControlCharacter("CN", c)) if c == code),
+                "{bad:?}"
+            );
+        }
+        assert!(Subject::parse("CN=Zoë Müller-Ångström").is_ok());
+    }
 
     #[test]
     fn parses_the_documented_example() {

@@ -172,19 +172,46 @@ impl ControllerConfig {
         Ok(dc_config::load(path, "DC_CONTROLLER")?)
     }
 
-    /// The role of a token, if it is known.
+    /// The role of a token, if it is known. Every configured token is compared in constant time, so
+    /// the time an answer takes says nothing about how much of a guess was right.
     pub fn role_of(&self, token: &str) -> Option<Role> {
-        self.auth
-            .tokens
-            .iter()
-            .find(|t| t.token == token)
-            .map(|t| t.role)
+        self.auth.tokens.iter().fold(None, |found, t| {
+            let equal = same_secret(t.token.as_bytes(), token.as_bytes());
+            found.or(equal.then_some(t.role))
+        })
     }
+}
+
+/// Whether two secrets are equal, taking the same time wherever they differ (only their lengths leak).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_matched_exactly() {
+        assert!(same_secret(b"admin-token", b"admin-token"));
+        assert!(!same_secret(b"admin-token", b"admin-tokem"));
+        assert!(!same_secret(b"admin-token", b"admin-toke"));
+        assert!(!same_secret(b"", b"x"));
+        let mut c = ControllerConfig::default();
+        c.auth.tokens = vec![
+            TokenConfig {
+                token: "a-reader".into(),
+                role: Role::Reader,
+            },
+            TokenConfig {
+                token: "an-admin".into(),
+                role: Role::Admin,
+            },
+        ];
+        assert_eq!(c.role_of("an-admin"), Some(Role::Admin));
+        assert_eq!(c.role_of("a-reader"), Some(Role::Reader));
+        assert_eq!(c.role_of("an-admim"), None);
+    }
 
     #[test]
     fn toml_shape() {
