@@ -56,6 +56,7 @@ pub struct Updater<C> {
 
 impl<C: Cluster> Updater<C> {
     pub fn new(cluster: C, journal: Journal, settings: Settings) -> Self {
+        backfill_new_ca(&journal);
         Self {
             cluster,
             journal,
@@ -246,6 +247,28 @@ impl<C: Cluster> Updater<C> {
     }
 }
 
+/// A record written before the journal carried the new CA (the agent upgraded in the middle of an
+/// update) gets it from the stored certificate, so `subcloud show` and a take-over can name it. Best
+/// effort: without it only the explanation is poorer.
+fn backfill_new_ca(journal: &Journal) {
+    let Some(record) = journal.record() else {
+        return;
+    };
+    if record.new_ca.is_some() || record.phase <= Phase::NewRootCa {
+        return;
+    }
+    let filled = new_ca::stored_info(journal)
+        .map_err(|e| e.to_string())
+        .and_then(|info| {
+            journal
+                .update(|r| r.new_ca = Some(info), |_, _| None)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = filled {
+        warn!(error = %e, "the recorded update's new CA could not be read back");
+    }
+}
+
 /// Marks a stopped or failed update as running again; a failed phase is retried.
 fn resume(r: &mut UpdateRecord) {
     r.run = RunState::Running;
@@ -334,6 +357,30 @@ pub(crate) mod tests {
                 verified: &self.verified,
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_from_before_the_new_ca_was_journaled_gets_it_back_at_start() {
+        let f = Fixture::new().await;
+        let recorded = f
+            .journal
+            .record()
+            .unwrap()
+            .new_ca
+            .expect("recorded by the phase");
+        // As an older agent left it: past the new-root-CA phase, its CA only on disk.
+        f.journal
+            .update(
+                |r| {
+                    r.new_ca = None;
+                    r.phase = Phase::HostsTrustBothCas;
+                },
+                |_, _| None,
+            )
+            .unwrap();
+        let dir = f.journal.dir().parent().unwrap().to_owned();
+        let updater = Updater::new(f.sim, Journal::open(&dir).unwrap(), f.settings.clone());
+        assert_eq!(updater.journal().record().unwrap().new_ca, Some(recorded));
     }
 
     #[tokio::test(start_paused = true)]

@@ -62,6 +62,15 @@ pub async fn generate<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
     Ok(())
 }
 
+/// The stored new CA's certificate as the heartbeat reports it (no key needed).
+pub fn stored_info(journal: &Journal) -> Result<dc_protocol::RootCaInfo, PhaseError> {
+    let pem = std::fs::read_to_string(journal.dir().join(NEW_CA_CERT))
+        .map_err(|e| PhaseError::NewCa(format!("cannot read {NEW_CA_CERT}: {e}")))?;
+    CertSummary::from_pem(&pem)
+        .map(|s| crate::facts::root_ca_info(&s))
+        .map_err(|e| PhaseError::NewCa(e.to_string()))
+}
+
 /// The new CA the new-root-CA phase stored, for the phases after it.
 pub fn load(journal: &Journal) -> Result<CertifiedCa, PhaseError> {
     let dir = journal.dir();

@@ -313,7 +313,16 @@ fn start_steps(st: &State, ids: &[i64]) -> Change {
         .filter(|r| r.is_running())
         .map(|r| r.id)
         .collect();
-    Change::write(rows.into_iter().map(Op::PutStep).collect(), Value::Null)
+    // A step failed here explains itself on its (unmanaged) subcloud like any other failure.
+    let explained: Vec<Op> = rows
+        .iter()
+        .filter(|r| !r.is_running())
+        .filter_map(|r| explain(st, &r.subcloud, &r.state, &r.details))
+        .map(Op::PutSubcloud)
+        .collect();
+    let mut ops: Vec<Op> = rows.into_iter().map(Op::PutStep).collect();
+    ops.extend(explained);
+    Change::write(ops, Value::Null)
         .then(FollowUp::SpawnSteps(started))
         .then(FollowUp::Drive)
 }
@@ -441,6 +450,11 @@ mod tests {
         assert_eq!(rows[0].state, step_state::FAILED);
         assert_eq!(rows[0].details, "Subcloud s1 is unmanaged.");
         assert_eq!(c.follow_ups[0], FollowUp::SpawnSteps(vec![]));
+        st.apply(c.ops);
+        assert_eq!(
+            st.subclouds["s1"].error_description.as_deref(),
+            Some("Subcloud s1 is unmanaged.")
+        );
     }
 
     #[test]
