@@ -1,31 +1,17 @@
 //! CI's smoke test of the benchmark: a tiny fleet, run as a user would, finishes and writes its figures.
 //! (The figures themselves come from release runs; nothing here is timed.)
 
-use std::process::Command;
+use dc_test_support::process::run_for_figures;
 
 #[test]
 fn a_three_subcloud_run_completes_and_writes_every_figure() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("figures.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_dc-fleet-bench"))
-        .args(["--subclouds", "3", "--max-parallel", "2", "--state-dir"])
-        .arg(dir.path().join("state"))
-        .arg("--json")
-        .arg(&json)
-        // Under `cargo test` the workspace's binaries are built already; a nested build would wait
-        // for this run's lock.
-        .env_remove("CARGO")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "dc-fleet-bench failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, figures) = run_for_figures(
+        env!("CARGO_BIN_EXE_dc-fleet-bench"),
+        &["--subclouds", "3", "--max-parallel", "2"],
+        dir.path(),
     );
     assert!(stdout.contains("overhead wall / ideal"), "{stdout}");
-    let figures: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(figures["subclouds"], 3);
     assert_eq!(figures["max_parallel"], 2);
     assert_eq!(figures["shape"], "light");

@@ -9,9 +9,7 @@
 )]
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,6 +18,7 @@ use dc_agent::sim::{SimCluster, SimState};
 use dc_chaos::figures::Figures;
 use dc_chaos::plan::{Fault, plan};
 use dc_test_support::fleet::{Fleet, Shape, Site, wait_until};
+use dc_test_support::tmpfs::Tmpfs;
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -114,28 +113,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tmpfs for the controller's database, so the campaign can fill its disk (needs root).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path) -> Option<Self> {
-        std::fs::create_dir_all(path).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-            .arg(path)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Self(path.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 struct Campaign {
     fleet: Fleet,
     disk: Option<Tmpfs>,
@@ -165,11 +142,17 @@ impl Campaign {
             })
             .collect();
         let mut fleet = Fleet::prepare(dir, sites).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let disk = Tmpfs::mount(&dir.join("db"));
-        match &disk {
-            Some(d) => fleet.database = d.0.join("controller.sqlite"),
-            None => println!("no tmpfs (not root?): the campaign injects no disk-full"),
-        }
+        // The controller's database on a tmpfs the campaign can fill (needs root).
+        let disk = match Tmpfs::mount(&dir.join("db"), "8m") {
+            Ok(d) => {
+                fleet.database = d.path().join("controller.sqlite");
+                Some(d)
+            }
+            Err(e) => {
+                println!("{e}: the campaign injects no disk-full");
+                None
+            }
+        };
         fleet.launch().map_err(|e| anyhow::anyhow!("{e}"))?;
         fleet
             .wait_online(Duration::from_secs(120))
@@ -337,15 +320,12 @@ impl Campaign {
     /// then frees the space and starts it again.
     fn fill_disk(&mut self) {
         let Some(disk) = &self.disk else { return };
-        let filler = disk.0.join("filler");
-        if let Ok(mut file) = std::fs::File::create(&filler) {
-            let chunk = vec![0u8; 64 * 1024];
-            while file
-                .write_all(&chunk)
-                .and_then(|()| file.sync_all())
-                .is_ok()
-            {}
-        }
+        let filler = match disk.fill("filler") {
+            Ok(filler) => filler,
+            Err(e) => {
+                return self.violation(format!("the controller's disk could not be filled: {e}"));
+            }
+        };
         let stopped = wait_until(Duration::from_secs(20), || {
             Ok(self.fleet.controller_exit().is_some())
         });

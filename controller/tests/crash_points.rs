@@ -16,7 +16,6 @@ use common::{Harness, config};
 use dc_controller::model::{Stage, StrategyState};
 use dc_controller::orchestrator::ApiRequest;
 use dc_controller::store::{Op, Snapshot, SqliteStore, Store, StoreError};
-use serde_json::json;
 
 const SUBJECT: &str = "O=crash-points CN=crash-points-root";
 const NAMES: [&str; 2] = ["cp1", "cp2"];
@@ -98,34 +97,14 @@ async fn run(crash_after: Option<usize>) -> usize {
             .await
             .expect("start"),
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let agents: Vec<_> = NAMES
-        .iter()
-        .map(|n| {
-            let mut stopped = stopped.clone();
-            actix_rt::spawn(dc_agent::run(
-                common::in_process_agent(&h, n, &agents_addr, false),
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
-            ))
-        })
-        .collect();
+    let agents = common::spawn_agents(&h, &NAMES, &agents_addr, |_| false);
     h.wait_status(|s| s.reporting == NAMES.len()).await;
 
     let expiry = dc_certs::ExpiryDate::of(dc_certs::now() + 400 * 86400).expect("date");
     // The create or the apply may be the write that fails: each answer is what an operator would see.
-    let created = h
-        .api(ApiRequest::CreateStrategy(common::body(json!({
-            "type": "kube-rootca-update", "max-parallel-subclouds": 2,
-            "subject": SUBJECT, "expiry-date": expiry.to_string(),
-        }))))
-        .await;
+    let created = h.api(common::create_request(SUBJECT, &expiry)).await;
     let applied = match created {
-        Ok(_) => h
-            .api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
-            .await
-            .is_ok(),
+        Ok(_) => h.api(common::apply_request()).await.is_ok(),
         Err(_) => false,
     };
 
@@ -163,18 +142,15 @@ async fn run(crash_after: Option<usize>) -> usize {
             .and_then(|s| s["state"].as_str().map(str::to_owned));
         match state.as_deref() {
             None => {
-                h.api(ApiRequest::CreateStrategy(common::body(json!({
-                    "type": "kube-rootca-update", "max-parallel-subclouds": 2,
-                    "subject": SUBJECT, "expiry-date": expiry.to_string(),
-                }))))
-                .await
-                .expect("create after the crash");
-                h.api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
+                h.api(common::create_request(SUBJECT, &expiry))
+                    .await
+                    .expect("create after the crash");
+                h.api(common::apply_request())
                     .await
                     .expect("apply after the crash");
             }
             Some("initial") => {
-                h.api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
+                h.api(common::apply_request())
                     .await
                     .expect("apply after the crash");
             }
@@ -194,7 +170,6 @@ async fn run(crash_after: Option<usize>) -> usize {
         );
         common::assert_new_ca(&h, n, SUBJECT, expiry.not_after());
     }
-    stop.send_replace(true);
     common::stop_all(&mut h, agents).await;
     made
 }

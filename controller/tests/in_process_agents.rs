@@ -6,8 +6,6 @@ mod common;
 
 use common::{Harness, config};
 use dc_controller::model::StrategyState;
-use dc_controller::orchestrator::ApiRequest;
-use serde_json::json;
 
 const SUBJECT: &str = "O=in-process CN=in-process-root";
 
@@ -19,29 +17,14 @@ async fn real_agents_complete_a_strategy_across_a_controller_restart() {
         h.register(n).await;
     }
     let agents_addr = h.ctl().agents_addr.to_string();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let agents: Vec<_> = names
-        .iter()
-        .map(|n| {
-            let config = common::in_process_agent(&h, n, &agents_addr, *n == "sim3");
-            let mut stopped = stopped.clone();
-            actix_rt::spawn(dc_agent::run(config, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }))
-        })
-        .collect();
+    let agents = common::spawn_agents(&h, &names, &agents_addr, |n| n == "sim3");
     h.wait_status(|s| s.reporting == names.len()).await;
 
     let expiry = dc_certs::ExpiryDate::of(dc_certs::now() + 400 * 86400).expect("date");
-    h.api(ApiRequest::CreateStrategy(common::body(json!({
-        "type": "kube-rootca-update", "max-parallel-subclouds": 2,
-        "subject": SUBJECT, "expiry-date": expiry.to_string(),
-    }))))
-    .await
-    .expect("create");
-    h.api(ApiRequest::Action(common::body(json!({"action": "apply"}))))
+    h.api(common::create_request(SUBJECT, &expiry))
         .await
-        .expect("apply");
+        .expect("create");
+    h.api(common::apply_request()).await.expect("apply");
 
     // sim1 and sim2 finish; sim3 then runs, slowed in pods trust-both-cas: restart the controller there.
     h.wait_status(|s| s.finished_steps >= 2).await;
@@ -62,6 +45,5 @@ async fn real_agents_complete_a_strategy_across_a_controller_restart() {
         common::assert_new_ca(&h, n, SUBJECT, expiry.not_after());
     }
 
-    stop.send_replace(true);
     common::stop_all(&mut h, agents).await;
 }

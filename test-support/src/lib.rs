@@ -1,6 +1,6 @@
 //! Test support shared by the multi-process integration tests, the demo and the benchmark: locating the
-//! real binaries, children that are always cleaned up, a system PKI in a temporary directory, and a
-//! Kubernetes API served over a simulated cluster with a runner for the real kubectl.
+//! real binaries, children that are always cleaned up, a system PKI in a temporary directory, a small
+//! tmpfs to fill, and a Kubernetes API served over a simulated cluster with a runner for the real kubectl.
 //!
 //! Nothing here is compiled into the product binaries' libraries; it is a separate crate so test doubles
 //! never leak into production code.
@@ -10,6 +10,7 @@ pub mod kube_api;
 pub mod kubectl;
 pub mod pki;
 pub mod process;
+pub mod tmpfs;
 
 pub use kubectl::{KubectlError, kubectl};
 pub use pki::TestPki;

@@ -65,6 +65,35 @@ pub fn build_workspace_binaries(names: &[&str]) -> Result<(), BuildError> {
     }
 }
 
+/// Runs a workspace tool (`exe`, e.g. `env!("CARGO_BIN_EXE_dc-chaos")`) as a user would, with `args`
+/// then `--state-dir <dir>/state --json <dir>/figures.json`, and returns its stdout and the figures it
+/// wrote. Panics with both outputs when it fails: it serves the tools' smoke tests. Under `cargo test`
+/// the workspace's binaries are built already, and a nested build would wait for this run's lock, so
+/// the tool is told it runs outside cargo.
+pub fn run_for_figures(exe: &str, args: &[&str], dir: &Path) -> (String, serde_json::Value) {
+    let json = dir.join("figures.json");
+    let out = Command::new(exe)
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--json")
+        .arg(&json)
+        .env_remove("CARGO")
+        .output()
+        .unwrap_or_else(|e| panic!("{exe}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{exe} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| panic!("{exe} wrote no figures at {}", json.display()));
+    (stdout, figures)
+}
+
 /// A child process that is killed (SIGKILL) and reaped when dropped.
 pub struct Child {
     name: String,

@@ -5,61 +5,20 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::*;
 use dc_test_support::fleet::{Fleet, wait_until};
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).expect("mount point");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs to fill it, which needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(path.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Writes `path` until the filesystem has no room left.
-fn fill(path: &Path) {
-    let mut file = std::fs::File::create(path).expect("filler");
-    let chunk = vec![0u8; 64 * 1024];
-    loop {
-        if let Err(e) = file.write_all(&chunk).and_then(|()| file.sync_all()) {
-            assert_eq!(e.raw_os_error(), Some(28), "ENOSPC, not {e}");
-            return;
-        }
-    }
-}
+use dc_test_support::tmpfs::Tmpfs;
 
 #[test]
 fn a_full_disk_stops_the_controller_and_a_restart_after_space_returns_finishes_the_strategy() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let disk = Tmpfs::mount(&dir.path().join("db"), "4m");
+    let disk = Tmpfs::mount(&dir.path().join("db"), "4m").unwrap_or_else(|e| panic!("{e}"));
     let mut sites = light(&["d1", "d2"]);
     for site in &mut sites {
         site.slow_pods_ms = 2000;
     }
     let mut fleet = Fleet::prepare(dir.path(), sites).unwrap_or_else(|e| panic!("{e}"));
-    fleet.database = disk.0.join("controller.sqlite");
+    fleet.database = disk.path().join("controller.sqlite");
     fleet.launch().unwrap_or_else(|e| panic!("{e}"));
     fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     let not_after = create_and_apply(&fleet, &["--max-parallel-subclouds", "2"]);
@@ -70,8 +29,7 @@ fn a_full_disk_stops_the_controller_and_a_restart_after_space_returns_finishes_t
 
     // The disk fills while both subclouds report progress: the next write fails and the controller
     // stops, saying why.
-    let filler = disk.0.join("filler");
-    fill(&filler);
+    let filler = disk.fill("filler").expect("the disk fills up");
     wait_until(TIMEOUT, || Ok(fleet.controller_exit().is_some()))
         .unwrap_or_else(|e| panic!("the controller must stop on a failed write: {e}"));
     let status = fleet.controller_exit().expect("exited");

@@ -95,14 +95,7 @@ fn abort_then_finish_with(second: &[&str]) {
         );
     }
 
-    let mut create = vec!["kube-rootca-update-strategy", "create"];
-    create.extend_from_slice(second);
-    fleet
-        .dcmanager_ok(&create)
-        .unwrap_or_else(|e| panic!("{e}"));
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
-        .unwrap_or_else(|e| panic!("{e}"));
+    create_with_and_apply(&fleet, second);
     let (state, steps) = finish(&fleet);
     assert_eq!(state, "complete", "{steps:#?}");
     assert_eq!(steps.len(), names.len(), "{steps:#?}");
@@ -158,12 +151,7 @@ fn a_failed_update_is_explained_and_finished_by_the_next_strategy_once_fixed() {
         Ok(last_heartbeat(&fleet, "f1") != before && sync_of(&fleet, "f1") == "out-of-sync")
     })
     .unwrap_or_else(|e| panic!("the restarted agent reports its unfinished update: {e}"));
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "create"])
-        .unwrap_or_else(|e| panic!("{e}"));
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
-        .unwrap_or_else(|e| panic!("{e}"));
+    create_with_and_apply(&fleet, &[]);
     let (state, steps) = finish(&fleet);
     assert_eq!(state, "complete", "{steps:#?}");
     assert_new_ca(&fleet, 0, not_after);

@@ -524,12 +524,52 @@ pub fn assert_new_ca(h: &Harness, name: &str, subject: &str, not_after: i64) {
     assert_eq!(ca.not_after, not_after, "{name}");
 }
 
-/// Stops in-process agents (after their stop signal was sent) and the harness's controller.
-pub async fn stop_all(
-    h: &mut Harness,
-    agents: Vec<actix_rt::task::JoinHandle<Result<(), dc_agent::AgentError>>>,
-) {
-    for a in agents {
+/// Real agents running in this process until [`stop_all`].
+pub struct InProcessAgents {
+    stop: watch::Sender<bool>,
+    tasks: Vec<actix_rt::task::JoinHandle<Result<(), dc_agent::AgentError>>>,
+}
+
+/// Starts a real agent per name (see [`in_process_agent`]), `slow(name)` choosing the slowed ones.
+pub fn spawn_agents(
+    h: &Harness,
+    names: &[&str],
+    agents_addr: &str,
+    slow: impl Fn(&str) -> bool,
+) -> InProcessAgents {
+    let (stop, stopped) = watch::channel(false);
+    let tasks = names
+        .iter()
+        .map(|n| {
+            let mut stopped = stopped.clone();
+            actix_rt::spawn(dc_agent::run(
+                in_process_agent(h, n, agents_addr, slow(n)),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ))
+        })
+        .collect();
+    InProcessAgents { stop, tasks }
+}
+
+/// The strategy's create request with `subject` and `expiry`, two subclouds at a time.
+pub fn create_request(subject: &str, expiry: &dc_certs::ExpiryDate) -> ApiRequest {
+    ApiRequest::CreateStrategy(body(serde_json::json!({
+        "type": "kube-rootca-update", "max-parallel-subclouds": 2,
+        "subject": subject, "expiry-date": expiry.to_string(),
+    })))
+}
+
+/// The strategy's apply request.
+pub fn apply_request() -> ApiRequest {
+    ApiRequest::Action(body(serde_json::json!({"action": "apply"})))
+}
+
+/// Stops the in-process agents and the harness's controller.
+pub async fn stop_all(h: &mut Harness, agents: InProcessAgents) {
+    agents.stop.send_replace(true);
+    for a in agents.tasks {
         a.await.expect("agent task").expect("agent ended cleanly");
     }
     if let Some(c) = h.controller.take() {

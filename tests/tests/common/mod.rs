@@ -93,14 +93,15 @@ pub fn failing(fleet: &Fleet, args: &[&str]) -> String {
 /// Returns the new CA's expected `not_after`.
 pub fn create_and_apply(fleet: &Fleet, flags: &[&str]) -> i64 {
     let (date, not_after) = expiry();
-    let mut create = vec![
-        "kube-rootca-update-strategy",
-        "create",
-        "--subject",
-        SUBJECT,
-        "--expiry-date",
-        &date,
-    ];
+    let mut all = vec!["--subject", SUBJECT, "--expiry-date", &date];
+    all.extend_from_slice(flags);
+    create_with_and_apply(fleet, &all);
+    not_after
+}
+
+/// Creates the strategy with exactly `flags` (no subject or expiry of its own), then applies it.
+pub fn create_with_and_apply(fleet: &Fleet, flags: &[&str]) {
+    let mut create = vec!["kube-rootca-update-strategy", "create"];
     create.extend_from_slice(flags);
     fleet
         .dcmanager_ok(&create)
@@ -108,7 +109,6 @@ pub fn create_and_apply(fleet: &Fleet, flags: &[&str]) -> i64 {
     fleet
         .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
         .unwrap_or_else(|e| panic!("{e}"));
-    not_after
 }
 
 /// Waits for the strategy to end; returns its final state and the steps.
