@@ -192,7 +192,7 @@ async fn session(
     // so the queue is drained first on the next turn): what the controller shows (sync status,
     // `subcloud show`) must not lag a heartbeat period behind an abort or a failure.
     let mut status = journal.status();
-    let mut reported_run = run_of(&status.borrow_and_update());
+    let mut reported_run = update_and_run(&status.borrow_and_update());
     let mut heartbeat_due = false;
     loop {
         // A message leaves the outbox only once written, so a link lost mid-send loses nothing.
@@ -201,9 +201,10 @@ async fn session(
             journal.outbox.pop();
             observe(observer, &config.subcloud, Traffic::Sent(Box::new(message)));
         }
+        // Periodic or due to a run-state change, a heartbeat goes after the messages queued before it.
         if std::mem::take(&mut heartbeat_due) {
             let heartbeat = heartbeat(config, updater).await;
-            reported_run = run_of(&heartbeat.update);
+            reported_run = update_and_run(&heartbeat.update);
             sink.send(encode(&AgentMessage::Heartbeat(Box::new(heartbeat)))?)
                 .await?;
         }
@@ -228,13 +229,9 @@ async fn session(
                     }
                 }
             }
-            _ = ticker.tick() => {
-                let heartbeat = heartbeat(config, updater).await;
-                reported_run = run_of(&heartbeat.update);
-                sink.send(encode(&AgentMessage::Heartbeat(Box::new(heartbeat)))?).await?;
-            }
+            _ = ticker.tick() => heartbeat_due = true,
             Ok(()) = status.changed() => {
-                if run_of(&status.borrow_and_update()) != reported_run {
+                if update_and_run(&status.borrow_and_update()) != reported_run {
                     // Sent after the messages queued meanwhile, on the next turn.
                     heartbeat_due = true;
                 }
@@ -244,9 +241,9 @@ async fn session(
     }
 }
 
-/// What a change of makes a heartbeat due: the run state, and the update's id (a take-over renames a
-/// running update).
-fn run_of(status: &Option<UpdateStatus>) -> Option<(String, RunState)> {
+/// What makes a heartbeat due when it changes: the update's id (a take-over renames a running update)
+/// and its run state.
+fn update_and_run(status: &Option<UpdateStatus>) -> Option<(String, RunState)> {
     status
         .as_ref()
         .map(|s| (s.update_id.clone(), s.run.clone()))
