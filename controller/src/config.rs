@@ -172,6 +172,27 @@ impl ControllerConfig {
         Ok(dc_config::load(path, "DC_CONTROLLER")?)
     }
 
+    /// Refuses settings the controller must not run with: an API token shorter than
+    /// [`MIN_TOKEN_LEN`] (guessable) or still the example's placeholder (published).
+    pub fn validate(&self) -> Result<(), ControllerError> {
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            let which = format!("auth.tokens[{i}]");
+            if t.token.starts_with(EXAMPLE_TOKEN_PREFIX) {
+                return Err(ControllerError::Config(format!(
+                    "{which} is the example's placeholder; set a secret of your own \
+                     (for example: openssl rand -hex 24)"
+                )));
+            }
+            if t.token.chars().count() < MIN_TOKEN_LEN {
+                return Err(ControllerError::Config(format!(
+                    "{which} is {} characters; an API token needs at least {MIN_TOKEN_LEN}",
+                    t.token.chars().count()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The role of a token, if it is known. Every configured token is compared in constant time, so
     /// the time an answer takes says nothing about how much of a guess was right.
     pub fn role_of(&self, token: &str) -> Option<Role> {
@@ -181,6 +202,12 @@ impl ControllerConfig {
         })
     }
 }
+
+/// Shortest API token accepted: 16 random characters are out of reach of guessing over HTTP.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// How the tokens in `deploy/controller.example.toml` begin: a copied example must not go live.
+const EXAMPLE_TOKEN_PREFIX: &str = "CHANGE-ME";
 
 /// Whether two secrets are equal, taking the same time wherever they differ (only their lengths leak).
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
@@ -291,5 +318,26 @@ role = "reader"
         assert_eq!(c.agents.listen, "0.0.0.0:8120");
         assert_eq!(c.agent_wait_secs, 600);
         assert_eq!(c.auth.tokens.len(), 2);
+        let e = c
+            .validate()
+            .expect_err("the example's tokens must not go live");
+        assert!(e.to_string().contains("example's placeholder"), "{e}");
+    }
+
+    #[test]
+    fn short_tokens_are_refused_and_long_ones_taken() {
+        let mut c = ControllerConfig::default();
+        c.auth.tokens.push(TokenConfig {
+            token: "x".repeat(MIN_TOKEN_LEN - 1),
+            role: Role::Admin,
+        });
+        let e = c.validate().expect_err("a short token must be refused");
+        assert!(
+            e.to_string().contains("auth.tokens[0] is 15 characters"),
+            "{e}"
+        );
+        c.auth.tokens[0].token = "x".repeat(MIN_TOKEN_LEN);
+        c.validate()
+            .expect("a token of the minimum length is taken");
     }
 }

@@ -139,6 +139,7 @@ pub async fn start_with_store(
     mut store: Box<dyn Store>,
 ) -> Result<RunningController, ControllerError> {
     dc_protocol::tls::install_default_provider();
+    config.validate()?;
     let config = Arc::new(config);
     let server_config = dc_protocol::tls::server_config(
         &read(&config.pki.ca)?,

@@ -11,8 +11,8 @@ use dc_controller::api::{ApiState, routes};
 use dc_controller::config::{Role, TokenConfig};
 use serde_json::{Value, json};
 
-const ADMIN: &str = "admin-token";
-const READER: &str = "reader-token";
+const ADMIN: &str = "admin-token-0123456789";
+const READER: &str = "reader-token-0123456789";
 
 fn request(
     method: &str,
