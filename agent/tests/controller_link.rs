@@ -24,8 +24,8 @@ const SUBJECT: &str = "O=WR CN=linked-root";
 /// Accepts one agent, checks its Hello and welcomes it.
 async fn accept(listener: &TcpListener, acceptor: &AgentAcceptor) -> Link {
     let (tcp, _) = listener.accept().await.unwrap();
-    let (stream, subcloud) = acceptor.accept(tcp).await.unwrap();
-    assert_eq!(subcloud, "subcloud1");
+    let (stream, agent) = acceptor.accept(tcp).await.unwrap();
+    assert_eq!(agent.subcloud, "subcloud1");
     let mut link = Connection::new(stream);
     match link.recv::<AgentMessage>().await.unwrap() {
         Some(AgentMessage::Hello(hello)) => {

@@ -17,7 +17,7 @@ use actix::{
     StreamHandler, WrapFuture,
 };
 use bytes::{Bytes, BytesMut};
-use dc_protocol::tls::AgentAcceptor;
+use dc_protocol::tls::{AgentAcceptor, AgentIdentity};
 use dc_protocol::{AgentMessage, ControllerMessage, ErrorCode, ErrorMessage, Welcome, frame};
 use tokio::io::WriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -50,6 +50,8 @@ pub struct Route(pub Option<Recipient<FromAgent>>);
 #[rtype(result = "Result<Accepted, ErrorMessage>")]
 pub struct Hello {
     pub subcloud: String,
+    /// The agent certificate's `notBefore` (Unix seconds): one from before a revocation is refused.
+    pub not_before: i64,
     pub session_id: u64,
     pub session: Addr<Session>,
 }
@@ -96,6 +98,7 @@ pub struct Upstream {
 pub struct Session {
     id: u64,
     subcloud: String,
+    not_before: i64,
     upstream: Upstream,
     route: Option<Recipient<FromAgent>>,
     writer: FramedWrite<Bytes, WriteHalf<Stream>, LengthDelimitedCodec>,
@@ -109,7 +112,7 @@ impl Session {
     /// Binds a handshaken connection to a new session actor.
     pub fn start(
         stream: Stream,
-        subcloud: String,
+        agent: AgentIdentity,
         upstream: Upstream,
         offline_after: Duration,
     ) -> Addr<Session> {
@@ -118,7 +121,8 @@ impl Session {
             ctx.add_stream(FramedRead::new(read, frame::codec()));
             Session {
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-                subcloud,
+                subcloud: agent.subcloud,
+                not_before: agent.not_before,
                 upstream,
                 route: None,
                 writer: FramedWrite::new(write, frame::codec(), ctx),
@@ -166,6 +170,7 @@ impl Session {
         }
         let ask = self.upstream.hello.send(Hello {
             subcloud: self.subcloud.clone(),
+            not_before: self.not_before,
             session_id: self.id,
             session: ctx.address(),
         });
@@ -362,9 +367,9 @@ pub async fn accept_loop(
             let result = handshake.await;
             drop(permit);
             match result {
-                Ok(Ok((stream, subcloud))) => {
-                    tracing::debug!(%peer, %subcloud, "agent handshake done");
-                    Session::start(stream, subcloud, upstream, limits.offline_after);
+                Ok(Ok((stream, agent))) => {
+                    tracing::debug!(%peer, subcloud = %agent.subcloud, "agent handshake done");
+                    Session::start(stream, agent, upstream, limits.offline_after);
                 }
                 Ok(Err(e)) => tracing::warn!(%peer, error = %e, "agent handshake refused"),
                 Err(_) => tracing::warn!(%peer, "agent handshake timed out; connection closed"),

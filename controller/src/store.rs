@@ -39,6 +39,21 @@ pub enum Op {
     /// Deletes the strategy and all its steps.
     DeleteStrategy,
     PutStep(Step),
+    /// Agent certificates of this subcloud issued at or before this time (Unix seconds) are refused
+    /// from now on: written when the subcloud is deleted, so a re-added name needs a new certificate.
+    Revoke {
+        subcloud: String,
+        before: i64,
+    },
+}
+
+/// The highest id each kind of record has ever had, deleted rows included: a new record never takes a
+/// deleted one's id, so an id an operator or a script kept can never name something else.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LastIds {
+    pub group: i64,
+    pub subcloud: i64,
+    pub strategy: i64,
 }
 
 /// Everything the controller keeps, as loaded at start.
@@ -48,6 +63,9 @@ pub struct Snapshot {
     pub subclouds: Vec<Subcloud>,
     pub strategy: Option<Strategy>,
     pub steps: Vec<Step>,
+    pub last_ids: LastIds,
+    /// Per subcloud name: certificates issued at or before this Unix time are revoked.
+    pub revoked: Vec<(String, i64)>,
 }
 
 /// A durable store of the controller's records.
@@ -109,6 +127,20 @@ fn make_private(path: &Path) -> std::io::Result<()> {
 const MIGRATIONS: &[&str] = &[
     // 1: why the last update of a subcloud failed (dcmanager's error_description).
     "ALTER TABLE subclouds ADD COLUMN error_description TEXT",
+    // 2: ids are never reused. The store keeps each kind's highest id itself (triggers), so no writer
+    // can forget it; seeded from the rows there are.
+    "CREATE TABLE last_ids (kind TEXT PRIMARY KEY, id INTEGER NOT NULL);
+     INSERT INTO last_ids SELECT 'group', COALESCE(MAX(id), 0) FROM groups;
+     INSERT INTO last_ids SELECT 'subcloud', COALESCE(MAX(id), 0) FROM subclouds;
+     INSERT INTO last_ids SELECT 'strategy', COALESCE(MAX(id), 0) FROM strategy;
+     CREATE TRIGGER groups_last_id AFTER INSERT ON groups BEGIN
+       UPDATE last_ids SET id = MAX(id, NEW.id) WHERE kind = 'group'; END;
+     CREATE TRIGGER subclouds_last_id AFTER INSERT ON subclouds BEGIN
+       UPDATE last_ids SET id = MAX(id, NEW.id) WHERE kind = 'subcloud'; END;
+     CREATE TRIGGER strategy_last_id AFTER INSERT ON strategy BEGIN
+       UPDATE last_ids SET id = MAX(id, NEW.id) WHERE kind = 'strategy'; END;",
+    // 3: revoked agent certificates, by subcloud name and time of issue.
+    "CREATE TABLE revoked (subcloud TEXT PRIMARY KEY, before INTEGER NOT NULL)",
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
@@ -147,6 +179,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // A deleted strategy's CA key is overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
         migrate(&mut conn)?;
         Ok(Self { conn })
@@ -245,11 +279,29 @@ impl Store for SqliteStore {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        let last = |kind: &str| -> rusqlite::Result<i64> {
+            self.conn
+                .query_row("SELECT id FROM last_ids WHERE kind=?1", [kind], |r| {
+                    r.get(0)
+                })
+        };
+        let last_ids = LastIds {
+            group: last("group")?,
+            subcloud: last("subcloud")?,
+            strategy: last("strategy")?,
+        };
+        let revoked = self
+            .conn
+            .prepare("SELECT subcloud, before FROM revoked ORDER BY subcloud")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Snapshot {
             groups,
             subclouds,
             strategy,
             steps,
+            last_ids,
+            revoked,
         })
     }
 
@@ -304,6 +356,12 @@ impl Store for SqliteStore {
                     tx.execute("DELETE FROM steps", [])?;
                     tx.execute("DELETE FROM strategy", [])?;
                 }
+                Op::Revoke { subcloud, before } => {
+                    tx.execute(
+                        "INSERT INTO revoked VALUES (?1,?2) ON CONFLICT(subcloud) DO UPDATE SET before=MAX(before, excluded.before)",
+                        params![subcloud, before],
+                    )?;
+                }
                 Op::PutStep(s) => {
                     tx.execute(
                         "INSERT OR REPLACE INTO steps VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -324,7 +382,22 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
+        if ops.iter().any(drops_a_key) {
+            // The key's old page images live on in the write-ahead log until it is reset.
+            if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(error = %e, "cannot reset the write-ahead log after removing a CA key");
+            }
+        }
         Ok(())
+    }
+}
+
+/// Whether this op removes an uploaded CA's private key from the database.
+fn drops_a_key(op: &Op) -> bool {
+    match op {
+        Op::DeleteStrategy => true,
+        Op::PutStrategy(s) => s.state == StrategyState::Complete,
+        _ => false,
     }
 }
 
@@ -409,9 +482,24 @@ mod tests {
         assert_eq!(snap.steps, vec![step]);
         assert_eq!(snap.groups.len(), 1);
         let mut store = SqliteStore::open(&path).unwrap();
-        store.apply(&[Op::DeleteStrategy]).unwrap();
+        store
+            .apply(&[
+                Op::DeleteStrategy,
+                Op::Revoke {
+                    subcloud: "s1".into(),
+                    before: 20,
+                },
+                Op::Revoke {
+                    subcloud: "s1".into(),
+                    before: 10,
+                },
+            ])
+            .unwrap();
         let snap = store.load().unwrap();
         assert!(snap.strategy.is_none() && snap.steps.is_empty());
+        // The deleted strategy's id stays taken; a revocation only ever moves later.
+        assert_eq!(snap.last_ids.strategy, 1);
+        assert_eq!(snap.revoked, vec![("s1".to_owned(), 20)]);
     }
 
     #[test]
@@ -451,6 +539,10 @@ mod tests {
         let mut s1 = store.load().unwrap().subclouds.remove(0);
         assert_eq!((s1.name.as_str(), &s1.error_description), ("s1", &None));
         s1.error_description = Some("hosts update-certs failed: x".into());
+        store.apply(&[Op::PutSubcloud(s1.clone())]).unwrap();
+        // The id high-water mark starts from the rows an older controller left.
+        store.apply(&[Op::DeleteSubcloud(1)]).unwrap();
+        assert_eq!(store.load().unwrap().last_ids.subcloud, 1);
         store.apply(&[Op::PutSubcloud(s1.clone())]).unwrap();
         drop(store);
         // Opening again applies nothing twice.

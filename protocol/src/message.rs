@@ -286,6 +286,8 @@ pub enum ErrorCode {
     BadMessage,
     /// A command was refused (kept for the wire: this build's agent takes over or resumes instead).
     Refused,
+    /// The agent's certificate was revoked (its subcloud was deleted after it was issued).
+    Revoked,
     Internal,
     /// A code this build does not know.
     #[serde(other)]

@@ -149,8 +149,11 @@ impl AgentAcceptor {
         }
     }
 
-    /// Runs the handshake and returns the stream with the verified subcloud name.
-    pub async fn accept<IO>(&self, io: IO) -> Result<(server::TlsStream<IO>, String), TlsError>
+    /// Runs the handshake and returns the stream with the verified agent's identity.
+    pub async fn accept<IO>(
+        &self,
+        io: IO,
+    ) -> Result<(server::TlsStream<IO>, AgentIdentity), TlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -164,8 +167,28 @@ impl AgentAcceptor {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .ok_or(TlsError::NoPeerCertificate)?;
-        let subcloud = subcloud_of(leaf)?;
-        Ok((stream, subcloud))
+        let identity = AgentIdentity::of(leaf)?;
+        Ok((stream, identity))
+    }
+}
+
+/// Who a verified agent certificate speaks for, and since when: the controller refuses a certificate
+/// issued before its subcloud was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    pub subcloud: String,
+    /// The certificate's `notBefore`, in Unix seconds.
+    pub not_before: i64,
+}
+
+impl AgentIdentity {
+    pub fn of(cert: &CertificateDer<'_>) -> Result<Self, TlsError> {
+        let (_, parsed) = X509Certificate::from_der(cert.as_ref())
+            .map_err(|e| TlsError::Identity(e.to_string()))?;
+        Ok(Self {
+            subcloud: subcloud_of(cert)?,
+            not_before: parsed.validity().not_before.timestamp(),
+        })
     }
 }
 

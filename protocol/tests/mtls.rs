@@ -1,7 +1,7 @@
 //! Mutual TLS on 127.0.0.1:0 with real certificates from the system PKI.
 
 use dc_certs::pki;
-use dc_protocol::tls::{self, AgentAcceptor, TlsError};
+use dc_protocol::tls::{self, AgentAcceptor, AgentIdentity, TlsError};
 use dc_protocol::{AgentMessage, Connection, ControllerMessage, Hello, PROTOCOL_VERSION, Welcome};
 use tokio::net::TcpListener;
 
@@ -34,7 +34,7 @@ fn pki() -> (Pki, dc_certs::CertifiedCa) {
 async fn serve_once(
     acceptor: &AgentAcceptor,
     client: impl AsyncFnOnce(String) -> Result<(), String>,
-) -> (Result<String, TlsError>, Result<(), String>) {
+) -> (Result<AgentIdentity, TlsError>, Result<(), String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let acceptor = acceptor.clone();
@@ -93,7 +93,10 @@ async fn valid_agent_is_accepted_and_named() {
         dial(addr, &pki.ca_pem, &leaf.cert_pem, &leaf.key_pem).await
     })
     .await;
-    assert_eq!(server.unwrap(), "subcloud1");
+    let agent = server.unwrap();
+    assert_eq!(agent.subcloud, "subcloud1");
+    // dc-certs backdates notBefore by the clock-skew margin; the controller adds it back.
+    assert_eq!(agent.not_before, now - dc_certs::authority::CLOCK_SKEW_SECS);
     client.unwrap();
 }
 

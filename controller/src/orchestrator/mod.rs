@@ -385,12 +385,9 @@ impl Handler<Hello> for Orchestrator {
     type Result = Result<Accepted, ErrorMessage>;
 
     fn handle(&mut self, msg: Hello, _: &mut Context<Self>) -> Self::Result {
-        if !self.state.subclouds.contains_key(&msg.subcloud) {
-            tracing::warn!(subcloud = %msg.subcloud, "agent refused: subcloud not registered");
-            return Err(ErrorMessage::new(
-                ErrorCode::UnknownSubcloud,
-                format!("subcloud '{}' is not registered", msg.subcloud),
-            ));
+        if let Err(e) = registry::admit_agent(&self.state, &msg.subcloud, msg.not_before) {
+            tracing::warn!(subcloud = %msg.subcloud, reason = %e.message, "agent refused");
+            return Err(e);
         }
         let live = self.state.live.entry(msg.subcloud.clone()).or_default();
         let step = self.running.get(&msg.subcloud);

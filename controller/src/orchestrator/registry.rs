@@ -66,7 +66,7 @@ pub fn add_subcloud(st: &State, req: AddSubcloud) -> Result<Change, ApiError> {
         Some(r) => group_id(st, r)?,
     };
     let s = Subcloud {
-        id: st.subclouds.values().map(|s| s.id).max().unwrap_or(0) + 1,
+        id: st.last_ids.subcloud + 1,
         name,
         description: req.description.unwrap_or_default(),
         location: req.location.unwrap_or_default(),
@@ -113,10 +113,39 @@ pub fn delete_subcloud(st: &State, r: &str) -> Result<Change, ApiError> {
             s.name
         )));
     }
-    Ok(
-        Change::write(vec![Op::DeleteSubcloud(s.id)], st.subcloud_json(s, false))
-            .then(FollowUp::CloseSession(s.name.clone())),
+    // Its agent's certificate goes with it: a subcloud added again under the name gets a new one.
+    let revoke = Op::Revoke {
+        subcloud: s.name.clone(),
+        before: dc_certs::now(),
+    };
+    Ok(Change::write(
+        vec![Op::DeleteSubcloud(s.id), revoke],
+        st.subcloud_json(s, false),
     )
+    .then(FollowUp::CloseSession(s.name.clone())))
+}
+
+/// Whether an agent whose certificate names `subcloud` and starts at `not_before` may connect: the
+/// subcloud must be registered, and the certificate issued after the subcloud was last deleted.
+pub fn admit_agent(st: &State, subcloud: &str, not_before: i64) -> Result<(), ErrorMessage> {
+    if !st.subclouds.contains_key(subcloud) {
+        return Err(ErrorMessage::new(
+            ErrorCode::UnknownSubcloud,
+            format!("subcloud '{subcloud}' is not registered"),
+        ));
+    }
+    // dc-certs backdates notBefore by the clock-skew margin; adding it back gives the time of issue.
+    let issued_at = not_before.saturating_add(dc_certs::authority::CLOCK_SKEW_SECS);
+    match st.revoked.get(subcloud) {
+        Some(&before) if issued_at <= before => Err(ErrorMessage::new(
+            ErrorCode::Revoked,
+            format!(
+                "this certificate for subcloud '{subcloud}' was revoked when the subcloud was \
+                 deleted; issue a new one (dc-certs issue-agent)"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Why a deleted subcloud's agent is sent away.
@@ -189,7 +218,7 @@ pub fn add_group(st: &State, mut req: GroupBody) -> Result<Change, ApiError> {
         .ok_or_else(|| ApiError::bad_request("name required"))?;
     check_group_name(st, &name)?;
     let mut g = Group {
-        id: st.groups.keys().max().copied().unwrap_or(DEFAULT_GROUP_ID) + 1,
+        id: st.last_ids.group.max(DEFAULT_GROUP_ID) + 1,
         name,
         description: String::new(),
         update_apply_type: ApplyType::Parallel,
@@ -300,8 +329,35 @@ mod tests {
             )
         );
         let c = delete_subcloud(&st, "2").expect("deleted");
-        assert!(matches!(c.ops.as_slice(), [Op::DeleteSubcloud(2)]));
+        assert!(matches!(
+            c.ops.as_slice(),
+            [Op::DeleteSubcloud(2), Op::Revoke { subcloud, .. }] if subcloud == "s2"
+        ));
         assert_eq!(c.follow_ups, [FollowUp::CloseSession("s2".into())]);
+    }
+
+    #[test]
+    fn an_agent_certificate_issued_before_its_subcloud_was_deleted_is_refused() {
+        let skew = dc_certs::authority::CLOCK_SKEW_SECS;
+        let mut st = state(1);
+        assert!(admit_agent(&st, "s1", 1_000 - skew).is_ok());
+        let refused = admit_agent(&st, "s9", 1_000).expect_err("not registered");
+        assert_eq!(refused.code, ErrorCode::UnknownSubcloud);
+        st.apply(vec![Op::Revoke {
+            subcloud: "s1".into(),
+            before: 1_000,
+        }]);
+        // Issued at the second of the deletion or before: revoked; issued after: taken.
+        for issued_at in [1_000, 999, 10] {
+            let refused = admit_agent(&st, "s1", issued_at - skew).expect_err("revoked");
+            assert_eq!(refused.code, ErrorCode::Revoked);
+            assert!(
+                refused.message.contains("issue a new one"),
+                "{}",
+                refused.message
+            );
+        }
+        assert!(admit_agent(&st, "s1", 1_001 - skew).is_ok());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::model::{Group, LiveView, Step, Strategy, Subcloud, SyncStatus};
 use crate::requests::GroupRef;
 use crate::rules;
 use crate::session::{FromAgent, Session};
-use crate::store::{Op, Snapshot};
+use crate::store::{LastIds, Op, Snapshot};
 
 /// An agent's current connection.
 pub struct SessionRef {
@@ -53,8 +53,10 @@ pub struct State {
     pub steps: Vec<Step>,
     /// Position of each subcloud's step in `steps`.
     pub step_positions: HashMap<String, usize>,
-    /// The last strategy's id, so a new one never reuses it.
-    pub last_strategy_id: i64,
+    /// The highest id of each kind ever given, so a new record never reuses a deleted one's.
+    pub last_ids: LastIds,
+    /// Per subcloud: its agent certificates issued at or before this Unix time are refused.
+    pub revoked: HashMap<String, i64>,
     /// A subcloud whose last heartbeat is older than this is offline.
     pub offline_after: Duration,
     /// A root CA expiring within this many days makes its subcloud out-of-sync.
@@ -119,7 +121,26 @@ fn positions(steps: &[Step]) -> HashMap<String, usize> {
 impl State {
     pub fn new(snapshot: Snapshot, offline_after: Duration, expiring_days: u32) -> Self {
         Self {
-            last_strategy_id: snapshot.strategy.as_ref().map_or(0, |s| s.id),
+            // The rows bound the marks from below whatever the store kept.
+            last_ids: LastIds {
+                group: snapshot
+                    .groups
+                    .iter()
+                    .map(|g| g.id)
+                    .fold(snapshot.last_ids.group, i64::max),
+                subcloud: snapshot
+                    .subclouds
+                    .iter()
+                    .map(|s| s.id)
+                    .fold(snapshot.last_ids.subcloud, i64::max),
+                strategy: snapshot
+                    .strategy
+                    .as_ref()
+                    .map_or(snapshot.last_ids.strategy, |s| {
+                        s.id.max(snapshot.last_ids.strategy)
+                    }),
+            },
+            revoked: snapshot.revoked.into_iter().collect(),
             groups: snapshot.groups.into_iter().map(|g| (g.id, g)).collect(),
             subclouds: snapshot
                 .subclouds
@@ -140,23 +161,29 @@ impl State {
         for op in ops {
             match op {
                 Op::PutGroup(g) => {
+                    self.last_ids.group = self.last_ids.group.max(g.id);
                     self.groups.insert(g.id, g);
                 }
                 Op::DeleteGroup(id) => {
                     self.groups.remove(&id);
                 }
                 Op::PutSubcloud(s) => {
+                    self.last_ids.subcloud = self.last_ids.subcloud.max(s.id);
                     self.subclouds.insert(s.name.clone(), s);
                 }
                 Op::DeleteSubcloud(id) => self.subclouds.retain(|_, s| s.id != id),
                 Op::PutStrategy(s) => {
-                    self.last_strategy_id = self.last_strategy_id.max(s.id);
+                    self.last_ids.strategy = self.last_ids.strategy.max(s.id);
                     self.strategy = Some(s);
                 }
                 Op::DeleteStrategy => {
                     self.strategy = None;
                     self.steps.clear();
                     self.step_positions.clear();
+                }
+                Op::Revoke { subcloud, before } => {
+                    let at = self.revoked.entry(subcloud).or_default();
+                    *at = (*at).max(before);
                 }
                 Op::PutStep(row) => match self.step_positions.get(&row.subcloud) {
                     Some(&i) => {
@@ -333,7 +360,7 @@ pub mod tests {
             2,
             &[(Stage::Create, step_state::INITIAL)],
         );
-        assert_eq!(st.last_strategy_id, 1);
+        assert_eq!(st.last_ids.strategy, 1);
         let mut row = st.steps[0].clone();
         row.stage = Stage::Apply;
         st.apply(vec![Op::PutStep(row)]);
@@ -343,7 +370,11 @@ pub mod tests {
         assert!(st.strategy.is_none() && st.steps.is_empty() && st.step("s1").is_none());
         assert_eq!(st.subclouds.keys().collect::<Vec<_>>(), ["s1"]);
         assert_eq!(
-            st.last_strategy_id, 1,
+            st.last_ids.subcloud, 2,
+            "a deleted subcloud's id stays taken"
+        );
+        assert_eq!(
+            st.last_ids.strategy, 1,
             "a deleted strategy's id is not reused"
         );
     }

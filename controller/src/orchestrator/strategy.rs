@@ -83,7 +83,7 @@ pub fn create(st: &State, req: CreateStrategy) -> Result<Change, ApiError> {
     let (apply_type, max_parallel) = rules::resolve_window(&req, group);
     let created_at = now_string();
     let strategy = Strategy {
-        id: st.last_strategy_id + 1,
+        id: st.last_ids.strategy + 1,
         apply_type,
         max_parallel,
         stop_on_failure: req.stop_on_failure,
@@ -271,9 +271,19 @@ pub fn drive(st: &State) -> Option<Change> {
     let end = rules::final_state(&st.steps)?;
     let mut next = strategy.clone();
     next.state = end;
+    if end == StrategyState::Complete {
+        // Every subcloud has its new CA: the uploaded private key is needed no more, so it is not kept.
+        next.cert_file = next.cert_file.as_deref().map(without_private_key);
+    }
     next.updated_at = Some(now_string());
     tracing::info!(state = end.as_str(), "strategy finished");
     Some(Change::write(vec![Op::PutStrategy(next)], Value::Null))
+}
+
+/// The certificates of an uploaded cert-file, without its private key.
+fn without_private_key(cert_file: &str) -> String {
+    let certs = dc_certs::pem_certificates(cert_file).unwrap_or_default();
+    dc_certs::certificates_pem(certs.iter().map(Vec::as_slice))
 }
 
 /// Starts the steps `ids`: managed subclouds get a step actor once the start is durable; an unmanaged

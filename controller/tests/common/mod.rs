@@ -187,6 +187,16 @@ impl Harness {
     /// Starts a fake agent with a certificate for `cert_name` that says Hello as `hello_name`.
     pub fn agent_as(&self, cert_name: &str, hello_name: &str, fail_at: Option<Phase>) -> FakeAgent {
         let dir = self.pki.agent(cert_name).expect("agent cert");
+        self.agent_with(&dir, hello_name, fail_at)
+    }
+
+    /// Starts a fake agent with the certificate files of `dir` (`ca.crt`, `agent.crt`, `agent.key`).
+    pub fn agent_with(
+        &self,
+        dir: &std::path::Path,
+        hello_name: &str,
+        fail_at: Option<Phase>,
+    ) -> FakeAgent {
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
         let client = dc_protocol::tls::client_config(
             &read("ca.crt"),
