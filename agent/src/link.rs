@@ -39,6 +39,17 @@ pub enum LinkError {
     Unexpected(String),
     #[error("no Welcome from the controller within {0} s")]
     NoWelcome(u64),
+    #[error("nothing heard from the controller for {0:?}")]
+    Silent(Duration),
+    #[error("the controller took no message for {0:?}")]
+    NotReading(Duration),
+}
+
+/// How long the link may go without a word from the controller, or a write may wait for it to read:
+/// three heartbeat periods. A live controller acknowledges every heartbeat, so this is two lost in a
+/// row plus a period's slack, and a hung or vanished controller is redialled within seconds.
+fn liveness_limit(heartbeat_period: Duration) -> Duration {
+    heartbeat_period * 3
 }
 
 /// What crossed the link, with the instant it did, for an in-process observer: the benchmark measures
@@ -160,7 +171,11 @@ async fn session(
             subcloud: config.subcloud.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol_version: PROTOCOL_VERSION,
-            capabilities: vec!["simulated".to_owned(), "cert-file".to_owned()],
+            capabilities: vec![
+                "simulated".to_owned(),
+                "cert-file".to_owned(),
+                dc_protocol::HEARTBEAT_ACK.to_owned(),
+            ],
         }))?)
         .await?;
         let welcome = match frames.next().await {
@@ -179,13 +194,23 @@ async fn session(
     info!(controller = %welcome.controller_version, "connected to the controller");
     backoff.reset();
     let journal = updater.journal();
+    let period = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(1)));
+    let limit = liveness_limit(period);
+    // Only a controller that acknowledges heartbeats is expected to speak unprompted.
+    let silence_limit = welcome.heartbeat_acks.then_some(limit);
+    let mut heard = tokio::time::Instant::now();
+    // A write that waits longer than the limit is to a controller that no longer reads.
+    let send = async |sink: &mut _, message: &AgentMessage| -> Result<(), LinkError> {
+        let frame = encode(message)?;
+        tokio::time::timeout(limit, SinkExt::send(sink, frame))
+            .await
+            .map_err(|_| LinkError::NotReading(limit))?
+            .map_err(LinkError::from)
+    };
     // The heartbeat with the update status goes first, so the controller reconciles before any queued
     // result arrives; then whatever was queued while the link was down.
-    sink.send(encode(&AgentMessage::Heartbeat(Box::new(
-        heartbeat(config, updater).await,
-    )))?)
-    .await?;
-    let period = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(1)));
+    let first = AgentMessage::Heartbeat(Box::new(heartbeat(config, updater).await));
+    send(&mut sink, &first).await?;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // A change of the update's run state (stopped, failed, completed, resumed, taken over) is heartbeated
     // at once, after the messages queued with it (the journal saves, then queues, both without an await,
@@ -197,7 +222,7 @@ async fn session(
     loop {
         // A message leaves the outbox only once written, so a link lost mid-send loses nothing.
         while let Some(message) = journal.outbox.front() {
-            sink.send(encode(&message)?).await?;
+            send(&mut sink, &message).await?;
             journal.outbox.pop();
             observe(observer, &config.subcloud, Traffic::Sent(Box::new(message)));
         }
@@ -205,8 +230,7 @@ async fn session(
         if std::mem::take(&mut heartbeat_due) {
             let heartbeat = heartbeat(config, updater).await;
             reported_run = update_and_run(&heartbeat.update);
-            sink.send(encode(&AgentMessage::Heartbeat(Box::new(heartbeat)))?)
-                .await?;
+            send(&mut sink, &AgentMessage::Heartbeat(Box::new(heartbeat))).await?;
         }
         tokio::select! {
             biased;
@@ -215,7 +239,9 @@ async fn session(
                     None => return Ok(()),
                     Some(frame) => decode::<ControllerMessage>(&frame?)?,
                 };
+                heard = tokio::time::Instant::now();
                 match message {
+                    ControllerMessage::HeartbeatAck => {}
                     ControllerMessage::Command(command) => {
                         debug!(?command, "command received");
                         observe(observer, &config.subcloud, Traffic::Received(command.clone()));
@@ -230,6 +256,9 @@ async fn session(
                 }
             }
             _ = ticker.tick() => heartbeat_due = true,
+            () = tokio::time::sleep_until(heard + silence_limit.unwrap_or_default()), if silence_limit.is_some() => {
+                return Err(LinkError::Silent(limit));
+            }
             Ok(()) = status.changed() => {
                 if update_and_run(&status.borrow_and_update()) != reported_run {
                     // Sent after the messages queued meanwhile, on the next turn.

@@ -12,8 +12,8 @@ use dc_agent::{AgentConfig, ClusterConfig};
 use dc_certs::pki;
 use dc_protocol::tls::{self, AgentAcceptor};
 use dc_protocol::{
-    AgentMessage, Command, Connection, ControllerMessage, PROTOCOL_VERSION, Phase, PhaseOutcome,
-    UpdateParams, Welcome,
+    AgentMessage, Command, Connection, ControllerMessage, HEARTBEAT_ACK, PROTOCOL_VERSION, Phase,
+    PhaseOutcome, UpdateParams, Welcome,
 };
 use tokio::net::{TcpListener, TcpStream};
 
@@ -21,8 +21,13 @@ type Link = Connection<tokio_rustls::server::TlsStream<TcpStream>>;
 
 const SUBJECT: &str = "O=WR CN=linked-root";
 
-/// Accepts one agent, checks its Hello and welcomes it.
+/// Accepts one agent, checks its Hello and welcomes it, promising no heartbeat acks.
 async fn accept(listener: &TcpListener, acceptor: &AgentAcceptor) -> Link {
+    accept_with(listener, acceptor, false).await
+}
+
+/// Accepts one agent, checks its Hello and welcomes it; `acks` promises a HeartbeatAck per heartbeat.
+async fn accept_with(listener: &TcpListener, acceptor: &AgentAcceptor, acks: bool) -> Link {
     let (tcp, _) = listener.accept().await.unwrap();
     let (stream, agent) = acceptor.accept(tcp).await.unwrap();
     assert_eq!(agent.subcloud, "subcloud1");
@@ -31,6 +36,7 @@ async fn accept(listener: &TcpListener, acceptor: &AgentAcceptor) -> Link {
         Some(AgentMessage::Hello(hello)) => {
             assert_eq!(hello.subcloud, "subcloud1");
             assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
+            assert!(hello.capabilities.iter().any(|c| c == HEARTBEAT_ACK));
         }
         other => panic!("expected Hello, got {other:?}"),
     }
@@ -38,6 +44,7 @@ async fn accept(listener: &TcpListener, acceptor: &AgentAcceptor) -> Link {
         controller_version: "fake".into(),
         protocol_version: PROTOCOL_VERSION,
         heartbeat_interval_secs: 1,
+        heartbeat_acks: acks,
     }))
     .await
     .unwrap();
@@ -371,6 +378,36 @@ async fn a_controller_that_never_welcomes_is_left_and_redialled() {
             silent.recv::<AgentMessage>().await,
             Ok(None) | Err(_)
         ));
+    })
+    .await
+    .expect("the agent did not leave the silent controller");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_controller_that_falls_silent_after_welcome_is_left_and_redialled() {
+    let h = Harness::start().await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // Welcomed with a promise of acks, then nothing: no ack, no read. The agent leaves it after
+        // three heartbeat periods (1 s here) and dials again.
+        let mut silent = accept_with(&h.listener, &h.acceptor, true).await;
+        let mut link = accept_with(&h.listener, &h.acceptor, true).await;
+        // A controller that acks keeps the link well past that limit: six heartbeats on one connection.
+        for _ in 0..6 {
+            loop {
+                if matches!(next(&mut link).await, AgentMessage::Heartbeat(_)) {
+                    break;
+                }
+            }
+            link.send(&ControllerMessage::HeartbeatAck).await.unwrap();
+        }
+        // The silent connection was closed by the agent.
+        loop {
+            match silent.recv::<AgentMessage>().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
     })
     .await
     .expect("the agent did not leave the silent controller");

@@ -103,6 +103,8 @@ pub struct Session {
     route: Option<Recipient<FromAgent>>,
     writer: FramedWrite<Bytes, WriteHalf<Stream>, LengthDelimitedCodec>,
     greeted: bool,
+    /// The agent asked for a [`ControllerMessage::HeartbeatAck`] per heartbeat.
+    heartbeat_acks: bool,
     closing: bool,
     last_seen: Instant,
     offline_after: Duration,
@@ -127,6 +129,7 @@ impl Session {
                 route: None,
                 writer: FramedWrite::new(write, frame::codec(), ctx),
                 greeted: false,
+                heartbeat_acks: false,
                 closing: false,
                 last_seen: Instant::now(),
                 offline_after,
@@ -168,6 +171,10 @@ impl Session {
                 ),
             ));
         }
+        let acks = hello
+            .capabilities
+            .iter()
+            .any(|c| c == dc_protocol::HEARTBEAT_ACK);
         let ask = self.upstream.hello.send(Hello {
             subcloud: self.subcloud.clone(),
             not_before: self.not_before,
@@ -175,14 +182,16 @@ impl Session {
             session: ctx.address(),
         });
         // Nothing else is read until upstream has bound (or refused) this session.
-        ctx.wait(ask.into_actor(self).map(|res, act, _| match res {
+        ctx.wait(ask.into_actor(self).map(move |res, act, _| match res {
             Ok(Ok(accepted)) => {
                 act.greeted = true;
+                act.heartbeat_acks = acks;
                 act.route = accepted.route;
                 act.send(&ControllerMessage::Welcome(Welcome {
                     controller_version: env!("CARGO_PKG_VERSION").to_owned(),
                     protocol_version: dc_protocol::PROTOCOL_VERSION,
                     heartbeat_interval_secs: accepted.heartbeat_interval_secs,
+                    heartbeat_acks: acks,
                 }));
             }
             Ok(Err(e)) => act.close(e),
@@ -249,6 +258,9 @@ impl StreamHandler<Result<BytesMut, io::Error>> for Session {
                 tracing::warn!(subcloud = %self.subcloud, error = %e, "agent reported an error");
             }
             (true, AgentMessage::Heartbeat(heartbeat)) => {
+                if self.heartbeat_acks {
+                    self.send(&ControllerMessage::HeartbeatAck);
+                }
                 self.upstream.heartbeat.do_send(Heartbeat {
                     subcloud: self.subcloud.clone(),
                     session_id: self.id,
@@ -360,6 +372,7 @@ pub async fn accept_loop(
             continue;
         };
         tcp.set_nodelay(true).ok();
+        dc_protocol::tls::keepalive(&tcp);
         let acceptor = acceptor.clone();
         let upstream = upstream.clone();
         actix_rt::spawn(async move {

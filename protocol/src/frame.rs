@@ -173,7 +173,9 @@ mod tests {
                 controller_version: "0.1.0".into(),
                 protocol_version: 1,
                 heartbeat_interval_secs: 10,
+                heartbeat_acks: true,
             }),
+            ControllerMessage::HeartbeatAck,
             ControllerMessage::Command(Command::Start {
                 update_id: "u1".into(),
                 params: UpdateParams {

@@ -35,7 +35,13 @@ pub enum ControllerMessage {
     Welcome(Welcome),
     Command(Command),
     Error(ErrorMessage),
+    /// A heartbeat arrived. Sent only to agents that said `heartbeat-ack` in their Hello: an agent
+    /// hears from a live controller at least once per heartbeat interval, so silence means it is gone.
+    HeartbeatAck,
 }
+
+/// The Hello capability of an agent that wants a [`ControllerMessage::HeartbeatAck`] per heartbeat.
+pub const HEARTBEAT_ACK: &str = "heartbeat-ack";
 
 /// The first message of every connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +62,10 @@ pub struct Welcome {
     pub protocol_version: u32,
     /// How often the agent should send heartbeats.
     pub heartbeat_interval_secs: u32,
+    /// Whether this controller acknowledges each heartbeat (the agent asked, and it can): only then may
+    /// the agent take silence for a dead controller. Absent from an older controller: false.
+    #[serde(default)]
+    pub heartbeat_acks: bool,
 }
 
 /// Periodic facts about the subcloud; one is also sent right after the Welcome.

@@ -50,6 +50,7 @@ async fn serve_once(
                     controller_version: "test".into(),
                     protocol_version: PROTOCOL_VERSION,
                     heartbeat_interval_secs: 10,
+                    heartbeat_acks: false,
                 }))
                 .await
                 .unwrap();
