@@ -60,6 +60,13 @@ impl Cluster for Backend {
     async fn read_file(&self, host: &str, file: HostFile) -> Result<Option<String>, ClusterError> {
         forward!(self, b => b.read_file(host, file).await)
     }
+    async fn read_backup(
+        &self,
+        host: &str,
+        file: HostFile,
+    ) -> Result<Option<String>, ClusterError> {
+        forward!(self, b => b.read_backup(host, file).await)
+    }
     async fn write_file(
         &self,
         host: &str,

@@ -315,6 +315,12 @@ pub trait Cluster: Sync {
         host: &str,
         file: HostFile,
     ) -> impl Future<Output = Result<Option<String>, ClusterError>> + Send;
+    /// The file as it was before the update first replaced it (its backup); `None` when there is none.
+    fn read_backup(
+        &self,
+        host: &str,
+        file: HostFile,
+    ) -> impl Future<Output = Result<Option<String>, ClusterError>> + Send;
     /// Writes a host file atomically and durably.
     fn write_file(
         &self,

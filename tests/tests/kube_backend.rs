@@ -65,14 +65,17 @@ const NAME: &str = "kube-site";
 /// other host is reached through `via = ["env", "DC_HOST=<host>", "sh", "-c"]`, which runs one shell
 /// command line as ssh would. Restart commands append `<host> <component>` to a log.
 fn start_kube(config: SimConfig, prepare: impl FnOnce(&SimCluster)) -> KubeFleet {
-    start_kube_with(config, prepare, &[])
+    start_kube_with(config, prepare, &[], None)
 }
 
-/// [`start_kube`] with `unreachable` hosts, whose `via` fails as ssh does when it cannot connect.
+/// [`start_kube`] with `unreachable` hosts, whose `via` fails as ssh does when it cannot connect, and
+/// an optional `gate` directory: while `<gate>/armed` exists, every component restart writes its host
+/// to `<gate>/reached` and waits, holding the agent inside that host's actions.
 fn start_kube_with(
     mut config: SimConfig,
     prepare: impl FnOnce(&SimCluster),
     unreachable: &[&str],
+    gate: Option<&std::path::Path>,
 ) -> KubeFleet {
     let dir = tempfile::tempdir().expect("tempdir");
     config.root_ca_expiry_days = 10;
@@ -83,9 +86,15 @@ fn start_kube_with(
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     let restarts_log = dir.path().join("restarts.log");
+    let hold = gate.map_or(String::new(), |g| {
+        format!(
+            "while [ -e {g}/armed ]; do echo ${{DC_HOST:-controller-0}} > {g}/reached; sleep 0.05; done; ",
+            g = g.display()
+        )
+    });
     let restart = |component: &str| {
         format!(
-            "{component} = 'echo \"${{DC_HOST:-controller-0}} {component}\" >> {}'\n",
+            "{component} = '{hold}echo \"${{DC_HOST:-controller-0}} {component}\" >> {}'\n",
             restarts_log.display()
         )
     };
@@ -339,6 +348,35 @@ fn an_agent_killed_in_a_pods_phase_restarts_no_workload_twice() {
     }
 }
 
+/// An agent stopped inside a host's actions left a damaged kubeconfig there (what an interrupted
+/// transfer of an older agent or a lost disk write leaves): the resumed phase puts it back from its
+/// backup, writes it anew, and the update completes.
+#[test]
+fn a_damaged_file_on_the_host_in_progress_is_put_back_and_the_update_completes() {
+    let gate = tempfile::tempdir().expect("gate");
+    let mut fleet = start_kube_with(SimConfig::typical(), |_| {}, &[], Some(gate.path()));
+    // Held at the first restart: trust-both-cas, after the host's kubeconfigs were rewritten.
+    std::fs::write(gate.path().join("armed"), "").expect("arm");
+    let not_after = create_and_apply(&fleet, &[]);
+    let reached = gate.path().join("reached");
+    wait_until(TIMEOUT, || Ok(reached.exists())).unwrap_or_else(|e| panic!("{e}"));
+    fleet.kill_agent(0);
+    std::fs::remove_file(gate.path().join("armed")).expect("disarm");
+
+    // The host it was in holds half a kubelet.conf now.
+    let host = std::fs::read_to_string(&reached).expect("reached");
+    let kubelet_conf = fleet.sim().host_dir(host.trim()).join("kubelet.conf");
+    let whole = std::fs::read_to_string(&kubelet_conf).expect("kubelet.conf");
+    std::fs::write(&kubelet_conf, &whole[..whole.len() / 2]).expect("damage");
+
+    fleet.restart_agent(0).unwrap_or_else(|e| panic!("{e}"));
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "complete", "{steps:#?}");
+    assert_new_ca(&fleet, 0, not_after);
+    let repaired = std::fs::read_to_string(&kubelet_conf).expect("kubelet.conf");
+    Kubeconfig::parse(&repaired).expect("kubelet.conf is whole again");
+}
+
 #[test]
 fn a_rollout_that_never_completes_fails_the_pods_phase_naming_the_workload() {
     let mut config = SimConfig::typical();
@@ -358,7 +396,7 @@ fn a_rollout_that_never_completes_fails_the_pods_phase_naming_the_workload() {
 
 #[test]
 fn an_unreachable_host_refuses_the_start_and_changes_nothing() {
-    let fleet = start_kube_with(SimConfig::typical(), |_| {}, &["worker-0"]);
+    let fleet = start_kube_with(SimConfig::typical(), |_| {}, &["worker-0"], None);
     create_and_apply(&fleet, &[]);
     let (state, steps) = finish(&fleet);
     assert_eq!(state, "failed", "{steps:#?}");

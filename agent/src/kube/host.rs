@@ -212,7 +212,15 @@ impl HostAccess {
     }
 
     pub async fn read(&self, file: HostFile) -> Result<Option<String>, HostError> {
-        let path = self.path(file);
+        self.read_path(self.path(file)).await
+    }
+
+    /// The backup kept before the file was first replaced, if there is one.
+    pub async fn read_backup(&self, file: HostFile) -> Result<Option<String>, HostError> {
+        self.read_path(backup_path(&self.path(file))).await
+    }
+
+    async fn read_path(&self, path: PathBuf) -> Result<Option<String>, HostError> {
         let bytes = if self.local() {
             match tokio::fs::read(&path).await {
                 Ok(bytes) => bytes,

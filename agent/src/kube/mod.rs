@@ -318,6 +318,18 @@ impl Cluster for KubeCluster {
         Ok(self.host(host)?.read(file).await.map_err(KubeError::from)?)
     }
 
+    async fn read_backup(
+        &self,
+        host: &str,
+        file: HostFile,
+    ) -> Result<Option<String>, ClusterError> {
+        Ok(self
+            .host(host)?
+            .read_backup(file)
+            .await
+            .map_err(KubeError::from)?)
+    }
+
     async fn write_file(
         &self,
         host: &str,

@@ -301,6 +301,13 @@ impl Cluster for SimCluster {
         }
     }
 
+    /// The simulated cluster writes atomically and keeps no backups.
+    async fn read_backup(&self, host: &str, _: HostFile) -> Result<Option<String>, ClusterError> {
+        api_call().await;
+        self.known_host(host)?;
+        Ok(None)
+    }
+
     async fn write_file(
         &self,
         host: &str,

@@ -17,8 +17,8 @@ use crate::manifest::set_signing_files;
 use crate::trust::{self, trusts};
 
 use super::context::{PhaseContext, PhaseError, percent_of};
-use super::new_ca;
 use super::plan::{HostAction, HostPlan, NewCaPart, SigningFiles};
+use super::{new_ca, repair};
 
 /// Runs a host phase on every host not done yet.
 pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(), PhaseError> {
@@ -29,8 +29,12 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
     let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
     let total = hosts.len();
     for (i, host) in hosts.iter().enumerate() {
-        if cx.record()?.hosts.get(&host.name) == Some(&PhaseState::Done) {
-            continue;
+        match cx.record()?.hosts.get(&host.name) {
+            Some(PhaseState::Done) => continue,
+            // The agent stopped while writing this host: what it left must decode before anything
+            // is read from it again.
+            Some(PhaseState::InProgress) => repair::damaged_files(cx, host).await?,
+            _ => {}
         }
         let percent = percent_of(i, total);
         cx.journal.update(

@@ -16,6 +16,7 @@ pub mod hosts;
 pub mod new_ca;
 pub mod plan;
 pub mod pods;
+pub mod repair;
 pub mod start;
 
 use std::sync::atomic::{AtomicBool, Ordering};
