@@ -402,12 +402,7 @@ async fn a_controller_that_falls_silent_after_welcome_is_left_and_redialled() {
             link.send(&ControllerMessage::HeartbeatAck).await.unwrap();
         }
         // The silent connection was closed by the agent.
-        loop {
-            match silent.recv::<AgentMessage>().await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = silent.recv::<AgentMessage>().await {}
     })
     .await
     .expect("the agent did not leave the silent controller");
