@@ -82,6 +82,7 @@ const CONTROLLER: ControllerSettings = ControllerSettings {
     offline_after_secs: 35,
     agent_wait_secs: 600,
     progress_flush_ms: 1000,
+    handshake_timeout_secs: 10,
 };
 /// The agents' redial backoff (the default's initial delay and jitter, a lower cap).
 const RECONNECT: ReconnectConfig = ReconnectConfig {

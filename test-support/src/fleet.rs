@@ -104,6 +104,8 @@ pub struct ControllerSettings {
     pub offline_after_secs: u64,
     pub agent_wait_secs: u64,
     pub progress_flush_ms: u64,
+    /// `[agents] handshake_timeout_secs`.
+    pub handshake_timeout_secs: u64,
 }
 
 impl Default for ControllerSettings {
@@ -113,6 +115,7 @@ impl Default for ControllerSettings {
             offline_after_secs: 5,
             agent_wait_secs: 60,
             progress_flush_ms: 200,
+            handshake_timeout_secs: AgentsConfig::default().handshake_timeout_secs,
         }
     }
 }
@@ -234,6 +237,7 @@ impl Fleet {
             },
             agents: AgentsConfig {
                 listen: listen(&self.agents_addr),
+                handshake_timeout_secs: settings.handshake_timeout_secs,
                 ..AgentsConfig::default()
             },
             pki: PkiConfig::from_dir(&self.dir.join("pki")),
