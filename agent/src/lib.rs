@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod facts;
 pub mod journal;
 pub mod kube;
@@ -47,6 +48,7 @@ use tracing::{Instrument, info, info_span, warn};
 pub use config::{AgentConfig, ClusterConfig};
 
 use crate::backend::Backend;
+use crate::credentials::Credentials;
 use crate::journal::{Journal, JournalError};
 use crate::update::{Settings, StartDecision, Updater};
 
@@ -63,8 +65,8 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("TLS: {0}")]
-    Tls(#[from] dc_protocol::tls::TlsError),
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialsError),
     #[error(transparent)]
     Backend(#[from] backend::OpenError),
     #[error(transparent)]
@@ -96,17 +98,7 @@ pub async fn run_with(
 ) -> Result<(), AgentError> {
     let span = info_span!("agent", subcloud = %config.subcloud);
     async move {
-        let read = |path: &PathBuf| {
-            std::fs::read_to_string(path).map_err(|source| AgentError::Read {
-                path: path.clone(),
-                source,
-            })
-        };
-        let client = dc_protocol::tls::client_config(
-            &read(&config.tls.ca)?,
-            &read(&config.tls.cert)?,
-            &read(&config.tls.key)?,
-        )?;
+        let credentials = Credentials::load(&config.tls, &config.data_dir)?;
         dc_certs::files::create_private_dir(&config.data_dir).map_err(|source| {
             AgentError::DataDir {
                 path: config.data_dir.clone(),
@@ -132,7 +124,7 @@ pub async fn run_with(
                 Ok(())
             }
             result = engine(&updater, commands_rx) => result,
-            () = link::maintain(&config, client, &updater, commands_tx, options.observer.as_ref()) => Ok(()),
+            () = link::maintain(&config, credentials, &updater, commands_tx, options.observer.as_ref()) => Ok(()),
         }
     }
     .instrument(span)

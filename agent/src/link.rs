@@ -3,7 +3,6 @@
 //! jitter; the update keeps running meanwhile.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::time::Duration;
 
 use dc_protocol::frame::{decode, encode};
@@ -13,12 +12,12 @@ use dc_protocol::{
     PROTOCOL_VERSION, RunState, UpdateStatus, check_protocol_version,
 };
 use futures::{SinkExt, StreamExt};
-use rustls::ClientConfig;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::backend::Backend;
 use crate::config::{AgentConfig, ReconnectConfig};
+use crate::credentials::{Credentials, CredentialsError};
 use crate::facts;
 use crate::update::Updater;
 
@@ -43,6 +42,10 @@ pub enum LinkError {
     Silent(Duration),
     #[error("the controller took no message for {0:?}")]
     NotReading(Duration),
+    #[error("certificate renewal: {0}")]
+    Renewal(String),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 /// How long the link may go without a word from the controller, or a write may wait for it to read:
@@ -124,7 +127,7 @@ fn random_unit() -> f64 {
 /// Keeps a link to the controller up for as long as the agent runs.
 pub async fn maintain(
     config: &AgentConfig,
-    client: Arc<ClientConfig>,
+    mut credentials: Credentials,
     updater: &Updater<Backend>,
     commands: mpsc::Sender<Command>,
     observer: Option<&LinkObserver>,
@@ -133,7 +136,7 @@ pub async fn maintain(
     loop {
         match session(
             config,
-            client.clone(),
+            &mut credentials,
             updater,
             &commands,
             &mut backoff,
@@ -152,12 +155,13 @@ pub async fn maintain(
 
 async fn session(
     config: &AgentConfig,
-    client: Arc<ClientConfig>,
+    credentials: &mut Credentials,
     updater: &Updater<Backend>,
     commands: &mpsc::Sender<Command>,
     backoff: &mut Backoff,
     observer: Option<&LinkObserver>,
 ) -> Result<(), LinkError> {
+    let client = credentials.client_config()?;
     let deadline = config.controller.connect_timeout_secs.max(1);
     let greeted = tokio::time::timeout(Duration::from_secs(deadline), async {
         let stream = tls::connect(
@@ -216,6 +220,15 @@ async fn session(
     // at once, after the messages queued with it (the journal saves, then queues, both without an await,
     // so the queue is drained first on the next turn): what the controller shows (sync status,
     // `subcloud show`) must not lag a heartbeat period behind an abort or a failure.
+    // A certificate due for renewal is renewed first; the key of the request waits for the answer.
+    let mut renewing_with = None;
+    if credentials.needs_renewal(welcome.certificate_lifetime_secs, dc_certs::now()) {
+        let (csr_pem, key_pem) = dc_certs::pki::agent_request(&config.subcloud)
+            .map_err(|e| LinkError::Renewal(e.to_string()))?;
+        send(&mut sink, &AgentMessage::RenewCertificate { csr_pem }).await?;
+        info!("certificate renewal requested");
+        renewing_with = Some(key_pem);
+    }
     let mut status = journal.status();
     let mut reported_run = update_and_run(&status.borrow_and_update());
     let mut heartbeat_due = false;
@@ -242,6 +255,16 @@ async fn session(
                 heard = tokio::time::Instant::now();
                 match message {
                     ControllerMessage::HeartbeatAck => {}
+                    ControllerMessage::Certificate { cert_pem } => {
+                        let key_pem = renewing_with.take().ok_or_else(|| {
+                            LinkError::Unexpected("a certificate nobody asked for".to_owned())
+                        })?;
+                        *credentials = credentials
+                            .renewed(&config.subcloud, &cert_pem, &key_pem)
+                            .map_err(|e| LinkError::Renewal(e.to_string()))?;
+                        info!("certificate renewed; redialling with it");
+                        return Ok(());
+                    }
                     ControllerMessage::Command(command) => {
                         debug!(?command, "command received");
                         observe(observer, &config.subcloud, Traffic::Received(command.clone()));

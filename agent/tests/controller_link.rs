@@ -45,6 +45,7 @@ async fn accept_with(listener: &TcpListener, acceptor: &AgentAcceptor, acks: boo
         protocol_version: PROTOCOL_VERSION,
         heartbeat_interval_secs: 1,
         heartbeat_acks: acks,
+        certificate_lifetime_secs: 0,
     }))
     .await
     .unwrap();

@@ -88,6 +88,34 @@ impl LeafSpec {
         now: UnixTime,
         algorithm: KeyAlgorithm,
     ) -> Result<IssuedLeaf, LeafError> {
+        let params = self.params(ca, not_after, now)?;
+        let key = algorithm.generate()?;
+        let cert = params.signed_by(&key, ca.issuer())?;
+        Ok(IssuedLeaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a certificate for a key the caller holds (from a certificate signing request): only the
+    /// public key is taken from the request, everything else from this spec.
+    pub fn issue_for_key(
+        &self,
+        ca: &CertifiedCa,
+        public_key: &impl rcgen::PublicKeyData,
+        not_after: UnixTime,
+        now: UnixTime,
+    ) -> Result<String, LeafError> {
+        let params = self.params(ca, not_after, now)?;
+        Ok(params.signed_by(public_key, ca.issuer())?.pem())
+    }
+
+    fn params(
+        &self,
+        ca: &CertifiedCa,
+        not_after: UnixTime,
+        now: UnixTime,
+    ) -> Result<CertificateParams, LeafError> {
         let ca_not_after = crate::inspect::CertSummary::from_der(ca.cert_der())?.not_after;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -123,12 +151,7 @@ impl LeafSpec {
         params.not_before = to_datetime(now - CLOCK_SKEW_SECS)?;
         params.not_after = to_datetime(not_after.min(ca_not_after))?;
         params.serial_number = Some(random_serial()?);
-        let key = algorithm.generate()?;
-        let cert = params.signed_by(&key, ca.issuer())?;
-        Ok(IssuedLeaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params)
     }
 }
 

@@ -52,6 +52,8 @@ pub enum PkiError {
     Authority(#[from] AuthorityError),
     #[error(transparent)]
     Leaf(#[from] LeafError),
+    #[error("certificate signing request refused: {0}")]
+    Request(String),
 }
 
 /// Checks a subcloud name: it becomes a certificate CN and DNS SAN, a URL path segment and a file name.
@@ -144,9 +146,64 @@ pub fn issue_agent(
     now: UnixTime,
 ) -> Result<IssuedLeaf, PkiError> {
     validate_subcloud_name(subcloud)?;
+    Ok(agent_spec(subcloud).issue(ca, not_after, now, KeyAlgorithm::EcdsaP256)?)
+}
+
+/// An agent's request for a renewed certificate: a fresh ECDSA P-256 key, which never leaves the
+/// agent, and a certificate signing request (PEM) for it. Returns `(csr_pem, key_pem)`.
+pub fn agent_request(subcloud: &str) -> Result<(String, String), PkiError> {
+    validate_subcloud_name(subcloud)?;
+    let key = KeyAlgorithm::EcdsaP256
+        .generate()
+        .map_err(LeafError::from)?;
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, subcloud);
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(LeafError::from)?;
+    Ok((csr, key.serialize_pem()))
+}
+
+/// Signs an agent's renewal request for `subcloud` (the name its verified certificate gave, never the
+/// request's own subject) with `ca`, valid until `not_after`. The request's signature proves its
+/// sender holds the key.
+pub fn sign_agent_request(
+    ca: &CertifiedCa,
+    subcloud: &str,
+    csr_pem: &str,
+    not_after: UnixTime,
+    now: UnixTime,
+) -> Result<String, PkiError> {
+    validate_subcloud_name(subcloud)?;
+    let request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| PkiError::Request(e.to_string()))?;
+    Ok(agent_spec(subcloud).issue_for_key(ca, &request.public_key, not_after, now)?)
+}
+
+/// Whether the (first) certificate of `cert_pem` is for the private key `key_pem`.
+pub fn holds_key(cert_pem: &str, key_pem: &str) -> bool {
+    let Ok(key) = rcgen::KeyPair::from_pem(key_pem) else {
+        return false;
+    };
+    let Some(der) = crate::pem_certificates(cert_pem)
+        .ok()
+        .and_then(|d| d.into_iter().next())
+    else {
+        return false;
+    };
+    x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, cert)| {
+        cert.public_key().raw == rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+    })
+}
+
+/// What every agent certificate says: the subcloud name as CN and DNS SAN, client use only.
+fn agent_spec(subcloud: &str) -> LeafSpec {
     let mut spec = LeafSpec::client(subcloud, &["dc-rootca agents"]);
     spec.dns_names = vec![subcloud.to_owned()];
-    Ok(spec.issue(ca, not_after, now, KeyAlgorithm::EcdsaP256)?)
+    spec
 }
 
 /// Issues an agent certificate and writes `ca.crt`, `agent.crt` and `agent.key` into `out`.
@@ -220,6 +277,37 @@ mod tests {
         let info = CertSummary::from_pem(&agent).unwrap();
         assert_eq!(info.common_name.as_deref(), Some("subcloud1"));
         assert_eq!(info.dns_names, vec!["subcloud1".to_owned()]);
+    }
+
+    #[test]
+    fn a_renewal_request_is_signed_for_the_verified_name_only_with_the_senders_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::now();
+        let ca = init(dir.path(), &[], false, now).unwrap();
+        // A request that asks for another name still gets the name the controller verified.
+        let (csr, key) = agent_request("other").unwrap();
+        let cert = sign_agent_request(&ca, "subcloud1", &csr, now + 86_400, now).unwrap();
+        verify_chain(&cert, ca.cert_pem(), Usage::Client, now).unwrap();
+        let info = CertSummary::from_pem(&cert).unwrap();
+        assert_eq!(info.common_name.as_deref(), Some("subcloud1"));
+        assert_eq!(info.dns_names, vec!["subcloud1".to_owned()]);
+        assert_eq!(info.not_after, now + 86_400);
+        // The certificate carries the request's key.
+        let public =
+            rcgen::PublicKeyData::subject_public_key_info(&rcgen::KeyPair::from_pem(&key).unwrap());
+        let der = crate::pem_certificates(&cert).unwrap().remove(0);
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(parsed.public_key().raw, public.as_slice());
+        assert!(holds_key(&cert, &key));
+        let (_, other_key) = agent_request("subcloud1").unwrap();
+        assert!(!holds_key(&cert, &other_key));
+        // A request whose signature does not hold is refused.
+        let mut der = pem::parse(&csr).unwrap().into_contents();
+        let last = der.len() - 1;
+        der[last] ^= 1;
+        let tampered = crate::pem_encode(&pem::Pem::new("CERTIFICATE REQUEST", der));
+        let e = sign_agent_request(&ca, "subcloud1", &tampered, now + 86_400, now).unwrap_err();
+        assert!(e.to_string().contains("signing request refused"), "{e}");
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct AgentsConfig {
     pub handshake_timeout_secs: u64,
     /// Most handshakes in progress at once; connections beyond it are closed at once.
     pub max_handshakes: usize,
+    /// Validity of the agent certificates the controller renews (with `pki.ca_key` set). Agents renew
+    /// with a third of it left, and at once when theirs outlives it (the install's long-lived one).
+    pub certificate_days: u32,
 }
 
 impl Default for AgentsConfig {
@@ -95,6 +98,7 @@ impl Default for AgentsConfig {
             listen: "127.0.0.1:8120".to_owned(),
             handshake_timeout_secs: 10,
             max_handshakes: 1024,
+            certificate_days: 30,
         }
     }
 }
@@ -106,6 +110,9 @@ pub struct PkiConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The system CA's key. When set, agents renew their certificates over their link before they
+    /// expire (`agents.certificate_days`), so none is ever copied by hand after the install.
+    pub ca_key: Option<PathBuf>,
 }
 
 impl Default for PkiConfig {
@@ -115,17 +122,19 @@ impl Default for PkiConfig {
             ca: dir.join(dc_certs::pki::CA_CERT),
             cert: dir.join(dc_certs::pki::CONTROLLER_CERT),
             key: dir.join(dc_certs::pki::CONTROLLER_KEY),
+            ca_key: None,
         }
     }
 }
 
 impl PkiConfig {
-    /// The files of a `dc-certs init` directory.
+    /// The files of a `dc-certs init` directory; renewal off (`ca_key` unset).
     pub fn from_dir(dir: &Path) -> Self {
         Self {
             ca: dir.join(dc_certs::pki::CA_CERT),
             cert: dir.join(dc_certs::pki::CONTROLLER_CERT),
             key: dir.join(dc_certs::pki::CONTROLLER_KEY),
+            ca_key: None,
         }
     }
 }

@@ -148,6 +148,16 @@ pub async fn start_with_store(
     )
     .map_err(|e| ControllerError::Tls(e.to_string()))?;
     let api_tls = config.api.tls.as_ref().map(api_tls).transpose()?;
+    let renewal = match &config.pki.ca_key {
+        None => None,
+        Some(key) => Some(Arc::new(session::Renewal {
+            ca: dc_certs::CertifiedCa::from_pem(&read(&config.pki.ca)?, &read(key)?)
+                .map_err(|e| ControllerError::Tls(format!("pki.ca_key: {e}")))?,
+            lifetime: Duration::from_secs(
+                u64::from(config.agents.certificate_days.max(1)) * 86_400,
+            ),
+        })),
+    };
 
     let snapshot = store.load()?;
     let store = store::start_store(store);
@@ -180,10 +190,13 @@ pub async fn start_with_store(
         agents,
         dc_protocol::tls::AgentAcceptor::new(server_config),
         Orchestrator::upstream(&orchestrator),
-        session::Limits {
-            offline_after: Duration::from_secs(config.offline_after_secs),
-            handshake_timeout: Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
-            max_handshakes: config.agents.max_handshakes.max(1),
+        session::Terms {
+            limits: session::Limits {
+                offline_after: Duration::from_secs(config.offline_after_secs),
+                handshake_timeout: Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
+                max_handshakes: config.agents.max_handshakes.max(1),
+            },
+            renewal,
         },
     ));
 

@@ -108,6 +108,7 @@ pub struct Session {
     closing: bool,
     last_seen: Instant,
     offline_after: Duration,
+    renewal: Option<std::sync::Arc<Renewal>>,
 }
 
 impl Session {
@@ -117,6 +118,7 @@ impl Session {
         agent: AgentIdentity,
         upstream: Upstream,
         offline_after: Duration,
+        renewal: Option<std::sync::Arc<Renewal>>,
     ) -> Addr<Session> {
         Session::create(move |ctx| {
             let (read, write) = tokio::io::split(stream);
@@ -133,6 +135,7 @@ impl Session {
                 closing: false,
                 last_seen: Instant::now(),
                 offline_after,
+                renewal,
             }
         })
     }
@@ -154,6 +157,37 @@ impl Session {
         self.closing = true;
         self.send(&ControllerMessage::Error(error));
         self.writer.close();
+    }
+
+    /// Signs the agent's request for the subcloud this session's certificate names. A request the
+    /// controller cannot sign is refused and the session closed: the agent keeps its certificate.
+    fn renew(&mut self, csr_pem: &str) {
+        let Some(renewal) = self.renewal.clone() else {
+            return self.close(ErrorMessage::new(
+                ErrorCode::BadMessage,
+                "this controller does not renew agent certificates",
+            ));
+        };
+        // Dated a second ahead: certificates are ordered by their second of issue, and the one it
+        // replaces may have been issued in this very second.
+        let issued = dc_certs::now() + 1;
+        let lifetime = i64::try_from(renewal.lifetime.as_secs()).unwrap_or(i64::MAX);
+        match dc_certs::pki::sign_agent_request(
+            &renewal.ca,
+            &self.subcloud,
+            csr_pem,
+            issued.saturating_add(lifetime),
+            issued,
+        ) {
+            Ok(cert_pem) => {
+                tracing::info!(subcloud = %self.subcloud, "agent certificate renewed");
+                self.send(&ControllerMessage::Certificate { cert_pem });
+            }
+            Err(e) => {
+                tracing::warn!(subcloud = %self.subcloud, error = %e, "agent certificate not renewed");
+                self.close(ErrorMessage::new(ErrorCode::Refused, e.to_string()));
+            }
+        }
     }
 
     fn on_hello(&mut self, hello: dc_protocol::Hello, ctx: &mut Context<Self>) {
@@ -192,6 +226,10 @@ impl Session {
                     protocol_version: dc_protocol::PROTOCOL_VERSION,
                     heartbeat_interval_secs: accepted.heartbeat_interval_secs,
                     heartbeat_acks: acks,
+                    certificate_lifetime_secs: act
+                        .renewal
+                        .as_ref()
+                        .map_or(0, |r| r.lifetime.as_secs()),
                 }));
             }
             Ok(Err(e)) => act.close(e),
@@ -267,6 +305,7 @@ impl StreamHandler<Result<BytesMut, io::Error>> for Session {
                     heartbeat: *heartbeat,
                 })
             }
+            (true, AgentMessage::RenewCertificate { csr_pem }) => self.renew(&csr_pem),
             (true, message) => match &self.route {
                 Some(step) => step.do_send(FromAgent(message)),
                 None => {
@@ -314,6 +353,20 @@ pub struct Limits {
     pub max_handshakes: usize,
 }
 
+/// What every session of the listener shares.
+#[derive(Clone)]
+pub struct Terms {
+    pub limits: Limits,
+    /// Renewal of agent certificates, when the controller holds the system CA's key.
+    pub renewal: Option<std::sync::Arc<Renewal>>,
+}
+
+/// What signs renewed agent certificates: the system CA and how long a renewed certificate lives.
+pub struct Renewal {
+    pub ca: dc_certs::CertifiedCa,
+    pub lifetime: Duration,
+}
+
 /// The delay after consecutive accept errors: none after a success, then 5 ms doubling to 1 s. A failing
 /// accept (no descriptors left) must not spin: it would starve the REST API sharing the descriptor
 /// table and flood the log.
@@ -348,8 +401,9 @@ pub async fn accept_loop(
     listener: TcpListener,
     acceptor: AgentAcceptor,
     upstream: Upstream,
-    limits: Limits,
+    terms: Terms,
 ) {
+    let limits = terms.limits;
     let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes));
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -375,6 +429,7 @@ pub async fn accept_loop(
         dc_protocol::tls::keepalive(&tcp);
         let acceptor = acceptor.clone();
         let upstream = upstream.clone();
+        let renewal = terms.renewal.clone();
         actix_rt::spawn(async move {
             let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
             let result = handshake.await;
@@ -382,7 +437,7 @@ pub async fn accept_loop(
             match result {
                 Ok(Ok((stream, agent))) => {
                     tracing::debug!(%peer, subcloud = %agent.subcloud, "agent handshake done");
-                    Session::start(stream, agent, upstream, limits.offline_after);
+                    Session::start(stream, agent, upstream, limits.offline_after, renewal);
                 }
                 Ok(Err(e)) => tracing::warn!(%peer, error = %e, "agent handshake refused"),
                 Err(_) => tracing::warn!(%peer, "agent handshake timed out; connection closed"),

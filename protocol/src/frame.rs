@@ -92,6 +92,9 @@ mod tests {
 
     fn sample_messages() -> Vec<AgentMessage> {
         vec![
+            AgentMessage::RenewCertificate {
+                csr_pem: "CSR".into(),
+            },
             AgentMessage::Hello(Hello {
                 subcloud: "subcloud1".into(),
                 agent_version: "0.1.0".into(),
@@ -174,8 +177,12 @@ mod tests {
                 protocol_version: 1,
                 heartbeat_interval_secs: 10,
                 heartbeat_acks: true,
+                certificate_lifetime_secs: 0,
             }),
             ControllerMessage::HeartbeatAck,
+            ControllerMessage::Certificate {
+                cert_pem: "PEM".into(),
+            },
             ControllerMessage::Command(Command::Start {
                 update_id: "u1".into(),
                 params: UpdateParams {

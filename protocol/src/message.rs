@@ -26,6 +26,11 @@ pub enum AgentMessage {
     PhaseResult(PhaseResult),
     Stopped(Stopped),
     Error(ErrorMessage),
+    /// A certificate signing request for the agent's next certificate; sent only to a controller whose
+    /// Welcome offered renewal. The key stays on the agent.
+    RenewCertificate {
+        csr_pem: String,
+    },
 }
 
 /// Controller → agent.
@@ -38,6 +43,10 @@ pub enum ControllerMessage {
     /// A heartbeat arrived. Sent only to agents that said `heartbeat-ack` in their Hello: an agent
     /// hears from a live controller at least once per heartbeat interval, so silence means it is gone.
     HeartbeatAck,
+    /// The agent's renewed certificate, signed for the subcloud its current certificate names.
+    Certificate {
+        cert_pem: String,
+    },
 }
 
 /// The Hello capability of an agent that wants a [`ControllerMessage::HeartbeatAck`] per heartbeat.
@@ -66,6 +75,10 @@ pub struct Welcome {
     /// the agent take silence for a dead controller. Absent from an older controller: false.
     #[serde(default)]
     pub heartbeat_acks: bool,
+    /// Validity of the certificates this controller signs on [`AgentMessage::RenewCertificate`], in
+    /// seconds; 0 (and absent, from an older controller) when it does not renew.
+    #[serde(default)]
+    pub certificate_lifetime_secs: u64,
 }
 
 /// Periodic facts about the subcloud; one is also sent right after the Welcome.

@@ -51,6 +51,7 @@ async fn serve_once(
                     protocol_version: PROTOCOL_VERSION,
                     heartbeat_interval_secs: 10,
                     heartbeat_acks: false,
+                    certificate_lifetime_secs: 0,
                 }))
                 .await
                 .unwrap();

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Command;
 
 use common::*;
-use dc_test_support::fleet::{Fleet, wait_until};
+use dc_test_support::fleet::Fleet;
 
 /// Silent peers dialled at once: a few hold the descriptors left, the rest wait in the backlog.
 const PEERS: usize = 12;

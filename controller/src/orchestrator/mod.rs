@@ -384,10 +384,17 @@ impl Handler<Figures> for Orchestrator {
 impl Handler<Hello> for Orchestrator {
     type Result = Result<Accepted, ErrorMessage>;
 
-    fn handle(&mut self, msg: Hello, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = registry::admit_agent(&self.state, &msg.subcloud, msg.not_before) {
-            tracing::warn!(subcloud = %msg.subcloud, reason = %e.message, "agent refused");
-            return Err(e);
+    fn handle(&mut self, msg: Hello, ctx: &mut Context<Self>) -> Self::Result {
+        match registry::admit_agent(&self.state, &msg.subcloud, msg.not_before, dc_certs::now()) {
+            Err(e) => {
+                tracing::warn!(subcloud = %msg.subcloud, reason = %e.message, "agent refused");
+                return Err(e);
+            }
+            Ok(Some(retire_older)) => {
+                tracing::info!(subcloud = %msg.subcloud, "a newer agent certificate revokes the older ones");
+                self.carry_out_now(retire_older, ctx);
+            }
+            Ok(None) => {}
         }
         let live = self.state.live.entry(msg.subcloud.clone()).or_default();
         let step = self.running.get(&msg.subcloud);

@@ -126,8 +126,17 @@ pub fn delete_subcloud(st: &State, r: &str) -> Result<Change, ApiError> {
 }
 
 /// Whether an agent whose certificate names `subcloud` and starts at `not_before` may connect: the
-/// subcloud must be registered, and the certificate issued after the subcloud was last deleted.
-pub fn admit_agent(st: &State, subcloud: &str, not_before: i64) -> Result<(), ErrorMessage> {
+/// subcloud must be registered, and the certificate issued after the subcloud was last deleted and
+/// after any newer certificate of its own was first presented. A certificate newer than all before it
+/// revokes those (the change returned): a renewed or re-issued certificate retires the one it replaces,
+/// so a copy of the old one gets in nowhere. Capped at `now` (a renewal is dated one second ahead), so
+/// a certificate from a host whose clock runs ahead cannot lock out the next one this controller signs.
+pub fn admit_agent(
+    st: &State,
+    subcloud: &str,
+    not_before: i64,
+    now: i64,
+) -> Result<Option<Change>, ErrorMessage> {
     if !st.subclouds.contains_key(subcloud) {
         return Err(ErrorMessage::new(
             ErrorCode::UnknownSubcloud,
@@ -136,16 +145,26 @@ pub fn admit_agent(st: &State, subcloud: &str, not_before: i64) -> Result<(), Er
     }
     // dc-certs backdates notBefore by the clock-skew margin; adding it back gives the time of issue.
     let issued_at = not_before.saturating_add(dc_certs::authority::CLOCK_SKEW_SECS);
-    match st.revoked.get(subcloud) {
-        Some(&before) if issued_at <= before => Err(ErrorMessage::new(
+    let mark = st.revoked.get(subcloud).copied();
+    if mark.is_some_and(|before| issued_at <= before) {
+        return Err(ErrorMessage::new(
             ErrorCode::Revoked,
             format!(
-                "this certificate for subcloud '{subcloud}' was revoked when the subcloud was \
-                 deleted; issue a new one (dc-certs issue-agent)"
+                "this certificate for subcloud '{subcloud}' was revoked (the subcloud was deleted, \
+                 or a newer certificate replaced it); issue a new one (dc-certs issue-agent)"
             ),
-        )),
-        _ => Ok(()),
+        ));
     }
+    let before = issued_at.min(now + 1) - 1;
+    Ok(mark.is_none_or(|m| before > m).then(|| {
+        Change::write(
+            vec![Op::Revoke {
+                subcloud: subcloud.to_owned(),
+                before,
+            }],
+            Value::Null,
+        )
+    }))
 }
 
 /// Why a deleted subcloud's agent is sent away.
@@ -339,9 +358,9 @@ mod tests {
     #[test]
     fn an_agent_certificate_issued_before_its_subcloud_was_deleted_is_refused() {
         let skew = dc_certs::authority::CLOCK_SKEW_SECS;
+        let now = 5_000;
         let mut st = state(1);
-        assert!(admit_agent(&st, "s1", 1_000 - skew).is_ok());
-        let refused = admit_agent(&st, "s9", 1_000).expect_err("not registered");
+        let refused = admit_agent(&st, "s9", 1_000, now).expect_err("not registered");
         assert_eq!(refused.code, ErrorCode::UnknownSubcloud);
         st.apply(vec![Op::Revoke {
             subcloud: "s1".into(),
@@ -349,7 +368,7 @@ mod tests {
         }]);
         // Issued at the second of the deletion or before: revoked; issued after: taken.
         for issued_at in [1_000, 999, 10] {
-            let refused = admit_agent(&st, "s1", issued_at - skew).expect_err("revoked");
+            let refused = admit_agent(&st, "s1", issued_at - skew, now).expect_err("revoked");
             assert_eq!(refused.code, ErrorCode::Revoked);
             assert!(
                 refused.message.contains("issue a new one"),
@@ -357,7 +376,35 @@ mod tests {
                 refused.message
             );
         }
-        assert!(admit_agent(&st, "s1", 1_001 - skew).is_ok());
+        assert!(admit_agent(&st, "s1", 1_001 - skew, now).is_ok());
+    }
+
+    #[test]
+    fn a_newer_certificate_retires_the_older_ones_but_never_past_now() {
+        let skew = dc_certs::authority::CLOCK_SKEW_SECS;
+        let now = 5_000;
+        let mut st = state(1);
+        let revoke = |c: Option<Change>| match c.map(|c| c.ops).as_deref() {
+            Some([Op::Revoke { before, .. }]) => Some(*before),
+            _ => None,
+        };
+        let first = admit_agent(&st, "s1", 2_000 - skew, now).expect("taken");
+        let ops = first.expect("a first certificate is recorded").ops;
+        assert!(matches!(ops.as_slice(), [Op::Revoke { before: 1_999, .. }]));
+        st.apply(ops);
+        // The same certificate again changes nothing; an older one is refused.
+        assert_eq!(
+            revoke(admit_agent(&st, "s1", 2_000 - skew, now).expect("taken")),
+            None
+        );
+        assert!(admit_agent(&st, "s1", 1_500 - skew, now).is_err());
+        // A certificate dated ahead of the controller's clock revokes only up to now: one renewed
+        // now (dated a second ahead) still gets in.
+        let ahead = admit_agent(&st, "s1", 9_000 - skew, now).expect("taken");
+        let ops = ahead.expect("a newer certificate is recorded").ops;
+        assert!(matches!(ops.as_slice(), [Op::Revoke { before, .. }] if *before == now));
+        st.apply(ops);
+        assert!(admit_agent(&st, "s1", now + 1 - skew, now).is_ok());
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct Harness {
     events_tx: mpsc::UnboundedSender<(String, Event)>,
     backlog: Vec<(String, Event)>,
     pub agent_wait_secs: u64,
+    /// Applied to the controller's configuration at every (re)start.
+    adjust: fn(&mut ControllerConfig),
 }
 
 /// A request body as the API layer types it (the same parsing, without HTTP).
@@ -107,11 +109,16 @@ pub fn config(pki: &TestPki, db: &std::path::Path, agent_wait_secs: u64) -> Cont
 
 impl Harness {
     pub async fn new(agent_wait_secs: u64) -> Self {
+        Self::with(agent_wait_secs, |_| {}).await
+    }
+
+    /// [`Self::new`] with `adjust` applied to the controller's configuration at every (re)start.
+    pub async fn with(agent_wait_secs: u64, adjust: fn(&mut ControllerConfig)) -> Self {
         let pki = TestPki::new().expect("pki");
         let db = pki.root().join("controller.sqlite");
-        let controller = dc_controller::start(config(&pki, &db, agent_wait_secs))
-            .await
-            .expect("start");
+        let mut c = config(&pki, &db, agent_wait_secs);
+        adjust(&mut c);
+        let controller = dc_controller::start(c).await.expect("start");
         let (agents_addr, _) = watch::channel(controller.agents_addr.to_string());
         let (events_tx, events) = mpsc::unbounded_channel();
         Self {
@@ -123,6 +130,7 @@ impl Harness {
             events_tx,
             backlog: Vec::new(),
             agent_wait_secs,
+            adjust,
         }
     }
 
@@ -135,9 +143,9 @@ impl Harness {
         if let Some(c) = self.controller.take() {
             c.stop().await;
         }
-        let c = dc_controller::start(config(&self.pki, &self.db, self.agent_wait_secs))
-            .await
-            .expect("restart");
+        let mut c = config(&self.pki, &self.db, self.agent_wait_secs);
+        (self.adjust)(&mut c);
+        let c = dc_controller::start(c).await.expect("restart");
         self.agents_addr.send_replace(c.agents_addr.to_string());
         self.controller = Some(c);
     }
@@ -170,8 +178,9 @@ impl Harness {
             self.backlog.remove(i);
             return;
         }
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
-            let e = tokio::time::timeout(TIMEOUT, self.events.recv())
+            let e = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
                 .unwrap_or_else(|_| {
                     panic!("timeout waiting for {who} {what:?}; saw {:?}", self.backlog)
@@ -576,12 +585,17 @@ pub fn apply_request() -> ApiRequest {
     ApiRequest::Action(body(serde_json::json!({"action": "apply"})))
 }
 
-/// Stops the in-process agents and the harness's controller.
-pub async fn stop_all(h: &mut Harness, agents: InProcessAgents) {
+/// Stops the in-process agents.
+pub async fn stop_agents(agents: InProcessAgents) {
     agents.stop.send_replace(true);
     for a in agents.tasks {
         a.await.expect("agent task").expect("agent ended cleanly");
     }
+}
+
+/// Stops the in-process agents and the harness's controller.
+pub async fn stop_all(h: &mut Harness, agents: InProcessAgents) {
+    stop_agents(agents).await;
     if let Some(c) = h.controller.take() {
         c.stop().await;
     }
