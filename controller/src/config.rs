@@ -327,6 +327,8 @@ role = "reader"
         assert_eq!(c.agents.listen, "0.0.0.0:8120");
         assert_eq!(c.agent_wait_secs, 600);
         assert_eq!(c.auth.tokens.len(), 2);
+        assert_eq!(c.agents.certificate_days, 30);
+        assert!(c.pki.ca_key.is_some(), "renewal is on in the example");
         let e = c
             .validate()
             .expect_err("the example's tokens must not go live");
