@@ -103,7 +103,8 @@ args=(run "http://$api/v1.0/openapi.json" --url "http://$api"
   --workers 2 --request-timeout 20
   --report ndjson --report-ndjson-path "$work/events.ndjson")
 status=0
-"$VENV/bin/schemathesis" "${args[@]}" || status=$?
+# From the work directory: schemathesis leaves a cache directory where it runs.
+(cd "$work" && "$VENV/bin/schemathesis" "${args[@]}") || status=$?
 
 # Every answer was checked above; the controller must also have survived them.
 alive=yes
