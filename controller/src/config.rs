@@ -59,6 +59,16 @@ pub struct ApiConfig {
     pub tls: Option<TlsFiles>,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Seconds a new connection has to send its first request's line and headers; then 408 and close.
+    pub request_timeout_secs: u64,
+    /// Seconds a request has to send its whole body once its headers arrived; then 408 and close.
+    /// actix-web bounds only the head: without this a client trickling a body would hold its
+    /// connection for ever.
+    pub body_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection stays open between requests.
+    pub keep_alive_secs: u64,
+    /// Seconds a closing connection waits for the client to acknowledge before it is dropped.
+    pub disconnect_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +77,10 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8119".to_owned(),
             tls: None,
             workers: 2,
+            request_timeout_secs: 5,
+            body_timeout_secs: 10,
+            keep_alive_secs: 5,
+            disconnect_timeout_secs: 1,
         }
     }
 }
@@ -260,6 +274,8 @@ database = "/tmp/x.sqlite"
 heartbeat_interval_secs = 5
 [api]
 listen = "127.0.0.1:0"
+body_timeout_secs = 3
+keep_alive_secs = 7
 [agents]
 listen = "127.0.0.1:0"
 [pki]
@@ -281,6 +297,8 @@ role = "reader"
         assert_eq!(c.api.listen, "127.0.0.1:0");
         assert_eq!(c.heartbeat_interval_secs, 5);
         assert_eq!(c.audit.expiring_days, 60);
+        assert_eq!((c.api.body_timeout_secs, c.api.keep_alive_secs), (3, 7));
+        assert_eq!(c.api.request_timeout_secs, 5);
         assert_eq!(c.role_of("a"), Some(Role::Admin));
         assert_eq!(c.role_of("r"), Some(Role::Reader));
         assert_eq!(c.role_of("x"), None);
@@ -329,6 +347,10 @@ role = "reader"
         assert_eq!(c.auth.tokens.len(), 2);
         assert_eq!(c.agents.certificate_days, 30);
         assert!(c.pki.ca_key.is_some(), "renewal is on in the example");
+        assert_eq!(
+            (c.api.request_timeout_secs, c.api.body_timeout_secs),
+            (5, 10)
+        );
         let e = c
             .validate()
             .expect_err("the example's tokens must not go live");

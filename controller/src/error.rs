@@ -66,17 +66,33 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+impl ErrorBody {
+    /// The body for `status`, with its reason phrase as the title.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            code: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            message: message.into(),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody {
-            code: self.status.as_u16(),
-            title: self.status.canonical_reason().unwrap_or("Error"),
-            message: self.message.clone(),
-        })
+        let mut response = HttpResponse::build(self.status);
+        // A request whose body was not read whole (too large, too slow) leaves the connection in an
+        // unknown place: close it rather than let a slow client keep it by draining.
+        if matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        ) {
+            response.force_close();
+        }
+        response.json(ErrorBody::new(self.status, self.message.clone()))
     }
 }
 

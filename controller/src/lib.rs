@@ -218,6 +218,14 @@ pub async fn start_with_store(
             .configure(api::routes)
     })
     .workers(config.api.workers.max(1))
+    // Every client wait is bounded: the head here, the body by the body extractor
+    // (`api::input::Body`), idle connections by keep-alive. Zero would mean "never" to actix: at
+    // least a second each.
+    .client_request_timeout(Duration::from_secs(config.api.request_timeout_secs.max(1)))
+    .client_disconnect_timeout(Duration::from_secs(
+        config.api.disconnect_timeout_secs.max(1),
+    ))
+    .keep_alive(Duration::from_secs(config.api.keep_alive_secs.max(1)))
     .disable_signals();
     let server = match api_tls {
         Some(tls) => server.bind_rustls_0_23(&config.api.listen, tls),

@@ -694,3 +694,161 @@ async fn api_over_tls() {
     assert!(out.contains("\"status\":\"ok\""), "{out}");
     ctl.stop().await;
 }
+
+/// Calls the app with a request built by the test and answers the status, the Content-Type, the
+/// `Allow` header and the body as JSON (a refusal in plain text fails the parse, naming the text).
+macro_rules! raw {
+    ($app:expr, $req:expr $(,)?) => {
+        parts(test::call_service($app, $req.to_request()).await).await
+    };
+}
+
+async fn parts(resp: actix_web::dev::ServiceResponse) -> (u16, String, Option<String>, Value) {
+    let status = resp.status().as_u16();
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header(actix_web::http::header::CONTENT_TYPE).unwrap_or_default();
+    let allow = header(actix_web::http::header::ALLOW);
+    let bytes = test::read_body(resp).await;
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{status} {content_type:?}: not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, content_type, allow, body)
+}
+
+/// Every refusal the API can make before a handler runs is the documented `{"code","title","message"}`
+/// with `application/json`: actix-web's own answers (413, a query string or path segment that does not
+/// deserialize, a JSON extractor's content-type error, a wrong method) were plain text or empty.
+#[actix_web::test]
+async fn every_refusal_is_the_documented_json() {
+    let h = Harness::new(600).await;
+    // A route with actix-web's JSON extractor beside the API's: the settings `routes` installs cover
+    // it too, so a handler that takes `web::Json` one day answers the same shape.
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(&h)))
+            .configure(routes)
+            .route(
+                "/json-probe",
+                web::post()
+                    .to(|_: web::Json<Value>| async { actix_web::HttpResponse::Ok().finish() }),
+            ),
+    )
+    .await;
+    let admin = |req: test::TestRequest| req.insert_header(("X-Auth-Token", ADMIN));
+    let documented = |r: &(u16, String, Option<String>, Value), status: u16, message: &str| {
+        assert_eq!(r.0, status, "{}", r.3);
+        assert!(r.1.starts_with("application/json"), "{r:?}");
+        assert_eq!(r.3["code"], status, "{}", r.3);
+        assert!(r.3["title"].is_string(), "{}", r.3);
+        let text = r.3["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{message:?} not in {text:?}");
+    };
+
+    // A body over the limit: 413, announced by its Content-Length or not.
+    let big = vec![b' '; dc_controller::api::input::MAX_BODY + 1];
+    let r = raw!(
+        &app,
+        admin(test::TestRequest::post().uri("/v1.0/subclouds")).set_payload(big.clone()),
+    );
+    documented(&r, 413, "Request body is larger than 262144 bytes");
+    let r = raw!(
+        &app,
+        test::TestRequest::post()
+            .uri("/json-probe")
+            .insert_header(("Content-Type", "application/json"))
+            .set_payload(big),
+    );
+    documented(&r, 413, "Request body is larger than 262144 bytes");
+
+    // Malformed JSON, and JSON under another content type: the API reads a body as JSON whatever its
+    // Content-Type (dcmanager does too); the JSON extractor refuses the type in the same shape.
+    let r = raw!(
+        &app,
+        admin(test::TestRequest::post().uri("/v1.0/subclouds")).set_payload("{\"name\": "),
+    );
+    documented(&r, 400, "Request body is not valid JSON");
+    let r = raw!(
+        &app,
+        admin(test::TestRequest::post().uri("/v1.0/subclouds"))
+            .insert_header(("Content-Type", "text/plain"))
+            .set_payload("{\"name\": \"typed\"}"),
+    );
+    assert_eq!((r.0, &r.3["name"]), (200, &json!("typed")), "{r:?}");
+    let r = raw!(
+        &app,
+        test::TestRequest::post()
+            .uri("/json-probe")
+            .insert_header(("Content-Type", "text/plain"))
+            .set_payload("{}"),
+    );
+    documented(&r, 415, "Content-Type must be application/json");
+    let r = raw!(
+        &app,
+        test::TestRequest::post()
+            .uri("/json-probe")
+            .insert_header(("Content-Type", "application/json"))
+            .set_payload("{"),
+    );
+    documented(&r, 400, "Request body is not valid JSON");
+
+    // A query string that does not deserialize: a field given twice.
+    for uri in [
+        "/v1.0/sw-update-strategy?type=kube-rootca-update&type=kube-rootca-update",
+        "/v1.0/sw-update-strategy/actions?type=a&type=b",
+    ] {
+        let method = if uri.contains("actions") {
+            test::TestRequest::post()
+        } else {
+            test::TestRequest::get()
+        };
+        let r = raw!(&app, admin(method.uri(uri)));
+        documented(&r, 400, "Invalid query string: duplicate field `type`");
+    }
+    // A value that is not UTF-8 is read lossily and names no strategy.
+    let r = raw!(
+        &app,
+        admin(test::TestRequest::get().uri("/v1.0/sw-update-strategy?type=%FF")),
+    );
+    documented(&r, 404, "not found");
+
+    // A path segment that is not UTF-8 names nothing that could exist.
+    for uri in [
+        "/v1.0/subclouds/%FF",
+        "/v1.0/subcloud-groups/%C3%28/subclouds",
+        "/v1.0/sw-update-strategy/steps/%80",
+    ] {
+        let r = raw!(&app, admin(test::TestRequest::get().uri(uri)));
+        documented(&r, 404, "not found");
+    }
+
+    // An unknown route, and a known one with a method it lacks (405 with Allow).
+    let r = raw!(&app, admin(test::TestRequest::get().uri("/v1.0/nothing")));
+    documented(&r, 404, "Resource not found");
+    let r = raw!(&app, admin(test::TestRequest::get().uri("/nothing/at/all")));
+    documented(&r, 404, "Resource not found");
+    for (method, uri, allow) in [
+        ("DELETE", "/v1.0/subclouds", "GET, POST"),
+        ("PUT", "/v1.0/subclouds/s1", "GET, PATCH, DELETE"),
+        ("PATCH", "/v1.0/sw-update-strategy", "GET, POST, DELETE"),
+        ("GET", "/v1.0/sw-update-strategy/actions", "POST"),
+        ("POST", "/health", "GET"),
+        ("HEAD", "/v1.0/openapi.json", "GET"),
+    ] {
+        let req = admin(
+            test::TestRequest::default()
+                .method(method.parse().expect("method"))
+                .uri(uri),
+        );
+        let r = raw!(&app, req);
+        documented(&r, 405, &format!("Method {method} is not allowed here"));
+        assert_eq!(r.2.as_deref(), Some(allow), "{method} {uri}");
+    }
+}

@@ -14,6 +14,7 @@ use crate::requests::{
 };
 
 use super::access::{Admin, ApiState, Reader};
+use super::input::Body;
 
 /// The strategy calls' `?type=`.
 #[derive(Deserialize, IntoParams)]
@@ -63,10 +64,11 @@ pub async fn show_subcloud(_: Reader, s: Shared, r: web::Path<String>) -> Answer
 /// Registers a subcloud: its agent may connect from then on.
 #[utoipa::path(post, path = "/v1.0/subclouds", tag = "subclouds", request_body = AddSubcloud,
     responses((status = 200, description = "subcloud JSON", body = Value),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
-pub async fn add_subcloud(_: Admin, s: Shared, b: web::Bytes) -> Answer {
+pub async fn add_subcloud(_: Admin, s: Shared, Body(b): Body) -> Answer {
     ask(&s, ApiRequest::AddSubcloud(requests::parse(&b)?)).await
 }
 
@@ -74,10 +76,11 @@ pub async fn add_subcloud(_: Admin, s: Shared, b: web::Bytes) -> Answer {
 #[utoipa::path(patch, path = "/v1.0/subclouds/{subcloud}", tag = "subclouds",
     params(("subcloud" = String, Path, description = "name or id")), request_body = PatchSubcloud,
     responses((status = 200, description = "subcloud JSON", body = Value),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
-pub async fn patch_subcloud(_: Admin, s: Shared, r: web::Path<String>, b: web::Bytes) -> Answer {
+pub async fn patch_subcloud(_: Admin, s: Shared, r: web::Path<String>, Body(b): Body) -> Answer {
     let body: PatchSubcloud = requests::parse(&b)?;
     ask(&s, ApiRequest::PatchSubcloud(r.into_inner(), body)).await
 }
@@ -115,10 +118,11 @@ pub async fn show_group(_: Reader, s: Shared, r: web::Path<String>) -> Answer {
 /// Creates a group (`name` required).
 #[utoipa::path(post, path = "/v1.0/subcloud-groups", tag = "subcloud-groups", request_body = GroupBody,
     responses((status = 200, description = "group JSON", body = Value),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
-pub async fn add_group(_: Admin, s: Shared, b: web::Bytes) -> Answer {
+pub async fn add_group(_: Admin, s: Shared, Body(b): Body) -> Answer {
     ask(&s, ApiRequest::AddGroup(requests::parse(&b)?)).await
 }
 
@@ -126,11 +130,12 @@ pub async fn add_group(_: Admin, s: Shared, b: web::Bytes) -> Answer {
 #[utoipa::path(patch, path = "/v1.0/subcloud-groups/{group}", tag = "subcloud-groups",
     params(("group" = String, Path, description = "id or name")), request_body = GroupBody,
     responses((status = 200, description = "group JSON", body = Value),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("token" = [])))]
-pub async fn patch_group(_: Admin, s: Shared, r: web::Path<String>, b: web::Bytes) -> Answer {
+pub async fn patch_group(_: Admin, s: Shared, r: web::Path<String>, Body(b): Body) -> Answer {
     let body: GroupBody = requests::parse(&b)?;
     ask(&s, ApiRequest::PatchGroup(GroupRef::parse(&r), body)).await
 }
@@ -159,17 +164,18 @@ pub async fn group_members(_: Reader, s: Shared, r: web::Path<String>) -> Answer
 /// Creates the kube-rootca-update strategy: one step per targeted subcloud.
 #[utoipa::path(post, path = "/v1.0/sw-update-strategy", tag = "strategy", request_body = CreateStrategy,
     responses((status = 200, description = "strategy JSON", body = Value),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
-pub async fn create_strategy(_: Admin, s: Shared, b: web::Bytes) -> Answer {
+pub async fn create_strategy(_: Admin, s: Shared, Body(b): Body) -> Answer {
     ask(&s, ApiRequest::CreateStrategy(requests::parse(&b)?)).await
 }
 
 /// The strategy.
 #[utoipa::path(get, path = "/v1.0/sw-update-strategy", tag = "strategy", params(TypeQuery),
     responses((status = 200, description = "strategy JSON", body = Value),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn show_strategy(_: Reader, s: Shared, q: web::Query<TypeQuery>) -> Answer {
     check_type(&q)?;
@@ -179,7 +185,7 @@ pub async fn show_strategy(_: Reader, s: Shared, q: web::Query<TypeQuery>) -> An
 /// Deletes the strategy while nothing runs.
 #[utoipa::path(delete, path = "/v1.0/sw-update-strategy", tag = "strategy", params(TypeQuery),
     responses((status = 200, description = "strategy JSON, state `deleting`", body = Value),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn delete_strategy(_: Admin, s: Shared, q: web::Query<TypeQuery>) -> Answer {
@@ -191,7 +197,8 @@ pub async fn delete_strategy(_: Admin, s: Shared, q: web::Query<TypeQuery>) -> A
 #[utoipa::path(post, path = "/v1.0/sw-update-strategy/actions", tag = "strategy", params(TypeQuery),
     request_body = StrategyAction,
     responses((status = 200, description = "strategy JSON", body = Value),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("token" = [])))]
@@ -199,7 +206,7 @@ pub async fn strategy_action(
     _: Admin,
     s: Shared,
     q: web::Query<TypeQuery>,
-    b: web::Bytes,
+    Body(b): Body,
 ) -> Answer {
     check_type(&q)?;
     let body: StrategyAction = requests::parse(&b)?;

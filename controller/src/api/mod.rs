@@ -6,48 +6,84 @@
 
 pub mod access;
 pub mod handlers;
+pub mod input;
 pub mod openapi;
 
+use actix_web::http::Method;
 use actix_web::web;
 
 pub use access::{Actors, ApiState};
 use handlers::*;
+use input::Routes;
 
-/// Mounts every route; used by the server and by the actix-web tests.
+/// Mounts every route, with the extractor settings that keep every refusal in the documented JSON
+/// shape ([`input`]); used by the server and by the actix-web tests. A known path asked with a method
+/// it lacks answers 405, an unknown path 404.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics))
+    use Method as M;
+    input::configure(cfg);
+    cfg.service(Routes::at(&["/health"]).on(M::GET, health).done())
+        .service(Routes::at(&["/metrics"]).on(M::GET, metrics).done())
         .service(
             web::scope("/v1.0")
-                .route("/openapi.json", web::get().to(openapi::serve))
-                .route("/subclouds", web::get().to(list_subclouds))
-                .route("/subclouds/", web::get().to(list_subclouds))
-                .route("/subclouds", web::post().to(add_subcloud))
-                .route("/subclouds/", web::post().to(add_subcloud))
-                .route("/subclouds/{r}", web::get().to(show_subcloud))
-                .route("/subclouds/{r}", web::patch().to(patch_subcloud))
-                .route("/subclouds/{r}", web::delete().to(delete_subcloud))
-                .route("/subcloud-groups", web::get().to(list_groups))
-                .route("/subcloud-groups/", web::get().to(list_groups))
-                .route("/subcloud-groups", web::post().to(add_group))
-                .route("/subcloud-groups/", web::post().to(add_group))
-                .route("/subcloud-groups/{r}", web::get().to(show_group))
-                .route("/subcloud-groups/{r}", web::patch().to(patch_group))
-                .route("/subcloud-groups/{r}", web::delete().to(delete_group))
-                .route(
-                    "/subcloud-groups/{r}/subclouds",
-                    web::get().to(group_members),
+                .service(
+                    Routes::at(&["/openapi.json"])
+                        .on(M::GET, openapi::serve)
+                        .done(),
                 )
-                .route("/sw-update-strategy", web::post().to(create_strategy))
-                .route("/sw-update-strategy/", web::post().to(create_strategy))
-                .route("/sw-update-strategy", web::get().to(show_strategy))
-                .route("/sw-update-strategy", web::delete().to(delete_strategy))
-                .route(
-                    "/sw-update-strategy/actions",
-                    web::post().to(strategy_action),
+                .service(
+                    Routes::at(&["/subclouds", "/subclouds/"])
+                        .on(M::GET, list_subclouds)
+                        .on(M::POST, add_subcloud)
+                        .done(),
                 )
-                .route("/sw-update-strategy/steps", web::get().to(steps))
-                .route("/sw-update-strategy/steps/{cloud}", web::get().to(step)),
+                .service(
+                    Routes::at(&["/subclouds/{r}"])
+                        .on(M::GET, show_subcloud)
+                        .on(M::PATCH, patch_subcloud)
+                        .on(M::DELETE, delete_subcloud)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/subcloud-groups", "/subcloud-groups/"])
+                        .on(M::GET, list_groups)
+                        .on(M::POST, add_group)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/subcloud-groups/{r}"])
+                        .on(M::GET, show_group)
+                        .on(M::PATCH, patch_group)
+                        .on(M::DELETE, delete_group)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/subcloud-groups/{r}/subclouds"])
+                        .on(M::GET, group_members)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/sw-update-strategy", "/sw-update-strategy/"])
+                        .on(M::GET, show_strategy)
+                        .on(M::POST, create_strategy)
+                        .on(M::DELETE, delete_strategy)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/sw-update-strategy/actions"])
+                        .on(M::POST, strategy_action)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/sw-update-strategy/steps"])
+                        .on(M::GET, steps)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/sw-update-strategy/steps/{cloud}"])
+                        .on(M::GET, step)
+                        .done(),
+                ),
         )
         .default_service(web::to(not_found));
 }
