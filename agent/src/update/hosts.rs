@@ -17,8 +17,9 @@ use crate::manifest::set_signing_files;
 use crate::trust::{self, trusts};
 
 use super::context::{PhaseContext, PhaseError, percent_of};
+use super::new_ca;
 use super::plan::{HostAction, HostPlan, NewCaPart, SigningFiles};
-use super::{new_ca, repair};
+use super::repair;
 
 /// Runs a host phase on every host not done yet.
 pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(), PhaseError> {
