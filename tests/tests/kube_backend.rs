@@ -168,13 +168,13 @@ fn kubelet_conf_with_a_client_file(sim: &SimCluster, host: &str) {
         })
         .collect();
     std::fs::write(&path, text).expect("write kubelet.conf");
+    // As the kubelet keeps it: a dated file, and `-current` a symlink to it.
     let dir = sim.kubelet_pki_dir(host);
     std::fs::create_dir_all(&dir).expect("kubelet pki dir");
-    std::fs::write(
-        dir.join("kubelet-client-current.pem"),
-        format!("{cert_pem}{key_pem}"),
-    )
-    .expect("kubelet client pem");
+    let dated = dir.join("kubelet-client-2025-01-01-00-00-00.pem");
+    std::fs::write(&dated, format!("{cert_pem}{key_pem}")).expect("kubelet client pem");
+    std::os::unix::fs::symlink(&dated, dir.join("kubelet-client-current.pem"))
+        .expect("kubelet-client-current.pem");
 }
 
 fn workloads_json(fleet: &KubeFleet) -> Vec<Value> {
@@ -256,6 +256,12 @@ fn kubernetes_backend_runs_the_whole_update() {
     .expect("kubelet client pem");
     dc_agent::trust::trusts(&pem, &new_ca, dc_certs::verify::Usage::Client)
         .expect("the kubelet's client certificate chains to the new CA");
+    // Still a symlink, to a new dated file: the kubelet's own rotation goes on working.
+    let pki = fleet.sim().kubelet_pki_dir("worker-1");
+    let target = std::fs::read_link(pki.join("kubelet-client-current.pem"))
+        .expect("kubelet-client-current.pem is still a symlink");
+    assert_ne!(target, pki.join("kubelet-client-2025-01-01-00-00-00.pem"));
+    assert_eq!(target.parent(), Some(pki.as_path()));
     assert!(
         pem.contains("PRIVATE KEY"),
         "certificate and key in one file"

@@ -4,6 +4,11 @@
 //! Every write is atomic on the host it lands on (a temporary file in the same directory, fsynced,
 //! renamed over the target) and first keeps the file it replaces as `<file>.dc-rootca-backup` when no
 //! such backup exists yet, so a resumed phase never overwrites the original with an updated copy.
+//!
+//! A target that is a symlink stays one: the new content goes to a new dated file beside it and the
+//! link is swapped to it atomically, as the kubelet rotates `kubelet-client-current.pem` itself. Its
+//! certificate store refuses to rotate a link that became a regular file, and the node would go
+//! NotReady when the certificate nears its end.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -295,9 +300,7 @@ impl HostAccess {
 
 /// The backup of `path`.
 pub fn backup_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(BACKUP_SUFFIX);
-    PathBuf::from(name)
+    with_suffix(path, BACKUP_SUFFIX)
 }
 
 fn write_local(path: &Path, contents: &str, mode: u32) -> Result<(), (PathBuf, std::io::Error)> {
@@ -319,7 +322,55 @@ fn write_local(path: &Path, contents: &str, mode: u32) -> Result<(), (PathBuf, s
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| (parent.to_owned(), e))?;
     }
-    write_atomic(path, contents.as_bytes(), mode).map_err(|e| (path.to_owned(), e))
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return write_atomic(path, contents.as_bytes(), mode).map_err(|e| (path.to_owned(), e));
+    }
+    let dated = dated_path(path, time::OffsetDateTime::now_utc());
+    write_atomic(&dated, contents.as_bytes(), mode).map_err(|e| (dated.clone(), e))?;
+    let link_tmp = with_suffix(path, ".dc-rootca-link-tmp");
+    match std::fs::remove_file(&link_tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err((link_tmp, e)),
+        _ => {}
+    }
+    std::os::unix::fs::symlink(&dated, &link_tmp).map_err(|e| (link_tmp.clone(), e))?;
+    std::fs::rename(&link_tmp, path).map_err(|e| (path.to_owned(), e))?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| (parent.to_owned(), e))?;
+    }
+    Ok(())
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The dated file a symlinked `path` is pointed at, named as the kubelet names its rotations:
+/// `kubelet-client-current.pem` → `kubelet-client-2026-12-05-14-35-00.pem`.
+fn dated_path(path: &Path, at: time::OffsetDateTime) -> PathBuf {
+    let stamp = format!(
+        "{:04}-{:02}-{:02}-{:02}-{:02}-{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dated = match name.strip_suffix("-current.pem") {
+        Some(stem) => format!("{stem}-{stamp}.pem"),
+        None => format!("{name}-{stamp}"),
+    };
+    path.with_file_name(dated)
 }
 
 /// The shell script writing its standard input to `path` on a remote host: the same sequence as
@@ -330,14 +381,11 @@ fn write_local(path: &Path, contents: &str, mode: u32) -> Result<(), (PathBuf, s
 fn write_script(path: &Path, mode: u32, contents: &[u8]) -> String {
     let f = quote(path);
     let dir = quote(path.parent().unwrap_or(Path::new("/")));
-    let with = |suffix: &str| {
-        let mut t = path.as_os_str().to_owned();
-        t.push(suffix);
-        PathBuf::from(t)
-    };
     let backup = quote(&backup_path(path));
-    let backup_tmp = quote(&with(".dc-rootca-backup-tmp"));
-    let tmp = quote(&with(".dc-rootca-tmp"));
+    let backup_tmp = quote(&with_suffix(path, ".dc-rootca-backup-tmp"));
+    let tmp = quote(&with_suffix(path, ".dc-rootca-tmp"));
+    let dated = quote(&dated_path(path, time::OffsetDateTime::now_utc()));
+    let link_tmp = quote(&with_suffix(path, ".dc-rootca-link-tmp"));
     let len = contents.len();
     let sha = sha256_hex(contents);
     format!(
@@ -348,7 +396,9 @@ fn write_script(path: &Path, mode: u32, contents: &[u8]) -> String {
          if [ \"$(wc -c < {tmp})\" -ne {len} ] || ! printf '%s  %s\\n' {sha} {tmp} | sha256sum -c --status; then \
          rm -f -- {tmp}; echo \"dc-rootca: {f} arrived incomplete or altered; the old file stays\" >&2; exit 3; fi; \
          chmod {mode:o} {tmp}; sync {tmp} 2>/dev/null || sync; \
-         mv -f -- {tmp} {f}; sync {dir} 2>/dev/null || sync"
+         if [ -L {f} ]; then mv -f -- {tmp} {dated}; rm -f -- {link_tmp}; \
+         ln -s -- {dated} {link_tmp}; mv -Tf -- {link_tmp} {f}; \
+         else mv -f -- {tmp} {f}; fi; sync {dir} 2>/dev/null || sync"
     )
 }
 
@@ -416,10 +466,54 @@ mod tests {
         assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     }
 
+    /// kubeadm's layout: `kubelet-client-current.pem` links to a dated file. A write leaves it a link,
+    /// to a new dated file, and the old dated file and a backup of its content in place.
+    async fn keeps_a_symlink_a_symlink(h: &HostAccess, root: &Path) {
+        let dir = root.join("var/lib/kubelet/pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = dir.join("kubelet-client-2020-01-01-00-00-00.pem");
+        std::fs::write(&old, "old pem").unwrap();
+        let current = dir.join("kubelet-client-current.pem");
+        std::os::unix::fs::symlink(&old, &current).unwrap();
+        h.write(HostFile::KubeletClientCurrent, "new pem")
+            .await
+            .unwrap();
+        let target = std::fs::read_link(&current).expect("still a symlink");
+        assert_ne!(target, old);
+        assert_eq!(target.parent(), Some(dir.as_path()));
+        let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("kubelet-client-2") && name.ends_with(".pem"),
+            "{name}"
+        );
+        assert_eq!(std::fs::read_to_string(&current).unwrap(), "new pem");
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "old pem");
+        assert_eq!(
+            std::fs::read_to_string(backup_path(&current)).unwrap(),
+            "old pem"
+        );
+        assert!(!with_suffix(&current, ".dc-rootca-link-tmp").exists());
+    }
+
+    #[test]
+    fn a_rotated_file_is_named_as_the_kubelet_names_them() {
+        let at = time::macros::datetime!(2026-12-05 14:03:09 UTC);
+        let dir = Path::new("/var/lib/kubelet/pki");
+        assert_eq!(
+            dated_path(&dir.join("kubelet-client-current.pem"), at),
+            dir.join("kubelet-client-2026-12-05-14-03-09.pem")
+        );
+        assert_eq!(
+            dated_path(&dir.join("other.pem"), at),
+            dir.join("other.pem-2026-12-05-14-03-09")
+        );
+    }
+
     #[tokio::test]
     async fn local_host_files() {
         let dir = tempfile::tempdir().unwrap();
         writes_atomically_with_one_backup(&host(dir.path(), &[]), dir.path()).await;
+        keeps_a_symlink_a_symlink(&host(dir.path(), &[]), dir.path()).await;
     }
 
     #[tokio::test]
@@ -428,6 +522,7 @@ mod tests {
         // `sh -c` stands for ssh: both run the last argument as a shell command line.
         let path = dir.path().join("it's here");
         writes_atomically_with_one_backup(&host(&path, &["sh", "-c"]), &path).await;
+        keeps_a_symlink_a_symlink(&host(&path, &["sh", "-c"]), &path).await;
     }
 
     #[tokio::test]
