@@ -62,9 +62,42 @@ pub fn set_signing_files(manifest: &str, cert: &str, key: &str) -> Result<String
     Ok(lines.concat())
 }
 
+/// The directory the manifest names its PKI files in, from the first of the signing cert, root CA and
+/// client CA flags it has: where the controller-manager, inside its container, finds the CA files the
+/// update writes beside them. `None` when it names none of them.
+pub fn pki_dir(manifest: &str) -> Option<String> {
+    [
+        "--cluster-signing-cert-file=",
+        "--root-ca-file=",
+        "--client-ca-file=",
+    ]
+    .iter()
+    .find_map(|flag| {
+        let at = manifest.find(flag)? + flag.len();
+        let value: &str = manifest[at..].split(['"', '\'', '\r', '\n', ' ']).next()?;
+        let (dir, _) = value.rsplit_once('/')?;
+        (!dir.is_empty()).then(|| dir.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pki_directory_is_the_one_the_manifest_already_names() {
+        assert_eq!(pki_dir(KUBEADM).as_deref(), Some("/etc/kubernetes/pki"));
+        let moved = KUBEADM.replace("/etc/kubernetes/pki", "/srv/k8s/pki");
+        assert_eq!(pki_dir(&moved).as_deref(), Some("/srv/k8s/pki"));
+        // Without signing flags, the root CA flag tells.
+        let root_only: String = moved
+            .lines()
+            .filter(|l| !l.contains("cluster-signing"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(pki_dir(&root_only).as_deref(), Some("/srv/k8s/pki"));
+        assert_eq!(pki_dir("kind: Pod\n"), None);
+    }
 
     /// The manifest `kubeadm init` writes (abridged only in the probe and volume lists).
     const KUBEADM: &str = r#"apiVersion: v1

@@ -18,7 +18,7 @@ use crate::trust::{self, trusts};
 
 use super::context::{PhaseContext, PhaseError, percent_of};
 use super::new_ca;
-use super::plan::{HostAction, HostPlan, NewCaPart, SigningFiles};
+use super::plan::{HostAction, HostPlan, KUBEADM_PKI_DIR, NewCaPart, SigningFiles};
 use super::repair;
 
 /// Runs a host phase on every host not done yet.
@@ -211,7 +211,8 @@ impl<C: Cluster> Target<'_, C> {
         let name = &self.host.name;
         let file = HostFile::ControllerManagerManifest;
         let manifest = self.cx.read(name, file).await?;
-        let (cert, key) = files.paths();
+        let pki_dir = crate::manifest::pki_dir(&manifest);
+        let (cert, key) = files.paths(pki_dir.as_deref().unwrap_or(KUBEADM_PKI_DIR));
         let edited = set_signing_files(&manifest, &cert, &key)
             .map_err(|e| self.certificate_error(file.path(), e))?;
         if edited != manifest {

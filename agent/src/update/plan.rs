@@ -6,8 +6,9 @@ use dc_protocol::Phase;
 
 use crate::cluster::{Component, HostFile, HostRole};
 
-/// Where kubeadm keeps the PKI; the controller-manager's manifest names files by absolute path.
-const PKI: &str = "/etc/kubernetes/pki";
+/// Where kubeadm keeps the PKI: the signing files' directory when the controller-manager's manifest
+/// names no PKI file to take it from.
+pub const KUBEADM_PKI_DIR: &str = "/etc/kubernetes/pki";
 
 /// The order the control plane of a controller restarts in, after its files changed.
 ///
@@ -64,16 +65,18 @@ pub struct SigningFiles {
 }
 
 impl SigningFiles {
-    /// The flags' values: absolute paths on the host.
-    pub fn paths(self) -> (String, String) {
+    /// The flags' values: the files in `pki_dir`, the directory the manifest already names its PKI
+    /// files in (the path the controller-manager sees, which need not be the host's).
+    pub fn paths(self, pki_dir: &str) -> (String, String) {
+        let dir = pki_dir.trim_end_matches('/');
         (
-            format!("{PKI}/{}", file_name(self.cert)),
-            format!("{PKI}/{}", file_name(self.key)),
+            format!("{dir}/{}", file_name(self.cert)),
+            format!("{dir}/{}", file_name(self.key)),
         )
     }
 }
 
-/// A PKI file's name inside [`PKI`].
+/// A PKI file's name inside the PKI directory.
 fn file_name(file: HostFile) -> &'static str {
     file.path().trim_start_matches("pki/")
 }
@@ -237,7 +240,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            signing.paths(),
+            signing.paths(KUBEADM_PKI_DIR),
             (
                 "/etc/kubernetes/pki/ca_new.crt".to_owned(),
                 "/etc/kubernetes/pki/ca_new.key".to_owned()
@@ -293,9 +296,9 @@ mod tests {
                 cert: HostFile::CaCert,
                 key: HostFile::CaKey
             }
-            .paths()
+            .paths("/srv/k8s/pki/")
             .0,
-            "/etc/kubernetes/pki/ca.crt"
+            "/srv/k8s/pki/ca.crt"
         );
     }
 
