@@ -38,7 +38,7 @@ pub enum LinkError {
     Unexpected(String),
     #[error("no Welcome from the controller within {0} s")]
     NoWelcome(u64),
-    #[error("nothing heard from the controller for {0:?}")]
+    #[error("no heartbeat acknowledged by the controller for {0:?}")]
     Silent(Duration),
     #[error("the controller took no message for {0:?}")]
     NotReading(Duration),
@@ -200,9 +200,11 @@ async fn session(
     let journal = updater.journal();
     let period = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(1)));
     let limit = liveness_limit(period);
-    // Only a controller that acknowledges heartbeats is expected to speak unprompted.
-    let silence_limit = welcome.heartbeat_acks.then_some(limit);
-    let mut heard = tokio::time::Instant::now();
+    // Only a controller that acknowledges heartbeats is expected to answer: silence is an ack overdue
+    // by the limit since the oldest heartbeat it has not answered. Measured from a heartbeat sent, never
+    // from a quiet spell, so facts slow to gather cannot pass for a dead controller.
+    let acks = welcome.heartbeat_acks;
+    let mut awaiting_ack: Option<tokio::time::Instant> = None;
     // A write that waits longer than the limit is to a controller that no longer reads.
     let send = async |sink: &mut _, message: &AgentMessage| -> Result<(), LinkError> {
         let frame = encode(message)?;
@@ -215,20 +217,17 @@ async fn session(
     // result arrives; then whatever was queued while the link was down.
     let first = AgentMessage::Heartbeat(Box::new(heartbeat(config, updater).await));
     send(&mut sink, &first).await?;
+    awaiting_ack = awaiting_ack.or(acks.then(tokio::time::Instant::now));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // A change of the update's run state (stopped, failed, completed, resumed, taken over) is heartbeated
     // at once, after the messages queued with it (the journal saves, then queues, both without an await,
     // so the queue is drained first on the next turn): what the controller shows (sync status,
     // `subcloud show`) must not lag a heartbeat period behind an abort or a failure.
-    // A certificate due for renewal is renewed first; the key of the request waits for the answer.
-    let mut renewing_with = None;
-    if credentials.needs_renewal(welcome.certificate_lifetime_secs, dc_certs::now()) {
-        let (csr_pem, key_pem) = dc_certs::pki::agent_request(&config.subcloud)
-            .map_err(|e| LinkError::Renewal(e.to_string()))?;
-        send(&mut sink, &AgentMessage::RenewCertificate { csr_pem }).await?;
-        info!("certificate renewal requested");
-        renewing_with = Some(key_pem);
-    }
+    // A certificate due for renewal is asked for at once and then checked at every heartbeat (a link
+    // may stay up longer than a certificate lives); the key of the request waits for the answer.
+    let lifetime = welcome.certificate_lifetime_secs;
+    let mut renewing_with: Option<String> = None;
+    let mut renewal_due = true;
     let mut status = journal.status();
     let mut reported_run = update_and_run(&status.borrow_and_update());
     let mut heartbeat_due = false;
@@ -244,6 +243,17 @@ async fn session(
             let heartbeat = heartbeat(config, updater).await;
             reported_run = update_and_run(&heartbeat.update);
             send(&mut sink, &AgentMessage::Heartbeat(Box::new(heartbeat))).await?;
+            awaiting_ack = awaiting_ack.or(acks.then(tokio::time::Instant::now));
+        }
+        if std::mem::take(&mut renewal_due)
+            && renewing_with.is_none()
+            && credentials.needs_renewal(lifetime, dc_certs::now())
+        {
+            let (csr_pem, key_pem) = dc_certs::pki::agent_request(&config.subcloud)
+                .map_err(|e| LinkError::Renewal(e.to_string()))?;
+            send(&mut sink, &AgentMessage::RenewCertificate { csr_pem }).await?;
+            info!("certificate renewal requested");
+            renewing_with = Some(key_pem);
         }
         tokio::select! {
             biased;
@@ -252,18 +262,31 @@ async fn session(
                     None => return Ok(()),
                     Some(frame) => decode::<ControllerMessage>(&frame?)?,
                 };
-                heard = tokio::time::Instant::now();
+                awaiting_ack = None;
                 match message {
                     ControllerMessage::HeartbeatAck => {}
                     ControllerMessage::Certificate { cert_pem } => {
                         let key_pem = renewing_with.take().ok_or_else(|| {
                             LinkError::Unexpected("a certificate nobody asked for".to_owned())
                         })?;
-                        *credentials = credentials
-                            .renewed(&config.subcloud, &cert_pem, &key_pem)
-                            .map_err(|e| LinkError::Renewal(e.to_string()))?;
-                        info!("certificate renewed; redialling with it");
-                        return Ok(());
+                        // A certificate that cannot be used is logged and asked for again later; the
+                        // link and the current certificate stay.
+                        match credentials.renewed(&config.subcloud, &cert_pem, &key_pem, lifetime) {
+                            Ok(next) => {
+                                *credentials = next;
+                                info!("certificate renewed; redialling with it");
+                                return Ok(());
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "renewed certificate not taken; keeping the current one");
+                                credentials.defer_renewal(dc_certs::now());
+                            }
+                        }
+                    }
+                    ControllerMessage::CertificateRefused { reason } => {
+                        renewing_with = None;
+                        warn!(%reason, "the controller did not renew the certificate; keeping the current one");
+                        credentials.defer_renewal(dc_certs::now());
                     }
                     ControllerMessage::Command(command) => {
                         debug!(?command, "command received");
@@ -278,8 +301,11 @@ async fn session(
                     }
                 }
             }
-            _ = ticker.tick() => heartbeat_due = true,
-            () = tokio::time::sleep_until(heard + silence_limit.unwrap_or_default()), if silence_limit.is_some() => {
+            _ = ticker.tick() => {
+                heartbeat_due = true;
+                renewal_due = true;
+            }
+            () = tokio::time::sleep_until(awaiting_ack.unwrap_or_else(tokio::time::Instant::now) + limit), if awaiting_ack.is_some() => {
                 return Err(LinkError::Silent(limit));
             }
             Ok(()) = status.changed() => {

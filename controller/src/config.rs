@@ -112,7 +112,7 @@ impl Default for AgentsConfig {
             listen: "127.0.0.1:8120".to_owned(),
             handshake_timeout_secs: 10,
             max_handshakes: 1024,
-            certificate_days: 30,
+            certificate_days: 90,
         }
     }
 }
@@ -345,7 +345,7 @@ role = "reader"
         assert_eq!(c.agents.listen, "0.0.0.0:8120");
         assert_eq!(c.agent_wait_secs, 600);
         assert_eq!(c.auth.tokens.len(), 2);
-        assert_eq!(c.agents.certificate_days, 30);
+        assert_eq!(c.agents.certificate_days, 90);
         assert!(c.pki.ca_key.is_some(), "renewal is on in the example");
         assert_eq!(
             (c.api.request_timeout_secs, c.api.body_timeout_secs),

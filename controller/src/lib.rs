@@ -151,8 +151,7 @@ pub async fn start_with_store(
     let renewal = match &config.pki.ca_key {
         None => None,
         Some(key) => Some(Arc::new(session::Renewal {
-            ca: dc_certs::CertifiedCa::from_pem(&read(&config.pki.ca)?, &read(key)?)
-                .map_err(|e| ControllerError::Tls(format!("pki.ca_key: {e}")))?,
+            ca: renewal_ca(&read(&config.pki.ca)?, &read(key)?)?,
             lifetime: Duration::from_secs(
                 u64::from(config.agents.certificate_days.max(1)) * 86_400,
             ),
@@ -258,4 +257,16 @@ pub async fn start_with_store(
         status: status_rx,
         store_failure: failure_rx,
     })
+}
+
+/// The system CA that signs renewals: `pki.ca_key` must be the key of `pki.ca`, or every renewed
+/// certificate would fail the agents' chain check.
+fn renewal_ca(ca_pem: &str, key_pem: &str) -> Result<dc_certs::CertifiedCa, ControllerError> {
+    if !dc_certs::pki::holds_key(ca_pem, key_pem) {
+        return Err(ControllerError::Config(
+            "pki.ca_key is not the key of pki.ca".to_owned(),
+        ));
+    }
+    dc_certs::CertifiedCa::from_pem(ca_pem, key_pem)
+        .map_err(|e| ControllerError::Tls(format!("pki.ca_key: {e}")))
 }

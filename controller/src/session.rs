@@ -64,6 +64,33 @@ pub struct Accepted {
     pub route: Option<Recipient<FromAgent>>,
 }
 
+/// Upward: may this session's agent have a renewed certificate? Refused (with the reason) unless the
+/// subcloud is registered and this session is its live one.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Renew {
+    pub subcloud: String,
+    pub session_id: u64,
+}
+
+/// Signs a renewal for `subcloud`, dated a second ahead: certificates are ordered by their second of
+/// issue, and the one it replaces may have been issued in this very second.
+fn sign(
+    renewal: &Renewal,
+    subcloud: &str,
+    csr_pem: &str,
+) -> Result<String, dc_certs::pki::PkiError> {
+    let issued = dc_certs::now() + 1;
+    let lifetime = i64::try_from(renewal.lifetime.as_secs()).unwrap_or(i64::MAX);
+    dc_certs::pki::sign_agent_request(
+        &renewal.ca,
+        subcloud,
+        csr_pem,
+        issued.saturating_add(lifetime),
+        issued,
+    )
+}
+
 /// Upward: a heartbeat of a greeted agent.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -92,6 +119,7 @@ pub struct Upstream {
     pub hello: Recipient<Hello>,
     pub heartbeat: Recipient<Heartbeat>,
     pub closed: Recipient<Closed>,
+    pub renew: Recipient<Renew>,
 }
 
 /// One agent connection.
@@ -109,6 +137,8 @@ pub struct Session {
     last_seen: Instant,
     offline_after: Duration,
     renewal: Option<std::sync::Arc<Renewal>>,
+    /// This session has asked for its renewal.
+    renewed: bool,
 }
 
 impl Session {
@@ -136,6 +166,7 @@ impl Session {
                 last_seen: Instant::now(),
                 offline_after,
                 renewal,
+                renewed: false,
             }
         })
     }
@@ -161,33 +192,38 @@ impl Session {
 
     /// Signs the agent's request for the subcloud this session's certificate names. A request the
     /// controller cannot sign is refused and the session closed: the agent keeps its certificate.
-    fn renew(&mut self, csr_pem: &str) {
-        let Some(renewal) = self.renewal.clone() else {
-            return self.close(ErrorMessage::new(
-                ErrorCode::BadMessage,
-                "this controller does not renew agent certificates",
-            ));
+    fn renew(&mut self, csr_pem: String, ctx: &mut Context<Self>) {
+        let refuse = |act: &mut Self, reason: String| {
+            tracing::warn!(subcloud = %act.subcloud, %reason, "agent certificate not renewed");
+            act.send(&ControllerMessage::CertificateRefused { reason });
         };
-        // Dated a second ahead: certificates are ordered by their second of issue, and the one it
-        // replaces may have been issued in this very second.
-        let issued = dc_certs::now() + 1;
-        let lifetime = i64::try_from(renewal.lifetime.as_secs()).unwrap_or(i64::MAX);
-        match dc_certs::pki::sign_agent_request(
-            &renewal.ca,
-            &self.subcloud,
-            csr_pem,
-            issued.saturating_add(lifetime),
-            issued,
-        ) {
-            Ok(cert_pem) => {
-                tracing::info!(subcloud = %self.subcloud, "agent certificate renewed");
-                self.send(&ControllerMessage::Certificate { cert_pem });
-            }
-            Err(e) => {
-                tracing::warn!(subcloud = %self.subcloud, error = %e, "agent certificate not renewed");
-                self.close(ErrorMessage::new(ErrorCode::Refused, e.to_string()));
-            }
+        let Some(renewal) = self.renewal.clone() else {
+            return refuse(
+                self,
+                "this controller does not renew agent certificates".to_owned(),
+            );
+        };
+        if std::mem::replace(&mut self.renewed, true) {
+            return refuse(self, "one renewal per connection".to_owned());
         }
+        // Upstream decides whether this session still speaks for a registered subcloud: a renewal
+        // queued behind the subcloud's deletion must not outlive it.
+        let ask = self.upstream.renew.send(Renew {
+            subcloud: self.subcloud.clone(),
+            session_id: self.id,
+        });
+        ctx.wait(ask.into_actor(self).map(move |res, act, _| {
+            match res.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(()) => match sign(&renewal, &act.subcloud, &csr_pem) {
+                    Ok(cert_pem) => {
+                        tracing::info!(subcloud = %act.subcloud, "agent certificate renewed");
+                        act.send(&ControllerMessage::Certificate { cert_pem });
+                    }
+                    Err(e) => refuse(act, e.to_string()),
+                },
+                Err(reason) => refuse(act, reason),
+            }
+        }));
     }
 
     fn on_hello(&mut self, hello: dc_protocol::Hello, ctx: &mut Context<Self>) {
@@ -305,7 +341,7 @@ impl StreamHandler<Result<BytesMut, io::Error>> for Session {
                     heartbeat: *heartbeat,
                 })
             }
-            (true, AgentMessage::RenewCertificate { csr_pem }) => self.renew(&csr_pem),
+            (true, AgentMessage::RenewCertificate { csr_pem }) => self.renew(csr_pem, ctx),
             (true, message) => match &self.route {
                 Some(step) => step.do_send(FromAgent(message)),
                 None => {

@@ -16,11 +16,12 @@ use serde_json::json;
 async fn a_deleted_subclouds_certificate_is_refused_until_a_new_one_is_issued() {
     let mut h = Harness::new(600).await;
     h.register("s1").await;
-    // The agent's certificate, kept aside: the operator's copy on the subcloud.
-    let old = h.pki.root().join("old-s1");
-    dc_certs::pki::write_agent(h.pki.ca(), "s1", &old, dc_certs::now()).expect("issue");
-    let _a = h.agent_with(&old, "s1", None);
+    let _a = h.agent("s1");
     h.wait_event("s1", Event::Connected).await;
+    // Another certificate for the subcloud, issued later and never presented: a copy the controller
+    // never saw is revoked too.
+    let old = h.pki.root().join("old-s1");
+    dc_certs::pki::write_agent(h.pki.ca(), "s1", &old, dc_certs::now() + 1).expect("issue");
 
     h.api(ApiRequest::DeleteSubcloud("s1".into()))
         .await
@@ -39,7 +40,8 @@ async fn a_deleted_subclouds_certificate_is_refused_until_a_new_one_is_issued() 
 
     // A certificate issued after the deletion does.
     let new = h.pki.root().join("new-s1");
-    dc_certs::pki::write_agent(h.pki.ca(), "s1", &new, dc_certs::now() + 1).expect("issue");
+    // (Deletion revokes up to a second ahead, as renewals are dated.)
+    dc_certs::pki::write_agent(h.pki.ca(), "s1", &new, dc_certs::now() + 2).expect("issue");
     let _d = h.agent_with(&new, "s1", None);
     h.wait_event("s1", Event::Connected).await;
 }

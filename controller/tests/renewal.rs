@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Event, Harness, spawn_agents, stop_agents};
+use common::{Event, Harness, in_process_agent, run_agents, stop_agents};
 use dc_certs::inspect::CertSummary;
 use dc_protocol::ErrorCode;
 
@@ -22,7 +22,8 @@ async fn an_agent_renews_over_its_link_and_the_installed_certificate_is_revoked(
     .await;
     h.register("s1").await;
     let addr = h.ctl().agents_addr.to_string();
-    let agents = spawn_agents(&h, &["s1"], &addr, |_| false);
+    let config = in_process_agent(&h, "s1", &addr, false);
+    let agents = run_agents(vec![config.clone()]);
     // The certificate of the install (five years), kept aside.
     let installed = h.pki.root().join("installed-s1");
     copy_dir(&h.pki.root().join("agents/s1"), &installed);
@@ -45,16 +46,17 @@ async fn an_agent_renews_over_its_link_and_the_installed_certificate_is_revoked(
     );
     assert_eq!(mode & 0o777, 0o600);
 
-    // Restarted, the agent comes back with the renewed certificate and does not renew again.
+    // Restarted, the agent comes back with the renewed certificate.
     stop_agents(agents).await;
     h.wait_status(|s| s.reporting == 0).await;
-    let agents = spawn_agents(&h, &["s1"], &addr, |_| false);
+    let agents = run_agents(vec![config]);
     h.wait_status(|s| s.reporting == 1).await;
-    assert_eq!(std::fs::read_to_string(&renewed).expect("renewed"), pem);
 
-    // The installed certificate no longer gets in, before or after a controller restart.
+    // The installed certificate no longer gets in, before or after a controller restart; meanwhile
+    // the agent, on its renewed certificate, asked for no other.
     let _old = h.agent_with(&installed, "s1", None);
     h.wait_event("s1", Event::Refused(ErrorCode::Revoked)).await;
+    assert_eq!(std::fs::read_to_string(&renewed).expect("renewed"), pem);
     stop_agents(agents).await;
     h.restart().await;
     let _old = h.agent_with(&installed, "s1", None);

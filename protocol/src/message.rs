@@ -47,6 +47,10 @@ pub enum ControllerMessage {
     Certificate {
         cert_pem: String,
     },
+    /// The renewal asked for is not granted (the link stays; the agent keeps its certificate).
+    CertificateRefused {
+        reason: String,
+    },
 }
 
 /// The Hello capability of an agent that wants a [`ControllerMessage::HeartbeatAck`] per heartbeat.

@@ -161,3 +161,24 @@ async fn expired_certificate_is_refused() {
 }
 
 use rustls_pki_types::pem::PemObject;
+
+/// Both ends of the agent link notice a vanished peer within about 25 s even when neither speaks.
+#[tokio::test]
+async fn keepalive_is_on_with_the_documented_timing() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    tls::keepalive(&tcp);
+    let socket = socket2::SockRef::from(&tcp);
+    assert!(socket.keepalive().unwrap());
+    assert_eq!(
+        socket.tcp_keepalive_time().unwrap(),
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(
+        socket.tcp_keepalive_interval().unwrap(),
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+}

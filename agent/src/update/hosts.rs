@@ -30,11 +30,22 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
     let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
     let total = hosts.len();
     for (i, host) in hosts.iter().enumerate() {
+        let mut actions = plan.actions(host.role);
         match cx.record()?.hosts.get(&host.name) {
             Some(PhaseState::Done) => continue,
             // The agent stopped while writing this host: what it left must decode before anything
             // is read from it again.
-            Some(PhaseState::InProgress) => repair::damaged_files(cx, host).await?,
+            Some(PhaseState::InProgress) => {
+                let restored = repair::damaged_files(cx, plan, host).await?;
+                if restored && phase == Phase::HostsTrustNewCa {
+                    // What was put back predates update-certs: its leaves are issued again from the
+                    // new CA before the host trusts that CA alone.
+                    actions.insert(0, HostAction::ReissueKubeconfigClients);
+                    if host.role == crate::cluster::HostRole::Controller {
+                        actions.insert(0, HostAction::ReissueApiserverCerts);
+                    }
+                }
+            }
             _ => {}
         }
         let percent = percent_of(i, total);
@@ -63,7 +74,7 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
                 old_pem: &old_pem,
                 new_ca: &new_ca,
             };
-            for action in plan.actions(host.role) {
+            for action in actions {
                 target.apply(action).await?;
             }
             cx.check_trust().await
@@ -282,5 +293,37 @@ mod tests {
         for host in ["controller-1", "worker-0", "worker-1"] {
             assert!(file(&f, host, HostFile::CaNewCert).is_some(), "{host}");
         }
+    }
+
+    /// The simulated cluster keeps no backups: a damaged file on the host the agent stopped inside
+    /// cannot be put back, and the phase says which file and what to do instead of reading it.
+    #[tokio::test(start_paused = true)]
+    async fn a_damaged_file_without_a_backup_fails_the_phase_naming_it() {
+        let f = Fixture::new().await;
+        f.journal
+            .update(
+                |r| {
+                    r.hosts
+                        .insert("controller-0".into(), PhaseState::InProgress);
+                },
+                |_, _| None,
+            )
+            .unwrap();
+        let admin = f
+            .sim
+            .host_dir("controller-0")
+            .join(HostFile::Kubeconfig(KubeconfigFile::Admin).path());
+        let whole = std::fs::read_to_string(&admin).unwrap();
+        std::fs::write(&admin, &whole[..whole.len() / 2]).unwrap();
+        let e = run(&f.context(), Phase::HostsTrustBothCas)
+            .await
+            .expect_err("a damaged file without a backup");
+        let message = e.to_string();
+        assert!(message.contains("controller-0: admin.conf"), "{message}");
+        assert!(message.contains("no whole backup"), "{message}");
+        assert!(
+            file(&f, "controller-0", HostFile::CaNewCert).is_none(),
+            "nothing written"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! A host the agent was writing when it stopped is checked before its phase resumes there: a file
 //! whose content no longer decodes (a transfer cut short by an older agent, a disk that lost a write)
-//! is put back from the backup kept before the update first replaced it, and the phase's actions,
-//! which only ever bring files forward, write it anew. Without this, the phase would re-issue from a
-//! file that does not parse and fail on every retry.
+//! is put back from the backup kept before the update first replaced it (a certificate with its key),
+//! and the phase's actions, which only ever bring files forward, write it anew; after update-certs the
+//! host's leaves are issued again too, since what was put back predates them. Without this, the phase
+//! would re-issue from a file that does not parse and fail on every retry.
 
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
@@ -12,27 +13,37 @@ use crate::cluster::{Cluster, Host, HostFile, KubeconfigFile};
 use crate::kubeconfig::Kubeconfig;
 
 use super::context::{PhaseContext, PhaseError};
+use super::plan::{HostAction, HostPlan};
 
-/// The files a host phase may have been writing on a host of this role: the CA files, the leaves it
-/// re-issues, the kubeconfigs whose trust or credentials it sets, and the kubelet's client file.
-fn files_written(host: &Host) -> Vec<HostFile> {
-    let mut files = vec![
-        HostFile::CaCert,
-        HostFile::CaKey,
-        HostFile::CaNewCert,
-        HostFile::CaNewKey,
-        HostFile::ApiserverCert,
-        HostFile::ApiserverKey,
-        HostFile::ApiserverKubeletClientCert,
-        HostFile::ApiserverKubeletClientKey,
-        HostFile::KubeletClientCurrent,
-    ];
-    files.extend(
+/// The files this phase reads back before it rewrites them on `host`, grouped so that a certificate
+/// and its key are put back together (a restored certificate with a newer key would not match). Files
+/// the phase writes whatever they hold (the CA files, the bundle) need no repair.
+fn files_read(plan: &HostPlan, host: &Host) -> Vec<Vec<HostFile>> {
+    let kubeconfigs = || {
         KubeconfigFile::of_role(host.role)
             .iter()
-            .map(|&f| HostFile::Kubeconfig(f)),
-    );
-    files
+            .map(|&f| vec![HostFile::Kubeconfig(f)])
+    };
+    let mut groups: Vec<Vec<HostFile>> = Vec::new();
+    for action in plan.actions(host.role) {
+        match action {
+            HostAction::ReissueApiserverCerts => groups.extend([
+                vec![HostFile::ApiserverCert, HostFile::ApiserverKey],
+                vec![
+                    HostFile::ApiserverKubeletClientCert,
+                    HostFile::ApiserverKubeletClientKey,
+                ],
+            ]),
+            HostAction::ReissueKubeconfigClients => {
+                groups.extend(kubeconfigs());
+                groups.push(vec![HostFile::KubeletClientCurrent]);
+            }
+            HostAction::WriteBundle(_) => groups.extend(kubeconfigs()),
+            _ => {}
+        }
+    }
+    groups.dedup();
+    groups
 }
 
 /// Whether `text` is whole for what `file` holds: every certificate decodes, the key decodes, the
@@ -64,35 +75,47 @@ pub fn intact(file: HostFile, text: &str) -> bool {
 }
 
 /// Puts back from their backups the damaged files of `host`, the host the phase was in when the agent
-/// stopped. A damaged file without a whole backup fails the phase, naming the file and the way out.
+/// stopped; a certificate and its key go back together. A damaged file without a whole backup fails
+/// the phase, naming the file and the way out. Returns whether anything was put back.
 pub async fn damaged_files<C: Cluster>(
     cx: &PhaseContext<'_, C>,
+    plan: &HostPlan,
     host: &Host,
-) -> Result<(), PhaseError> {
-    for file in files_written(host) {
-        let Some(text) = cx.cluster.read_file(&host.name, file).await? else {
-            continue;
-        };
-        if intact(file, &text) {
+) -> Result<bool, PhaseError> {
+    let mut restored = false;
+    for group in files_read(plan, host) {
+        let mut damaged = false;
+        for &file in &group {
+            if let Some(text) = cx.cluster.read_file(&host.name, file).await? {
+                damaged |= !intact(file, &text);
+            }
+        }
+        if !damaged {
             continue;
         }
-        match cx.cluster.read_backup(&host.name, file).await? {
-            Some(original) if intact(file, &original) => {
-                warn!(host = %host.name, file = file.path(), "damaged file put back from its backup");
-                cx.cluster.write_file(&host.name, file, &original).await?;
+        let mut originals = Vec::new();
+        for &file in &group {
+            match cx.cluster.read_backup(&host.name, file).await? {
+                Some(original) if intact(file, &original) => originals.push((file, original)),
+                _ => {
+                    return Err(PhaseError::Certificate {
+                        host: host.name.clone(),
+                        file: file.path(),
+                        reason: "damaged (it, or the certificate or key that goes with it, does not \
+                                 decode) and no whole backup of it exists; restore it from the host's \
+                                 own backups, then retry the strategy"
+                            .to_owned(),
+                    });
+                }
             }
-            _ => {
-                return Err(PhaseError::Certificate {
-                    host: host.name.clone(),
-                    file: file.path(),
-                    reason: "damaged (it does not decode) and no whole backup of it exists; \
-                             restore it from the host's own backups, then retry the strategy"
-                        .to_owned(),
-                });
-            }
+        }
+        for (file, original) in originals {
+            warn!(host = %host.name, file = file.path(), "damaged file put back from its backup");
+            cx.cluster.write_file(&host.name, file, &original).await?;
+            restored = true;
         }
     }
-    Ok(())
+    Ok(restored)
 }
 
 #[cfg(test)]

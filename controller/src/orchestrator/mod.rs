@@ -37,7 +37,7 @@ use crate::model::{DEFAULT_GROUP_ID, Group, Stage, Step, StrategyState, now_stri
 use crate::requests::{
     AddSubcloud, CreateStrategy, GroupBody, GroupRef, PatchSubcloud, StrategyAction,
 };
-use crate::session::{self, Accepted, Close, Closed, Heartbeat, Hello, Upstream};
+use crate::session::{self, Accepted, Close, Closed, Heartbeat, Hello, Renew, Upstream};
 use crate::step::{
     AbortStep, Attach, Detach, Halt, Observed, Reports, StepActor, StepFinished, StepSpec,
 };
@@ -135,6 +135,7 @@ impl Orchestrator {
             hello: addr.clone().recipient(),
             heartbeat: addr.clone().recipient(),
             closed: addr.clone().recipient(),
+            renew: addr.clone().recipient(),
         }
     }
 
@@ -418,6 +419,26 @@ impl Handler<Hello> for Orchestrator {
             heartbeat_interval_secs: self.cfg.heartbeat_interval_secs,
             route: step.map(|s| s.clone().recipient()),
         })
+    }
+}
+
+impl Handler<Renew> for Orchestrator {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Renew, _: &mut Context<Self>) -> Self::Result {
+        let live = self
+            .state
+            .live
+            .get(&msg.subcloud)
+            .and_then(|l| l.session.as_ref())
+            .is_some_and(|s| s.id == msg.session_id);
+        if !self.state.subclouds.contains_key(&msg.subcloud) {
+            Err(format!("subcloud '{}' is not registered", msg.subcloud))
+        } else if !live {
+            Err("this connection no longer speaks for the subcloud".to_owned())
+        } else {
+            Ok(())
+        }
     }
 }
 

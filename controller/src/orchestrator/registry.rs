@@ -114,9 +114,10 @@ pub fn delete_subcloud(st: &State, r: &str) -> Result<Change, ApiError> {
         )));
     }
     // Its agent's certificate goes with it: a subcloud added again under the name gets a new one.
+    // A second ahead, as renewals are dated: one signed in this second is revoked too.
     let revoke = Op::Revoke {
         subcloud: s.name.clone(),
-        before: dc_certs::now(),
+        before: dc_certs::now() + 1,
     };
     Ok(Change::write(
         vec![Op::DeleteSubcloud(s.id), revoke],

@@ -556,17 +556,24 @@ pub fn spawn_agents(
     agents_addr: &str,
     slow: impl Fn(&str) -> bool,
 ) -> InProcessAgents {
+    run_agents(
+        names
+            .iter()
+            .map(|n| in_process_agent(h, n, agents_addr, slow(n)))
+            .collect(),
+    )
+}
+
+/// Runs a real agent per configuration in this process until [`stop_agents`].
+pub fn run_agents(configs: Vec<dc_agent::config::AgentConfig>) -> InProcessAgents {
     let (stop, stopped) = watch::channel(false);
-    let tasks = names
-        .iter()
-        .map(|n| {
+    let tasks = configs
+        .into_iter()
+        .map(|config| {
             let mut stopped = stopped.clone();
-            actix_rt::spawn(dc_agent::run(
-                in_process_agent(h, n, agents_addr, slow(n)),
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
-            ))
+            actix_rt::spawn(dc_agent::run(config, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
         })
         .collect();
     InProcessAgents { stop, tasks }
