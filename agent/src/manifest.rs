@@ -22,13 +22,18 @@ pub fn set_signing_files(manifest: &str, cert: &str, key: &str) -> Result<String
     for (flag, value) in [(SIGNING_CERT, cert), (SIGNING_KEY, key)] {
         let mut found = false;
         for line in &mut lines {
-            if let Some(at) = line.find(flag) {
+            if let Some(at) = flag_at(line, flag) {
                 let start = at + flag.len();
                 let rest = &line[start..];
-                // The value ends at a closing quote or the end of the line.
-                let end = rest
-                    .find(['"', '\'', '\r', '\n'])
-                    .map_or(line.len(), |i| start + i);
+                // The value ends where the argument does: at the quote that opened it, at the next item
+                // of a flow list, or at the end of the line (a quote inside a plain value is the value's).
+                let terminators: &[char] = match line[..at].trim_end().chars().next_back() {
+                    Some('"') => &['"', '\r', '\n'],
+                    Some('\'') => &['\'', '\r', '\n'],
+                    Some('[' | ',') => &[',', ']', '\r', '\n'],
+                    _ => &['\r', '\n'],
+                };
+                let end = rest.find(terminators).map_or(line.len(), |i| start + i);
                 line.replace_range(start..end, value);
                 found = true;
             }
@@ -60,6 +65,38 @@ pub fn set_signing_files(manifest: &str, cert: &str, key: &str) -> Result<String
         }
     }
     Ok(lines.concat())
+}
+
+/// Where `flag` begins an argument of `line`: the whole item of a block list (`- --flag=`), or a quoted
+/// or flow-list item (`- "--flag=`, `[kube-controller-manager, --flag=`). Text that merely contains the
+/// flag is not that flag: inside another flag's value (`--key-file=/k--cert-file=`, `--key-file=/k
+/// --cert-file=`, one argument either way) its edit would be overwritten by the other flag's and leave the
+/// manifest without it; in a comment it is not in effect.
+fn flag_at(line: &str, flag: &str) -> Option<usize> {
+    line.match_indices(flag)
+        .map(|(at, _)| at)
+        .find(|&at| starts_argument(&line[..at]))
+}
+
+/// Whether what precedes a position on a line ends where a command argument begins: a block-list item's
+/// `- `, or a flow list's `[` or `,`, either followed by one opening quote.
+fn starts_argument(before: &str) -> bool {
+    let before = before.trim_end();
+    let before = before
+        .strip_suffix(['"', '\''])
+        .map_or(before, str::trim_end);
+    // A bare line is a mapping key or a scalar's continuation in YAML, never an item.
+    before.trim_start() == "-"
+        || ((before.ends_with('[') || before.ends_with(',')) && in_flow_list(before))
+}
+
+/// Whether a flow list is open at the end of `before`: a `[` that begins a value (`command: [`, `- [`)
+/// and no `]` after it. A `[` inside a plain value (`name: a[b`) opens nothing.
+fn in_flow_list(before: &str) -> bool {
+    before.find('[').is_some_and(|open| {
+        let lead = before[..open].trim();
+        (lead.ends_with(':') || lead == "-") && !before[open..].contains(']')
+    })
 }
 
 #[cfg(test)]
@@ -162,6 +199,63 @@ status: {}
         assert_eq!(
             set_signing_files(quoted, "/b.crt", "/b.key").unwrap(),
             "    - kube-controller-manager\n    - \"--cluster-signing-cert-file=/b.crt\"\n    - '--cluster-signing-key-file=/b.key'\n"
+        );
+    }
+
+    #[test]
+    fn a_flag_inside_another_value_is_not_the_flag() {
+        // Found by the manifest fuzz target: the key flag's value held the cert flag's text, the cert
+        // "flag" there was edited, then the key flag's edit overwrote it, and the manifest was left
+        // without --cluster-signing-cert-file at all.
+        let odd = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k--cluster-signing-cert-file=x\n";
+        assert_eq!(
+            set_signing_files(odd, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        let spaced = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k --cluster-signing-cert-file=x\n";
+        assert_eq!(
+            set_signing_files(spaced, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // A quote inside a plain value is part of it; a flow list's value ends at its next item.
+        let quote = "    - kube-controller-manager\n    - --cluster-signing-cert-file=/a'b.crt\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(quote, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        let flow = "    command: [kube-controller-manager, --cluster-signing-cert-file=/a.crt, --cluster-signing-key-file=/a.key]\n";
+        assert_eq!(
+            set_signing_files(flow, "/b.crt", "/b.key").unwrap(),
+            "    command: [kube-controller-manager, --cluster-signing-cert-file=/b.crt, --cluster-signing-key-file=/b.key]\n"
+        );
+        // A flag in a comment is not in effect: the flag is added.
+        let quoted_inside = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k \"--cluster-signing-cert-file=x\"\n";
+        assert_eq!(
+            set_signing_files(quoted_inside, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // At the start of a line it is a mapping key, not an argument: the flag is added.
+        let key = "    - kube-controller-manager\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(key, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // Inside a quoted string that starts otherwise, it is that string's text.
+        let nested = "    - kube-controller-manager\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(nested, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // A `[` inside a plain value opens no list.
+        let bracket = "    - kube-controller-manager\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(bracket, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        let commented = "    - kube-controller-manager\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(commented, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n"
         );
     }
 
