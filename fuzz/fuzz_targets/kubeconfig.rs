@@ -1,8 +1,8 @@
 //! A host's kubeconfig, edited in place as the host phases do. No panic; after setting the CA (and, for
 //! embedded credentials, the client certificate and key) the file reads back with exactly the new values
 //! and nothing else changed; every line other than the edited fields is kept byte for byte; and when the
-//! original is YAML on which the line reader agrees with a YAML parser, the edited file is YAML that
-//! holds the new values.
+//! original is YAML that a YAML parser reads as the line reader does on every edited field, the edited
+//! file is YAML that holds the new values.
 #![no_main]
 
 use base64::Engine;
@@ -111,12 +111,16 @@ fuzz_target!(|text: &str| {
         "other lines changed"
     );
 
+    // Only where YAML reads every edited field as the line reader does: a line reader cannot know that
+    // a line sits inside a multi-line quoted scalar, say.
+    let client_edited = embedded(&original).is_some();
     if let Some(doc) = yaml_before
         && yaml_agrees(&doc, EDITED[0], original.ca_pem())
+        && (client_agreed || !client_edited)
     {
         let after: Value = serde_yaml::from_str(k.text()).expect("the edited kubeconfig is YAML");
         assert_eq!(yaml_field(&after, EDITED[0]), [STANDARD.encode(NEW_CA)]);
-        if client_agreed {
+        if client_edited {
             assert_eq!(yaml_field(&after, EDITED[1]), [STANDARD.encode(NEW_CERT)]);
             assert_eq!(yaml_field(&after, EDITED[2]), [STANDARD.encode(NEW_KEY)]);
         }
