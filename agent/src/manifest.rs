@@ -79,15 +79,15 @@ fn flag_at(line: &str, flag: &str) -> Option<usize> {
 }
 
 /// Whether what precedes a position on a line ends where a command argument begins: a block-list item's
-/// `- `, or a flow list's `[` or `,`, either followed by one opening quote.
+/// `- ` (the space is YAML's: `-x` is a plain value), or a flow list's `[` or `,`, either followed by one
+/// opening quote.
 fn starts_argument(before: &str) -> bool {
-    let before = before.trim_end();
-    let before = before
-        .strip_suffix(['"', '\''])
-        .map_or(before, str::trim_end);
+    let before = before.strip_suffix(['"', '\'']).unwrap_or(before);
     // A bare line is a mapping key or a scalar's continuation in YAML, never an item.
-    before.trim_start() == "-"
-        || ((before.ends_with('[') || before.ends_with(',')) && in_flow_list(before))
+    let item = before.trim_start();
+    let block_item = item.len() > 1 && item.starts_with('-') && item[1..].trim().is_empty();
+    let flow = before.trim_end();
+    block_item || ((flow.ends_with('[') || flow.ends_with(',')) && in_flow_list(flow))
 }
 
 /// Whether a flow list is open at the end of `before`: a `[` that begins a value (`command: [`, `- [`)
@@ -251,6 +251,13 @@ status: {}
         assert_eq!(
             set_signing_files(bracket, "/b.crt", "/b.key").unwrap(),
             "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // `-"..."` without the space is a plain value, not an item.
+        let no_space =
+            "    - kube-controller-manager\n    -\"--cluster-signing-key-file=/a.key\"\n";
+        assert_eq!(
+            set_signing_files(no_space, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -\"--cluster-signing-key-file=/a.key\"\n"
         );
         let commented = "    - kube-controller-manager\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
         assert_eq!(
