@@ -84,18 +84,24 @@ fn flag_at(line: &str, flag: &str) -> Option<usize> {
 fn starts_argument(before: &str) -> bool {
     let before = before.strip_suffix(['"', '\'']).unwrap_or(before);
     // A bare line is a mapping key or a scalar's continuation in YAML, never an item.
-    let item = before.trim_start();
-    let block_item = item.len() > 1 && item.starts_with('-') && item[1..].trim().is_empty();
     let flow = before.trim_end();
-    block_item || ((flow.ends_with('[') || flow.ends_with(',')) && in_flow_list(flow))
+    item_marker(before) || ((flow.ends_with('[') || flow.ends_with(',')) && in_flow_list(flow))
 }
 
-/// Whether a flow list is open at the end of `before`: a `[` that begins a value (`command: [`, `- [`)
-/// and no `]` after it. A `[` inside a plain value (`name: a[b`) opens nothing.
+/// Whether `text` is a block-list item's dash and its space, after the indentation.
+fn item_marker(text: &str) -> bool {
+    let item = text.trim_start();
+    item.len() > 1 && item.starts_with('-') && item[1..].trim().is_empty()
+}
+
+/// Whether a flow list is open at the end of `before`: a `[` that begins a value (`command: [`, `- [`,
+/// with YAML's space) and no `]` after it. A `[` inside a plain value (`name: a[b`, `-[`) opens nothing.
 fn in_flow_list(before: &str) -> bool {
     before.find('[').is_some_and(|open| {
-        let lead = before[..open].trim();
-        (lead.ends_with(':') || lead == "-") && !before[open..].contains(']')
+        let lead = &before[..open];
+        let begins_value = lead.ends_with(char::is_whitespace)
+            && (lead.trim_end().ends_with(':') || item_marker(lead));
+        begins_value && !before[open..].contains(']')
     })
 }
 
@@ -258,6 +264,13 @@ status: {}
         assert_eq!(
             set_signing_files(no_space, "/b.crt", "/b.key").unwrap(),
             "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -\"--cluster-signing-key-file=/a.key\"\n"
+        );
+        // Nor does `-[` open a flow list.
+        let no_space_flow =
+            "    - kube-controller-manager\n    -[ --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(no_space_flow, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -[ --cluster-signing-key-file=/a.key\n"
         );
         let commented = "    - kube-controller-manager\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
         assert_eq!(
