@@ -177,7 +177,10 @@ fn replace_value(text: &str, key: &str, value: &str) -> String {
         .map(|line| match split_field(line) {
             Some((start, k, _)) if k == key => {
                 let ending = &line[line.trim_end_matches(['\n', '\r']).len()..];
-                format!("{}{value}{ending}", &line[..start])
+                let head = &line[..start];
+                // `key:` with no value (YAML's null) needs the space YAML requires after a key's colon.
+                let space = if head.ends_with(':') { " " } else { "" };
+                format!("{head}{space}{value}{ending}")
             }
             _ => line.to_owned(),
         })
@@ -263,6 +266,26 @@ mod tests {
                 cert_pem: "C".into(),
                 key_pem: "K".into()
             }
+        );
+    }
+
+    #[test]
+    fn an_empty_value_gets_the_space_yaml_needs() {
+        // Found by the kubeconfig fuzz target: `client-key-data:` with nothing after the colon (YAML's
+        // null) was edited to `client-key-data:<base64>`, which YAML reads as one plain scalar, not a key.
+        let empty = admin_conf().replace(
+            &format!("client-key-data: {}", STANDARD.encode("OLD KEY")),
+            "client-key-data:",
+        );
+        let mut k = Kubeconfig::parse(&empty).unwrap();
+        k.set_client("NEW CERT", "NEW KEY").unwrap();
+        assert!(
+            k.text().ends_with(&format!(
+                "    client-key-data: {}\n",
+                STANDARD.encode("NEW KEY")
+            )),
+            "{}",
+            k.text()
         );
     }
 

@@ -7,6 +7,11 @@
 pub enum ManifestError {
     #[error("the manifest has no '- kube-controller-manager' command entry to add the flags after")]
     NoCommand,
+    #[error(
+        "a signing flag sits in a quoted value that goes on past its line; edit the manifest's \
+         signing flags by hand"
+    )]
+    MultiLineValue,
 }
 
 const SIGNING_CERT: &str = "--cluster-signing-cert-file=";
@@ -16,19 +21,33 @@ const SIGNING_KEY: &str = "--cluster-signing-key-file=";
 /// `key`. Existing flags get their values replaced; absent ones are added right after the
 /// `- kube-controller-manager` command entry, indented like it. Every other byte is kept.
 pub fn set_signing_files(manifest: &str, cert: &str, key: &str) -> Result<String, ManifestError> {
+    // A line editor cannot tell what a quoted value that continues on the next line holds: refuse
+    // rather than edit text YAML reads as something else.
+    if manifest
+        .lines()
+        .filter(|l| l.contains(SIGNING_CERT) || l.contains(SIGNING_KEY))
+        .any(opens_an_unclosed_quote)
+    {
+        return Err(ManifestError::MultiLineValue);
+    }
     let mut lines: Vec<String> = manifest.split_inclusive('\n').map(str::to_owned).collect();
     // Flags added so far, so the second goes after the first.
     let mut added = 0;
     for (flag, value) in [(SIGNING_CERT, cert), (SIGNING_KEY, key)] {
         let mut found = false;
         for line in &mut lines {
-            if let Some(at) = line.find(flag) {
+            if let Some(at) = flag_at(line, flag) {
                 let start = at + flag.len();
                 let rest = &line[start..];
-                // The value ends at a closing quote or the end of the line.
-                let end = rest
-                    .find(['"', '\'', '\r', '\n'])
-                    .map_or(line.len(), |i| start + i);
+                // The value ends where the argument does: at the quote that opened it, at the next item
+                // of a flow list, or at the end of the line (a quote inside a plain value is the value's).
+                let terminators: &[char] = match line[..at].trim_end().chars().next_back() {
+                    Some('"') => &['"', '\r', '\n'],
+                    Some('\'') => &['\'', '\r', '\n'],
+                    Some('[' | ',') => &[',', ']', '\r', '\n'],
+                    _ => &['\r', '\n'],
+                };
+                let end = rest.find(terminators).map_or(line.len(), |i| start + i);
                 line.replace_range(start..end, value);
                 found = true;
             }
@@ -80,9 +99,97 @@ pub fn pki_dir(manifest: &str) -> Option<String> {
     })
 }
 
+/// Whether `line` opens a quoted value it does not close: a quote where a value begins (after `- `,
+/// `: `, `[` or `,`) with no closing quote after it on the line (`''` is an escaped single quote, `\"`
+/// an escaped double one). A quote inside a plain value is only a character.
+fn opens_an_unclosed_quote(line: &str) -> bool {
+    let line = line.trim_end_matches('\r');
+    line.char_indices()
+        .filter(|&(_, c)| c == '\'' || c == '"')
+        .filter(|&(at, _)| {
+            let before = &line[..at];
+            let lead = before.trim_end();
+            lead.ends_with('[')
+                || lead.ends_with(',')
+                || (before.ends_with(' ') && (lead.ends_with(':') || item_marker(before)))
+        })
+        .any(|(at, quote)| !closes(&line[at + 1..], quote))
+}
+
+/// Whether a `quote`d value that began just before `rest` ends on this line.
+fn closes(rest: &str, quote: char) -> bool {
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quote == '"' => {
+                chars.next();
+            }
+            '\'' if quote == '\'' && chars.peek() == Some(&'\'') => {
+                chars.next();
+            }
+            c if c == quote => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Where `flag` begins an argument of `line`: the whole item of a block list (`- --flag=`), or a quoted
+/// or flow-list item (`- "--flag=`, `[kube-controller-manager, --flag=`). Text that merely contains the
+/// flag is not that flag: inside another flag's value (`--key-file=/k--cert-file=`, `--key-file=/k
+/// --cert-file=`, one argument either way) its edit would be overwritten by the other flag's and leave the
+/// manifest without it; in a comment it is not in effect.
+fn flag_at(line: &str, flag: &str) -> Option<usize> {
+    line.match_indices(flag)
+        .map(|(at, _)| at)
+        .find(|&at| starts_argument(&line[..at]))
+}
+
+/// Whether what precedes a position on a line ends where a command argument begins: a block-list item's
+/// `- ` (the space is YAML's: `-x` is a plain value), or a flow list's `[` or `,`, either followed by one
+/// opening quote.
+fn starts_argument(before: &str) -> bool {
+    let before = before.strip_suffix(['"', '\'']).unwrap_or(before);
+    // A bare line is a mapping key or a scalar's continuation in YAML, never an item.
+    let flow = before.trim_end();
+    item_marker(before) || ((flow.ends_with('[') || flow.ends_with(',')) && in_flow_list(flow))
+}
+
+/// Whether `text` is a block-list item's dash and its space, after the indentation.
+fn item_marker(text: &str) -> bool {
+    let item = text.trim_start();
+    item.len() > 1 && item.starts_with('-') && item[1..].trim().is_empty()
+}
+
+/// Whether a flow list is open at the end of `before`: a `[` that begins a value (`command: [`, `- [`,
+/// with YAML's space) and no `]` after it. A `[` inside a plain value (`name: a[b`, `-[`) opens nothing.
+fn in_flow_list(before: &str) -> bool {
+    before.find('[').is_some_and(|open| {
+        let lead = &before[..open];
+        let begins_value = lead.ends_with(char::is_whitespace)
+            && (lead.trim_end().ends_with(':') || item_marker(lead));
+        begins_value && !before[open..].contains(']')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flag_in_a_quoted_value_that_goes_on_past_its_line_is_not_edited() {
+        // Found by fuzzing: the key flag's single-quoted value runs on to the next line, and a `[`
+        // inside it was taken for a flow list holding the cert flag.
+        let manifest = "    - kube-controller-manager\n    - '--cluster-signing-key-file=/a.k kind: [[--cluster-signing-cert-file=[t\"\n    - '--other=/a'\n";
+        assert!(matches!(
+            set_signing_files(manifest, "/c", "/k"),
+            Err(ManifestError::MultiLineValue)
+        ));
+        // Quotes closed on their line, escaped ones included, are fine.
+        let closed = "    - kube-controller-manager\n    - '--cluster-signing-cert-file=/it''s'\n    - \"--cluster-signing-key-file=/a\\\"b\"\n";
+        assert!(set_signing_files(closed, "/c", "/k").is_ok());
+        assert!(set_signing_files(KUBEADM, "/c", "/k").is_ok());
+    }
 
     #[test]
     fn the_pki_directory_is_the_one_the_manifest_already_names() {
@@ -195,6 +302,77 @@ status: {}
         assert_eq!(
             set_signing_files(quoted, "/b.crt", "/b.key").unwrap(),
             "    - kube-controller-manager\n    - \"--cluster-signing-cert-file=/b.crt\"\n    - '--cluster-signing-key-file=/b.key'\n"
+        );
+    }
+
+    #[test]
+    fn a_flag_inside_another_value_is_not_the_flag() {
+        // Found by the manifest fuzz target: the key flag's value held the cert flag's text, the cert
+        // "flag" there was edited, then the key flag's edit overwrote it, and the manifest was left
+        // without --cluster-signing-cert-file at all.
+        let odd = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k--cluster-signing-cert-file=x\n";
+        assert_eq!(
+            set_signing_files(odd, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        let spaced = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k --cluster-signing-cert-file=x\n";
+        assert_eq!(
+            set_signing_files(spaced, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // A quote inside a plain value is part of it; a flow list's value ends at its next item.
+        let quote = "    - kube-controller-manager\n    - --cluster-signing-cert-file=/a'b.crt\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(quote, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        let flow = "    command: [kube-controller-manager, --cluster-signing-cert-file=/a.crt, --cluster-signing-key-file=/a.key]\n";
+        assert_eq!(
+            set_signing_files(flow, "/b.crt", "/b.key").unwrap(),
+            "    command: [kube-controller-manager, --cluster-signing-cert-file=/b.crt, --cluster-signing-key-file=/b.key]\n"
+        );
+        // A flag in a comment is not in effect: the flag is added.
+        let quoted_inside = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k \"--cluster-signing-cert-file=x\"\n";
+        assert_eq!(
+            set_signing_files(quoted_inside, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // At the start of a line it is a mapping key, not an argument: the flag is added.
+        let key = "    - kube-controller-manager\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(key, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // Inside a quoted string that starts otherwise, it is that string's text.
+        let nested = "    - kube-controller-manager\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(nested, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // A `[` inside a plain value opens no list.
+        let bracket = "    - kube-controller-manager\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(bracket, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n"
+        );
+        // `-"..."` without the space is a plain value, not an item.
+        let no_space =
+            "    - kube-controller-manager\n    -\"--cluster-signing-key-file=/a.key\"\n";
+        assert_eq!(
+            set_signing_files(no_space, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -\"--cluster-signing-key-file=/a.key\"\n"
+        );
+        // Nor does `-[` open a flow list.
+        let no_space_flow =
+            "    - kube-controller-manager\n    -[ --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(no_space_flow, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -[ --cluster-signing-key-file=/a.key\n"
+        );
+        let commented = "    - kube-controller-manager\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
+        assert_eq!(
+            set_signing_files(commented, "/b.crt", "/b.key").unwrap(),
+            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n"
         );
     }
 

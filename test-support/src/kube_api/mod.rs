@@ -25,7 +25,7 @@ mod discovery;
 mod objects;
 mod patch;
 mod routes;
-mod selector;
+pub mod selector;
 mod status;
 mod versions;
 mod view;

@@ -108,20 +108,9 @@ fn set_term<'a>(
         .trim_end()
         .strip_suffix(')')
         .ok_or("missing ')'")
-        .map(|inner| {
-            inner
-                .split(',')
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .and_then(|values| {
-            if values.is_empty() {
-                Err("for 'in', 'notin' operators, values set can't be empty")
-            } else {
-                Ok(values)
-            }
-        });
+        // As the API server reads a set: `()` is the empty value alone, and an empty item of a list is
+        // the empty value too (apimachinery's `parseValues`), so a set is never empty.
+        .map(|inner| inner.split(',').map(|v| v.trim().to_owned()).collect());
     Some((key.trim(), values))
 }
 
@@ -265,11 +254,25 @@ mod tests {
     }
 
     #[test]
+    fn empty_set_values_are_the_empty_label_value() {
+        // As the API server's parser (apimachinery `parseValues`) reads them: `()` is the set of the empty
+        // value, and an empty item of a list is the empty value too. The agent sends `k notin ()` for a
+        // workload whose selector says `NotIn [""]` (found by the label_selector fuzz target).
+        assert_eq!(
+            parse_labels("tier in ()").unwrap().match_expressions,
+            vec![expr("tier", LabelOperator::In, &[""])]
+        );
+        assert_eq!(
+            parse_labels("tier notin (,a)").unwrap().match_expressions,
+            vec![expr("tier", LabelOperator::NotIn, &["", "a"])]
+        );
+    }
+
+    #[test]
     fn malformed_selectors_are_refused() {
         for bad in [
             "app=web,",
             "tier in (a,b",
-            "tier in ()",
             "a b=c",
             "app=we b",
             "-app=x",
