@@ -36,19 +36,8 @@ pub fn set_signing_files(manifest: &str, cert: &str, key: &str) -> Result<String
     for (flag, value) in [(SIGNING_CERT, cert), (SIGNING_KEY, key)] {
         let mut found = false;
         for line in &mut lines {
-            if let Some(at) = flag_at(line, flag) {
-                let start = at + flag.len();
-                let rest = &line[start..];
-                // The value ends where the argument does: at the quote that opened it, at the next item
-                // of a flow list, or at the end of the line (a quote inside a plain value is the value's).
-                let terminators: &[char] = match line[..at].trim_end().chars().next_back() {
-                    Some('"') => &['"', '\r', '\n'],
-                    Some('\'') => &['\'', '\r', '\n'],
-                    Some('[' | ',') => &[',', ']', '\r', '\n'],
-                    _ => &['\r', '\n'],
-                };
-                let end = rest.find(terminators).map_or(line.len(), |i| start + i);
-                line.replace_range(start..end, value);
+            if let Some(range) = flag_value(line, flag) {
+                line.replace_range(range, value);
                 found = true;
             }
         }
@@ -85,18 +74,33 @@ pub fn set_signing_files(manifest: &str, cert: &str, key: &str) -> Result<String
 /// client CA flags it has: where the controller-manager, inside its container, finds the CA files the
 /// update writes beside them. `None` when it names none of them.
 pub fn pki_dir(manifest: &str) -> Option<String> {
-    [
-        "--cluster-signing-cert-file=",
-        "--root-ca-file=",
-        "--client-ca-file=",
-    ]
-    .iter()
-    .find_map(|flag| {
-        let at = manifest.find(flag)? + flag.len();
-        let value: &str = manifest[at..].split(['"', '\'', '\r', '\n', ' ']).next()?;
-        let (dir, _) = value.rsplit_once('/')?;
-        (!dir.is_empty()).then(|| dir.to_owned())
-    })
+    [SIGNING_CERT, "--root-ca-file=", "--client-ca-file="]
+        .iter()
+        .find_map(|flag| {
+            let value = manifest
+                .lines()
+                .find_map(|line| flag_value(line, flag).map(|range| &line[range]))?;
+            let (dir, _) = value.rsplit_once('/')?;
+            (!dir.is_empty()).then(|| dir.to_owned())
+        })
+}
+
+/// Where the value of `flag` lies on `line`, when the flag begins one of its arguments ([`flag_at`]).
+/// The value ends where the argument does: at the quote that opened it, at the next item of a flow
+/// list, or at the end of the line (a quote inside a plain value is the value's).
+fn flag_value(line: &str, flag: &str) -> Option<std::ops::Range<usize>> {
+    let at = flag_at(line, flag)?;
+    let start = at + flag.len();
+    let terminators: &[char] = match line[..at].trim_end().chars().next_back() {
+        Some('"') => &['"', '\r', '\n'],
+        Some('\'') => &['\'', '\r', '\n'],
+        Some('[' | ',') => &[',', ']', '\r', '\n'],
+        _ => &['\r', '\n'],
+    };
+    let end = line[start..]
+        .find(terminators)
+        .map_or(line.len(), |i| start + i);
+    Some(start..end)
 }
 
 /// Whether `line` opens a quoted value it does not close: a quote where a value begins (after `- `,
