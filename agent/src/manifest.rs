@@ -311,73 +311,81 @@ status: {}
 
     #[test]
     fn a_flag_inside_another_value_is_not_the_flag() {
-        // Found by the manifest fuzz target: the key flag's value held the cert flag's text, the cert
-        // "flag" there was edited, then the key flag's edit overwrote it, and the manifest was left
-        // without --cluster-signing-cert-file at all.
-        let odd = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k--cluster-signing-cert-file=x\n";
-        assert_eq!(
-            set_signing_files(odd, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
-        );
-        let spaced = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k --cluster-signing-cert-file=x\n";
-        assert_eq!(
-            set_signing_files(spaced, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
-        );
-        // A quote inside a plain value is part of it; a flow list's value ends at its next item.
-        let quote = "    - kube-controller-manager\n    - --cluster-signing-cert-file=/a'b.crt\n    - --cluster-signing-key-file=/a.key\n";
-        assert_eq!(
-            set_signing_files(quote, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
-        );
-        let flow = "    command: [kube-controller-manager, --cluster-signing-cert-file=/a.crt, --cluster-signing-key-file=/a.key]\n";
-        assert_eq!(
-            set_signing_files(flow, "/b.crt", "/b.key").unwrap(),
-            "    command: [kube-controller-manager, --cluster-signing-cert-file=/b.crt, --cluster-signing-key-file=/b.key]\n"
-        );
-        // A flag in a comment is not in effect: the flag is added.
-        let quoted_inside = "    - kube-controller-manager\n    - --cluster-signing-key-file=/k \"--cluster-signing-cert-file=x\"\n";
-        assert_eq!(
-            set_signing_files(quoted_inside, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n"
-        );
-        // At the start of a line it is a mapping key, not an argument: the flag is added.
-        let key = "    - kube-controller-manager\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/a.key\n";
-        assert_eq!(
-            set_signing_files(key, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/b.key\n"
-        );
-        // Inside a quoted string that starts otherwise, it is that string's text.
-        let nested = "    - kube-controller-manager\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/a.key\n";
-        assert_eq!(
-            set_signing_files(nested, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/b.key\n"
-        );
-        // A `[` inside a plain value opens no list.
-        let bracket = "    - kube-controller-manager\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
-        assert_eq!(
-            set_signing_files(bracket, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n"
-        );
-        // `-"..."` without the space is a plain value, not an item.
-        let no_space =
-            "    - kube-controller-manager\n    -\"--cluster-signing-key-file=/a.key\"\n";
-        assert_eq!(
-            set_signing_files(no_space, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -\"--cluster-signing-key-file=/a.key\"\n"
-        );
-        // Nor does `-[` open a flow list.
-        let no_space_flow =
-            "    - kube-controller-manager\n    -[ --cluster-signing-key-file=/a.key\n";
-        assert_eq!(
-            set_signing_files(no_space_flow, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -[ --cluster-signing-key-file=/a.key\n"
-        );
-        let commented = "    - kube-controller-manager\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n";
-        assert_eq!(
-            set_signing_files(commented, "/b.crt", "/b.key").unwrap(),
-            "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n"
-        );
+        // Each case: what the manifest holds, and what the edit to /b.crt and /b.key makes of it.
+        let cases = [
+            // Found by the manifest fuzz target: the key flag's value held the cert flag's text, the cert
+            // "flag" there was edited, then the key flag's edit overwrote it, and the manifest was left
+            // without --cluster-signing-cert-file at all.
+            (
+                "odd",
+                "    - kube-controller-manager\n    - --cluster-signing-key-file=/k--cluster-signing-cert-file=x\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+            (
+                "spaced",
+                "    - kube-controller-manager\n    - --cluster-signing-key-file=/k --cluster-signing-cert-file=x\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+            // A quote inside a plain value is part of it; a flow list's value ends at its next item.
+            (
+                "quote",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/a'b.crt\n    - --cluster-signing-key-file=/a.key\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+            (
+                "flow",
+                "    command: [kube-controller-manager, --cluster-signing-cert-file=/a.crt, --cluster-signing-key-file=/a.key]\n",
+                "    command: [kube-controller-manager, --cluster-signing-cert-file=/b.crt, --cluster-signing-key-file=/b.key]\n",
+            ),
+            // A flag in a comment is not in effect: the flag is added.
+            (
+                "quoted_inside",
+                "    - kube-controller-manager\n    - --cluster-signing-key-file=/k \"--cluster-signing-cert-file=x\"\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+            // At the start of a line it is a mapping key, not an argument: the flag is added.
+            (
+                "key",
+                "    - kube-controller-manager\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/a.key\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n  --cluster-signing-cert-file=x: y\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+            // Inside a quoted string that starts otherwise, it is that string's text.
+            (
+                "nested",
+                "    - kube-controller-manager\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/a.key\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - \"'--cluster-signing-cert-file=/a.crt\"\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+            // A `[` inside a plain value opens no list.
+            (
+                "bracket",
+                "    - kube-controller-manager\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --x[--cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+            // `-"..."` without the space is a plain value, not an item.
+            (
+                "no_space",
+                "    - kube-controller-manager\n    -\"--cluster-signing-key-file=/a.key\"\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -\"--cluster-signing-key-file=/a.key\"\n",
+            ),
+            // Nor does `-[` open a flow list.
+            (
+                "no_space_flow",
+                "    - kube-controller-manager\n    -[ --cluster-signing-key-file=/a.key\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    - --cluster-signing-key-file=/b.key\n    -[ --cluster-signing-key-file=/a.key\n",
+            ),
+            (
+                "commented",
+                "    - kube-controller-manager\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/a.key\n",
+                "    - kube-controller-manager\n    - --cluster-signing-cert-file=/b.crt\n    # - --cluster-signing-cert-file=/a.crt\n    - --cluster-signing-key-file=/b.key\n",
+            ),
+        ];
+        for (name, manifest, edited) in cases {
+            assert_eq!(
+                set_signing_files(manifest, "/b.crt", "/b.key").unwrap(),
+                edited,
+                "{name}"
+            );
+        }
     }
 
     #[test]
