@@ -49,50 +49,57 @@ async fn a_deleted_subclouds_certificate_is_refused_until_a_new_one_is_issued() 
 #[actix_web::test]
 async fn ids_of_deleted_records_are_never_given_again() {
     let mut h = Harness::new(600).await;
-    let id = |v: &serde_json::Value| v["id"].as_i64().expect("id");
-
-    let s = h
-        .api(ApiRequest::AddSubcloud(body(json!({"name": "s1"}))))
-        .await
-        .expect("add");
-    let g = h
-        .api(ApiRequest::AddGroup(body(json!({"name": "g1"}))))
-        .await
-        .expect("add group");
-    // A strategy needs a subcloud that reports.
-    let _a1 = h.agent("s1");
-    h.wait_status(|s| s.reporting == 1).await;
-    let expiry = dc_certs::ExpiryDate::parse("2036-01-01").expect("expiry");
-    let st = h
-        .api(create_request("CN=ids", &expiry))
-        .await
-        .expect("create");
+    let (first, _a1) = one_of_each(&h, 1).await;
     h.api(ApiRequest::DeleteStrategy).await.expect("delete");
     h.api(ApiRequest::DeleteSubcloud("s1".into()))
         .await
         .expect("delete");
-    h.api(ApiRequest::DeleteGroup(GroupRef::Id(id(&g))))
+    h.api(ApiRequest::DeleteGroup(GroupRef::Id(first.group)))
         .await
         .expect("delete group");
     h.restart().await;
 
-    let s2 = h
-        .api(ApiRequest::AddSubcloud(body(json!({"name": "s2"}))))
+    let (second, _a2) = one_of_each(&h, 2).await;
+    assert_eq!(second.subcloud, first.subcloud + 1, "subcloud");
+    assert_eq!(second.group, first.group + 1, "group");
+    assert_eq!(second.strategy, first.strategy + 1, "strategy");
+}
+
+/// The ids [`one_of_each`] was given.
+struct Ids {
+    subcloud: i64,
+    group: i64,
+    strategy: i64,
+}
+
+/// Adds subcloud `s<n>` (with an agent that reports, which a strategy needs), group `g<n>` and a
+/// strategy, and returns their ids and the agent.
+async fn one_of_each(h: &Harness, n: u32) -> (Ids, common::FakeAgent) {
+    let id = |v: serde_json::Value| v["id"].as_i64().expect("id");
+    let name = format!("s{n}");
+    let subcloud = id(h
+        .api(ApiRequest::AddSubcloud(body(json!({"name": name}))))
         .await
-        .expect("add");
-    let g2 = h
-        .api(ApiRequest::AddGroup(body(json!({"name": "g2"}))))
+        .expect("add"));
+    let group = id(h
+        .api(ApiRequest::AddGroup(body(json!({"name": format!("g{n}")}))))
         .await
-        .expect("add group");
-    let _a2 = h.agent("s2");
+        .expect("add group"));
+    let agent = h.agent(&name);
     h.wait_status(|s| s.reporting == 1).await;
-    let st2 = h
+    let expiry = dc_certs::ExpiryDate::parse("2036-01-01").expect("expiry");
+    let strategy = id(h
         .api(create_request("CN=ids", &expiry))
         .await
-        .expect("create");
-    assert_eq!(id(&s2), id(&s) + 1, "subcloud {s2}");
-    assert_eq!(id(&g2), id(&g) + 1, "group {g2}");
-    assert_eq!(id(&st2), id(&st) + 1, "strategy {st2}");
+        .expect("create"));
+    (
+        Ids {
+            subcloud,
+            group,
+            strategy,
+        },
+        agent,
+    )
 }
 
 #[actix_web::test]
