@@ -55,11 +55,6 @@ use crate::update::{Settings, StartDecision, Updater};
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot create the data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
