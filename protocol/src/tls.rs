@@ -186,16 +186,14 @@ impl AgentIdentity {
         let (_, parsed) = X509Certificate::from_der(cert.as_ref())
             .map_err(|e| TlsError::Identity(e.to_string()))?;
         Ok(Self {
-            subcloud: subcloud_of(cert)?,
+            subcloud: subcloud_of(&parsed)?,
             not_before: parsed.validity().not_before.timestamp(),
         })
     }
 }
 
 /// The subcloud a verified agent certificate names: its CN, which must also be one of its DNS SANs.
-pub fn subcloud_of(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
-    let (_, cert) =
-        X509Certificate::from_der(cert.as_ref()).map_err(|e| TlsError::Identity(e.to_string()))?;
+fn subcloud_of(cert: &X509Certificate<'_>) -> Result<String, TlsError> {
     let cn = cert
         .subject()
         .iter_common_name()
