@@ -73,14 +73,18 @@ pub struct Renew {
     pub session_id: u64,
 }
 
-/// Signs a renewal for `subcloud`, dated a second ahead: certificates are ordered by their second of
-/// issue, and the one it replaces may have been issued in this very second.
+/// How far ahead of now a renewed certificate is dated: certificates are ordered by their second of
+/// issue, and the one it replaces may have been issued in this very second. Revocation marks reach as
+/// far ahead, so one signed in the second of a deletion is revoked with it.
+pub const RENEWAL_AHEAD_SECS: i64 = 1;
+
+/// Signs a renewal for `subcloud`, dated [`RENEWAL_AHEAD_SECS`] ahead.
 fn sign(
     renewal: &Renewal,
     subcloud: &str,
     csr_pem: &str,
 ) -> Result<String, dc_certs::pki::PkiError> {
-    let issued = dc_certs::now() + 1;
+    let issued = dc_certs::now() + RENEWAL_AHEAD_SECS;
     let lifetime = i64::try_from(renewal.lifetime.as_secs()).unwrap_or(i64::MAX);
     dc_certs::pki::sign_agent_request(
         &renewal.ca,

@@ -9,6 +9,7 @@ use crate::model::{
     ApplyType, DEFAULT_GROUP_ID, DEFAULT_MAX_PARALLEL, Group, STRATEGY_TYPE, Subcloud, now_string,
 };
 use crate::requests::{AddSubcloud, GroupBody, GroupRef, ManagementState, PatchSubcloud};
+use crate::session::RENEWAL_AHEAD_SECS;
 use crate::store::Op;
 
 use super::state::{Change, FollowUp, State};
@@ -114,10 +115,10 @@ pub fn delete_subcloud(st: &State, r: &str) -> Result<Change, ApiError> {
         )));
     }
     // Its agent's certificate goes with it: a subcloud added again under the name gets a new one.
-    // A second ahead, as renewals are dated: one signed in this second is revoked too.
+    // As far ahead as renewals are dated: one signed in this second is revoked too.
     let revoke = Op::Revoke {
         subcloud: s.name.clone(),
-        before: dc_certs::now() + 1,
+        before: dc_certs::now() + RENEWAL_AHEAD_SECS,
     };
     Ok(Change::write(
         vec![Op::DeleteSubcloud(s.id), revoke],
@@ -156,7 +157,7 @@ pub fn admit_agent(
             ),
         ));
     }
-    let before = issued_at.min(now + 1) - 1;
+    let before = issued_at.min(now + RENEWAL_AHEAD_SECS) - 1;
     Ok(mark.is_none_or(|m| before > m).then(|| {
         Change::write(
             vec![Op::Revoke {
