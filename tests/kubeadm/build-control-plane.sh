@@ -4,8 +4,9 @@
 # outside the repository keyed by the version; installs etcd (Debian's etcd-server) beside them.
 # Prints the cache's bin directory on its last line. Needs root for apt-get when something is missing.
 #
-# The source is the package's own upstream tarball with its vendored dependencies, built the way the
-# tree's own hack/ scripts do (GOPATH mode): nothing is fetched from outside the package registries.
+# The source is the package's own upstream tarball with its vendored dependencies, built by the tree's
+# own `make WHAT=...` (which first generates the OpenAPI definitions the tarball does not carry):
+# nothing is fetched from outside the package registries.
 set -euo pipefail
 
 VERSION=1.20.2
@@ -28,6 +29,8 @@ missing=()
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v dpkg-source >/dev/null 2>&1 || missing+=(dpkg-dev)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v make >/dev/null 2>&1 || missing+=(make)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "build-control-plane: needs ${missing[*]} (apt-get install as root)" >&2
@@ -54,17 +57,15 @@ if [ ! -f "$tarball" ]; then
   exit 1
 fi
 tar xzf "$tarball"
-mkdir -p gopath/src/k8s.io
-mv "kubernetes-$VERSION" gopath/src/k8s.io/kubernetes
-mkdir -p "$BIN.partial"
 (
-  cd gopath/src/k8s.io/kubernetes
-  export GO111MODULE=off GOPATH="$work/gopath" GOCACHE="$work/gocache" CGO_ENABLED=0
-  for c in "${COMPONENTS[@]}"; do
-    go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=20" \
-      -o "$BIN.partial/$c" "./cmd/$c"
-  done
+  cd "kubernetes-$VERSION"
+  export GOCACHE="$work/gocache" GOFLAGS=
+  what=""
+  for c in "${COMPONENTS[@]}"; do what="$what cmd/$c"; done
+  make WHAT="${what# }" GOLDFLAGS="-s -w" >&2
 )
+mkdir -p "$BIN.partial"
+for c in "${COMPONENTS[@]}"; do cp "kubernetes-$VERSION/_output/bin/$c" "$BIN.partial/"; done
 rm -rf "$BIN"
 mv "$BIN.partial" "$BIN"
 echo "build-control-plane: built Kubernetes $VERSION in $(( $(date +%s) - started )) s" >&2
