@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cluster::{
-    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Pod, Workload, WorkloadRef,
+    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Pod, PublishedBundle,
+    Workload, WorkloadRef,
 };
 use crate::config::ClusterConfig;
 use crate::kube::{KubeCluster, KubeError};
@@ -84,6 +85,18 @@ impl Cluster for Backend {
         component: Component,
     ) -> Result<(), ClusterError> {
         forward!(self, b => b.restart_component(host, component).await)
+    }
+    async fn check_component(&self, host: &str, component: Component) -> Result<(), ClusterError> {
+        forward!(self, b => b.check_component(host, component).await)
+    }
+    async fn cluster_info(&self) -> Result<Option<String>, ClusterError> {
+        forward!(self, b => b.cluster_info().await)
+    }
+    async fn set_cluster_info(&self, kubeconfig: &str) -> Result<(), ClusterError> {
+        forward!(self, b => b.set_cluster_info(kubeconfig).await)
+    }
+    async fn published_bundles(&self) -> Result<Vec<PublishedBundle>, ClusterError> {
+        forward!(self, b => b.published_bundles().await)
     }
     async fn list_workloads(&self, exclude: &[String]) -> Result<Vec<Workload>, ClusterError> {
         forward!(self, b => b.list_workloads(exclude).await)

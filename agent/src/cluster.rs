@@ -143,6 +143,24 @@ pub enum Component {
     Kubelet,
 }
 
+impl Component {
+    /// The name operators know it by (and the configuration's `host/component` fault entries use).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Apiserver => "apiserver",
+            Self::ControllerManager => "controller-manager",
+            Self::Scheduler => "scheduler",
+            Self::Kubelet => "kubelet",
+        }
+    }
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A kubeconfig file kubeadm writes (the apiserver has none: it reads the PKI files directly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -303,6 +321,15 @@ pub struct Pod {
     pub trust_bundle: Option<String>,
 }
 
+/// A copy of the trust bundle the controller-manager publishes for pods to mount: a namespace's
+/// `kube-root-ca.crt` ConfigMap, or a service-account token Secret's `ca.crt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedBundle {
+    /// Where it is, as an operator would look it up (`ConfigMap demo/kube-root-ca.crt`).
+    pub place: String,
+    pub ca_pem: String,
+}
+
 /// What the update phases need from a cluster.
 pub trait Cluster: Sync {
     /// Every controller and worker host (storage hosts are not part of the update).
@@ -340,6 +367,25 @@ pub trait Cluster: Sync {
         host: &str,
         component: Component,
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Fails while `component` on `host` is not serving (after a restart, until it is back); the error
+    /// is what the check last saw, which becomes the reason when the component never comes back.
+    fn check_component(
+        &self,
+        host: &str,
+        component: Component,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// kubeadm's join discovery kubeconfig (`kube-public/cluster-info`, key `kubeconfig`); `None` where
+    /// the cluster has none (not built by kubeadm).
+    fn cluster_info(&self) -> impl Future<Output = Result<Option<String>, ClusterError>> + Send;
+    /// Replaces the discovery kubeconfig (the controller-manager's bootstrap signer re-signs it).
+    fn set_cluster_info(
+        &self,
+        kubeconfig: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// Every copy of the trust bundle published for pods, as the cluster holds them now.
+    fn published_bundles(
+        &self,
+    ) -> impl Future<Output = Result<Vec<PublishedBundle>, ClusterError>> + Send;
     /// Every Deployment, DaemonSet and StatefulSet outside the excluded namespaces.
     fn list_workloads(
         &self,

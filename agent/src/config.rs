@@ -38,6 +38,10 @@ pub struct AgentConfig {
     /// Longest a single phase may take, in seconds, before it fails (and stays resumable).
     #[serde(default = "default_phase_timeout_secs")]
     pub phase_timeout_secs: u64,
+    /// Longest a restarted component (apiserver, controller-manager, scheduler, kubelet) may take to
+    /// serve again before its phase fails naming it, in seconds.
+    #[serde(default = "default_component_timeout_secs")]
+    pub component_timeout_secs: u64,
     /// The cluster the agent acts on.
     pub cluster: ClusterConfig,
 }
@@ -47,6 +51,9 @@ fn default_expiring_days() -> u32 {
 }
 fn default_phase_timeout_secs() -> u64 {
     1800
+}
+fn default_component_timeout_secs() -> u64 {
+    300
 }
 
 /// The controller's address.

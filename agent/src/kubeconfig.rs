@@ -127,6 +127,31 @@ impl Kubeconfig {
     }
 }
 
+/// The trust bundle of a kubeconfig that carries no client credentials: kubeadm's join discovery
+/// kubeconfig (`kube-public/cluster-info`), which holds only the cluster's CA data and server.
+pub fn discovery_ca(text: &str) -> Result<String, KubeconfigError> {
+    let value = field(text, CA_DATA)?.ok_or(KubeconfigError::Missing(CA_DATA))?;
+    STANDARD
+        .decode(value)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(KubeconfigError::Encoding(CA_DATA))
+}
+
+/// A discovery kubeconfig with its CA data set to `ca_pem`, every other byte kept.
+pub fn set_discovery_ca(text: &str, ca_pem: &str) -> Result<String, KubeconfigError> {
+    discovery_ca(text)?;
+    Ok(replace_value(text, CA_DATA, &STANDARD.encode(ca_pem)))
+}
+
+/// A discovery kubeconfig as `kubeadm init` publishes it in `kube-public/cluster-info`.
+pub fn render_discovery(server: &str, ca_pem: &str) -> String {
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    {CA_DATA}: {}\n    server: {server}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+        STANDARD.encode(ca_pem)
+    )
+}
+
 /// A new kubeconfig with embedded credentials, laid out as `kubeadm init` writes one (the simulated
 /// cluster creates its hosts' files with it).
 pub fn render(server: &str, user: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
@@ -202,6 +227,23 @@ mod tests {
             STANDARD.encode("OLD CERT"),
             STANDARD.encode("OLD KEY"),
         )
+    }
+
+    /// `cluster-info`'s kubeconfig as `kubeadm init` publishes it: a cluster, no user.
+    #[test]
+    fn a_discovery_kubeconfig_has_its_ca_replaced_and_nothing_else() {
+        let original = render_discovery("https://10.20.0.2:6443", "OLD CA");
+        assert_eq!(discovery_ca(&original).unwrap(), "OLD CA");
+        let edited = set_discovery_ca(&original, "NEW CA").unwrap();
+        assert_eq!(discovery_ca(&edited).unwrap(), "NEW CA");
+        assert_eq!(
+            edited,
+            original.replace(&STANDARD.encode("OLD CA"), &STANDARD.encode("NEW CA"))
+        );
+        assert!(matches!(
+            set_discovery_ca("kind: Config\n", "NEW CA"),
+            Err(KubeconfigError::Missing(CA_DATA))
+        ));
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub async fn run_with(
                 concurrency: config.pods.concurrency,
                 poll: Duration::from_millis(config.pods.poll_ms.max(1)),
                 phase_timeout: config.phase_timeout(),
+                component_timeout: Duration::from_secs(config.component_timeout_secs),
             },
         );
         let (commands_tx, commands_rx) = mpsc::channel(16);

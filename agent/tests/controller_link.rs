@@ -127,6 +127,7 @@ impl Harness {
                 poll_ms: 10,
             },
             phase_timeout_secs: 60,
+            component_timeout_secs: 30,
             cluster: ClusterConfig::Simulated(SimConfig::light()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

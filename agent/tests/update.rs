@@ -33,6 +33,7 @@ fn open(dir: &Path, sim: &SimConfig) -> Updater<Backend> {
         concurrency: 3,
         poll: Duration::from_millis(10),
         phase_timeout: Duration::from_secs(60),
+        component_timeout: Duration::from_secs(45),
     };
     Updater::new(cluster, Journal::open(dir).unwrap(), settings)
 }
@@ -142,6 +143,16 @@ fn assert_updated(sim: &SimCluster, state: &SimState) {
             check(cert_pem, Usage::Client, file.path());
         }
     }
+    // kubeadm join's discovery kubeconfig carries the new CA alone.
+    let cluster_info = state
+        .cluster_info
+        .as_deref()
+        .expect("kube-public/cluster-info");
+    assert_eq!(
+        dc_agent::kubeconfig::discovery_ca(cluster_info).unwrap(),
+        ca_pem,
+        "cluster-info CA data"
+    );
     for w in &state.workloads {
         assert_eq!(
             w.restarts,
@@ -218,6 +229,36 @@ async fn whole_update_on_a_typical_cluster() {
         updater.start("u1", params(), false).unwrap(),
         StartDecision::AlreadyCompleted
     );
+}
+
+/// The controller-manager republishes the bundle 18 s after each restart, as a real one does after its
+/// leader election: both pods phases wait for it, say so, and the update ends with every pod on the
+/// new CA and the trust invariants held throughout.
+#[tokio::test(start_paused = true)]
+async fn whole_update_waits_for_each_bundle_to_be_published_before_restarting_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SimConfig::typical();
+    config.publish_delay_ms = 18_000;
+    let updater = open(dir.path(), &config);
+    updater.start("u1", params(), false).unwrap();
+    updater.run().await.unwrap();
+    let messages = drain(&updater);
+    assert_eq!(failures(&messages), Vec::<String>::new());
+    assert_eq!(record(&updater).run, RunState::Completed);
+    let waits: Vec<Phase> = messages
+        .iter()
+        .filter_map(|m| match m {
+            AgentMessage::Progress(p)
+                if p.details
+                    .starts_with("waiting for the controller-manager to publish") =>
+            {
+                Some(p.phase)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits, [Phase::PodsTrustBothCas, Phase::PodsTrustNewCa]);
+    assert_updated(sim(&updater), &sim(&updater).snapshot().unwrap());
 }
 
 fn seq(m: &AgentMessage) -> Option<u64> {
@@ -600,6 +641,24 @@ async fn a_failing_component_restart_fails_the_host_phase() {
         config,
         Phase::HostsTrustBothCas,
         &["restarting Kubelet on worker-1 failed"],
+    )
+    .await;
+}
+
+/// A controller-manager that crash-loops after its restart (a manifest naming a file that is not there,
+/// say) fails the phase after the component timeout, naming the host, the component and what its
+/// health check last said, instead of a rollout timing out later for a reason that misleads.
+#[tokio::test(start_paused = true)]
+async fn a_component_that_does_not_come_back_fails_the_host_phase_naming_it() {
+    let mut config = SimConfig::typical();
+    config.faults.unhealthy = vec!["controller-1/controller-manager".into()];
+    fault_then_resume(
+        config,
+        Phase::HostsTrustBothCas,
+        &[
+            "controller-1: controller-manager did not come back within 45s after its restart",
+            "connection refused",
+        ],
     )
     .await;
 }

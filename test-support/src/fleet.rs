@@ -536,6 +536,7 @@ fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig
             ..PodsConfig::default()
         },
         phase_timeout_secs: 15,
+        component_timeout_secs: 15,
         cluster,
     })
 }

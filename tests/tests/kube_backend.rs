@@ -86,6 +86,7 @@ fn start_kube_with(
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     let restarts_log = dir.path().join("restarts.log");
+    let health_log = dir.path().join("health.log");
     let hold = gate.map_or(String::new(), |g| {
         format!(
             "while [ -e {g}/armed ]; do echo ${{DC_HOST:-controller-0}} > {g}/reached; sleep 0.05; done; ",
@@ -125,6 +126,14 @@ fn start_kube_with(
     cluster.push_str("[cluster.restart]\n");
     for component in ["apiserver", "controller_manager", "scheduler", "kubelet"] {
         cluster.push_str(&restart(component));
+    }
+    // Health checks log as restarts do, so the test sees each restart followed by its check.
+    cluster.push_str("[cluster.health]\n");
+    for component in ["apiserver", "controller_manager", "scheduler", "kubelet"] {
+        cluster.push_str(&format!(
+            "{component} = 'echo \"${{DC_HOST:-controller-0}} {component}\" >> {}'\n",
+            health_log.display()
+        ));
     }
     let mut site = Site::new(NAME, Shape::Typical);
     site.cluster = Some(cluster);
@@ -242,6 +251,48 @@ fn kubernetes_backend_runs_the_whole_update() {
         );
     }
     assert!(log.lines().any(|l| l == "controller-1 apiserver"), "{log}");
+    // kubeadm join's discovery kubeconfig, read back with kubectl, carries the new CA alone; so does
+    // every namespace's kube-root-ca.crt.
+    let cluster_info = fleet.kubectl(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-public",
+        "cluster-info",
+        "-o",
+        "jsonpath={.data.kubeconfig}",
+    ]);
+    let new_ca_pem =
+        std::fs::read_to_string(fleet.sim().host_dir("controller-0").join("pki/ca.crt"))
+            .expect("ca.crt");
+    assert_eq!(
+        dc_agent::kubeconfig::discovery_ca(&cluster_info).expect("a discovery kubeconfig"),
+        new_ca_pem
+    );
+    let roots: Value = serde_json::from_str(&fleet.kubectl(&[
+        "get",
+        "configmaps",
+        "-A",
+        "--field-selector",
+        "metadata.name=kube-root-ca.crt",
+        "-o",
+        "json",
+    ]))
+    .expect("kubectl prints JSON");
+    let roots = roots["items"].as_array().cloned().unwrap_or_default();
+    assert!(roots.len() >= 3, "{roots:?}");
+    for map in roots {
+        assert_eq!(
+            map["data"]["ca.crt"],
+            new_ca_pem.as_str(),
+            "{}",
+            map["metadata"]
+        );
+    }
+    // Every restart was followed by its component's health check on the same host.
+    let health = std::fs::read_to_string(fleet.restarts_log.with_file_name("health.log"))
+        .expect("health log");
+    assert_eq!(health, log, "one health check per restart, in order");
     assert!(!log.lines().any(|l| l == "worker-0 apiserver"), "{log}");
     // The kubelet client file kubelet.conf names was re-issued from the new CA; kubelet.conf still
     // names it.

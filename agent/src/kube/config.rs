@@ -22,7 +22,10 @@ pub struct KubernetesConfig {
     /// The shell commands that restart each component on a host so it reloads its files.
     #[serde(default)]
     pub restart: RestartCommands,
-    /// Longest one host command (read, write, restart) may take, seconds.
+    /// The shell commands that succeed once a restarted component serves again.
+    #[serde(default)]
+    pub health: HealthCommands,
+    /// Longest one host command (read, write, restart, health check) may take, seconds.
     #[serde(default = "default_command_timeout_secs")]
     pub command_timeout_secs: u64,
     /// How long an API call is retried (with backoff) while the API server is unreachable or
@@ -127,6 +130,65 @@ impl Default for RestartCommands {
 
 impl RestartCommands {
     /// The command that restarts `component`.
+    pub fn of(&self, component: Component) -> &str {
+        match component {
+            Component::Apiserver => &self.apiserver,
+            Component::ControllerManager => &self.controller_manager,
+            Component::Scheduler => &self.scheduler,
+            Component::Kubelet => &self.kubelet,
+        }
+    }
+}
+
+/// A shell command line per component, run on the component's host (through its `via`), that exits 0
+/// only while the component serves: after a restart the phase runs it until it does, and fails naming
+/// the component and the command's last output when it never does. Without this a crash-looping
+/// controller-manager went unnoticed until a rollout timed out with a misleading reason. The
+/// defaults ask kubeadm's health endpoints on the host itself: the apiserver's `/readyz` and the
+/// controller-manager's and scheduler's `/healthz` on their secure ports (open to anonymous requests in
+/// kubeadm's configuration), the kubelet's local `/healthz`. An empty command skips the check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCommands {
+    #[serde(default = "default_apiserver_health")]
+    pub apiserver: String,
+    #[serde(default = "default_controller_manager_health")]
+    pub controller_manager: String,
+    #[serde(default = "default_scheduler_health")]
+    pub scheduler: String,
+    #[serde(default = "default_kubelet_health")]
+    pub kubelet: String,
+}
+
+fn curl(url: &str) -> String {
+    format!("curl -fsS --insecure --max-time 5 {url}")
+}
+fn default_apiserver_health() -> String {
+    curl("https://127.0.0.1:6443/readyz")
+}
+fn default_controller_manager_health() -> String {
+    curl("https://127.0.0.1:10257/healthz")
+}
+fn default_scheduler_health() -> String {
+    curl("https://127.0.0.1:10259/healthz")
+}
+fn default_kubelet_health() -> String {
+    curl("http://127.0.0.1:10248/healthz")
+}
+
+impl Default for HealthCommands {
+    fn default() -> Self {
+        Self {
+            apiserver: default_apiserver_health(),
+            controller_manager: default_controller_manager_health(),
+            scheduler: default_scheduler_health(),
+            kubelet: default_kubelet_health(),
+        }
+    }
+}
+
+impl HealthCommands {
+    /// The command that checks `component`; empty when it is not checked.
     pub fn of(&self, component: Component) -> &str {
         match component {
             Component::Apiserver => &self.apiserver,

@@ -292,8 +292,8 @@ impl HostAccess {
             .map(drop)
     }
 
-    /// Runs a restart command on the host.
-    pub async fn restart(&self, command: &str) -> Result<(), HostError> {
+    /// Runs a configured command line (a restart or a health check) on the host.
+    pub async fn run_command(&self, command: &str) -> Result<(), HostError> {
         self.run(command, None).await.map(drop)
     }
 }
@@ -596,18 +596,21 @@ mod tests {
         );
         let log = dir.path().join("restarts.log");
         local
-            .restart(&format!("echo kubelet >> {}", quote(&log)))
+            .run_command(&format!("echo kubelet >> {}", quote(&log)))
             .await
             .unwrap();
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "kubelet\n");
-        let e = local.restart("echo nope >&2; exit 3").await.unwrap_err();
+        let e = local
+            .run_command("echo nope >&2; exit 3")
+            .await
+            .unwrap_err();
         assert!(e.to_string().ends_with("(exit status 3): nope"), "{e}");
         let slow = HostAccess {
             timeout: Duration::from_millis(100),
             ..local
         };
         assert!(matches!(
-            slow.restart("sleep 5").await,
+            slow.run_command("sleep 5").await,
             Err(HostError::Timeout { .. })
         ));
     }

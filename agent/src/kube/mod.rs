@@ -21,16 +21,16 @@ use std::time::Duration;
 use ::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use ::kube::{Client, Resource};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Pod as KubePod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod as KubePod, Secret};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-pub use config::{HostConfig, KubernetesConfig, RestartCommands};
+pub use config::{HealthCommands, HostConfig, KubernetesConfig, RestartCommands};
 pub use host::{HostAccess, HostError};
 
 use crate::cluster::{
-    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Pod, Workload, WorkloadKind,
-    WorkloadRef,
+    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Pod, PublishedBundle,
+    Workload, WorkloadKind, WorkloadRef,
 };
 use objects::ObjectError;
 
@@ -38,6 +38,8 @@ use objects::ObjectError;
 const FIELD_MANAGER: &str = "dc-rootca-agent";
 /// Items per list page, so a large cluster never arrives in one response.
 const PAGE: u32 = 500;
+/// Where kubeadm publishes its join discovery kubeconfig.
+const CLUSTER_INFO: (&str, &str) = ("kube-public", "cluster-info");
 /// Where the in-cluster service account's CA bundle is mounted (watched like a kubeconfig).
 const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
@@ -94,6 +96,7 @@ pub struct KubeCluster {
     client: Mutex<CachedClient>,
     hosts: Vec<HostAccess>,
     restart: RestartCommands,
+    health: HealthCommands,
     api_retry: Duration,
 }
 
@@ -123,6 +126,7 @@ impl KubeCluster {
                 .map(|h| HostAccess::new(h, timeout))
                 .collect(),
             restart: config.restart.clone(),
+            health: config.health.clone(),
             api_retry: Duration::from_secs(config.api_retry_secs),
         })
     }
@@ -354,9 +358,102 @@ impl Cluster for KubeCluster {
         component: Component,
     ) -> Result<(), ClusterError> {
         let command = self.restart.of(component);
-        info!(host, ?component, command, "restarting");
+        info!(host, %component, command, "restarting");
         let host = self.host(host)?;
-        Ok(host.restart(command).await.map_err(KubeError::from)?)
+        Ok(host.run_command(command).await.map_err(KubeError::from)?)
+    }
+
+    async fn check_component(&self, host: &str, component: Component) -> Result<(), ClusterError> {
+        let command = self.health.of(component);
+        let host = self.host(host)?;
+        if command.trim().is_empty() {
+            return Ok(());
+        }
+        Ok(host.run_command(command).await.map_err(KubeError::from)?)
+    }
+
+    async fn cluster_info(&self) -> Result<Option<String>, ClusterError> {
+        let (ns, name) = CLUSTER_INFO;
+        let map = self
+            .call(
+                || format!("get ConfigMap {ns}/{name}"),
+                |c| async move { Api::<ConfigMap>::namespaced(c, ns).get_opt(name).await },
+            )
+            .await?;
+        Ok(map
+            .and_then(|m| m.data)
+            .and_then(|mut data| data.remove("kubeconfig")))
+    }
+
+    async fn set_cluster_info(&self, kubeconfig: &str) -> Result<(), ClusterError> {
+        let (ns, name) = CLUSTER_INFO;
+        let patch = Patch::Merge(serde_json::json!({ "data": { "kubeconfig": kubeconfig } }));
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let (patch, params) = (&patch, &params);
+        self.call(
+            || format!("patch ConfigMap {ns}/{name}"),
+            |c| async move {
+                Api::<ConfigMap>::namespaced(c, ns)
+                    .patch(name, params, patch)
+                    .await
+                    .map(drop)
+            },
+        )
+        .await?;
+        info!("{ns}/{name}: join discovery CA updated");
+        Ok(())
+    }
+
+    /// Every namespace's `kube-root-ca.crt` and every legacy service-account token Secret's `ca.crt`
+    /// (what pods mount before Kubernetes 1.21's projected tokens), selected on the server.
+    async fn published_bundles(&self) -> Result<Vec<PublishedBundle>, ClusterError> {
+        let maps: Vec<ConfigMap> = self
+            .list_all(
+                "kube-root-ca.crt ConfigMaps",
+                ListParams::default().fields("metadata.name=kube-root-ca.crt"),
+            )
+            .await?;
+        let secrets: Vec<Secret> = self
+            .list_all(
+                "service-account token Secrets",
+                ListParams::default().fields("type=kubernetes.io/service-account-token"),
+            )
+            .await?;
+        let place =
+            |kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+                format!(
+                    "{kind} {}/{}",
+                    meta.namespace.as_deref().unwrap_or(""),
+                    meta.name.as_deref().unwrap_or("")
+                )
+            };
+        let mut bundles: Vec<PublishedBundle> = maps
+            .iter()
+            .map(|m| PublishedBundle {
+                place: place("ConfigMap", &m.metadata),
+                ca_pem: m
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("ca.crt"))
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect();
+        bundles.extend(secrets.iter().map(|s| {
+            PublishedBundle {
+                place: place("Secret", &s.metadata),
+                ca_pem: s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("ca.crt"))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                    .unwrap_or_default(),
+            }
+        }));
+        Ok(bundles)
     }
 
     async fn list_workloads(&self, exclude: &[String]) -> Result<Vec<Workload>, ClusterError> {

@@ -27,6 +27,11 @@ pub struct SimConfig {
     /// run instantly).
     #[serde(default = "default_pod_ready_ms")]
     pub pod_ready_ms: u64,
+    /// How long a restarted controller-manager takes before it publishes its `--root-ca-file` as every
+    /// namespace's `kube-root-ca.crt` (the leader election a real one waits through, 15-20 s), in
+    /// milliseconds: pods created before then mount the previous bundle. 0: published at once.
+    #[serde(default)]
+    pub publish_delay_ms: u64,
     /// The workloads, in every namespace.
     #[serde(default)]
     pub workloads: Vec<WorkloadSpec>,
@@ -74,6 +79,9 @@ pub struct Faults {
     /// Hosts whose component restarts fail.
     #[serde(default)]
     pub restart_fails: Vec<String>,
+    /// Components that never come back after a restart, as `host/component` (`controller-0/scheduler`).
+    #[serde(default)]
+    pub unhealthy: Vec<String>,
     /// Hosts that cannot be reached (the start precheck refuses).
     #[serde(default)]
     pub unreachable: Vec<String>,
@@ -130,6 +138,7 @@ impl SimConfig {
             workers: 0,
             root_ca_expiry_days: default_root_ca_expiry_days(),
             pod_ready_ms: default_pod_ready_ms(),
+            publish_delay_ms: 0,
             workloads: vec![
                 WorkloadSpec::new(WorkloadKind::Deployment, "default", "web", 2, ROLLING),
                 WorkloadSpec::new(WorkloadKind::StatefulSet, "default", "cache", 1, ROLLING),
@@ -169,6 +178,7 @@ impl SimConfig {
             workers: 2,
             root_ca_expiry_days: default_root_ca_expiry_days(),
             pod_ready_ms: 50,
+            publish_delay_ms: 0,
             workloads: vec![
                 WorkloadSpec::new(
                     WorkloadKind::Deployment,

@@ -29,6 +29,8 @@ pub enum SimError {
     UnknownPod(String),
     #[error("host {host} is unreachable (injected fault)")]
     Unreachable { host: String },
+    #[error("{host}: {component} is not serving: connection refused (injected fault)")]
+    Unhealthy { host: String, component: Component },
     #[error("restarting {component:?} on {host} failed (injected fault)")]
     RestartFailed { host: String, component: Component },
 }

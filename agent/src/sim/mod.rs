@@ -33,12 +33,12 @@ use tokio::time::Instant;
 
 pub use config::{Faults, SimConfig, SlowPhase, WorkloadSpec};
 pub use error::SimError;
-pub use model::{SimPod, SimState, SimWorkload};
+pub use model::{Publication, SimPod, SimState, SimWorkload};
 pub use pki::{client_identity, controller_manager_manifest};
 
 use crate::cluster::{
     Cluster, ClusterError, Component, Host, HostDir, HostFile, HostRole, LabelSelector, Pod,
-    RESTARTED_AT_ANNOTATION, Workload, WorkloadRef,
+    PublishedBundle, RESTARTED_AT_ANNOTATION, Workload, WorkloadRef,
 };
 use crate::rollout::selector_matches;
 use controllers::{RolloutAction, next_action};
@@ -51,6 +51,7 @@ pub struct SimCluster {
     dir: PathBuf,
     faults: Faults,
     pod_ready_ms: u64,
+    publish_delay_ms: u64,
     state: Mutex<SimState>,
     /// The simulated clock is `base_ms` plus the tokio time elapsed since `started`.
     started: Instant,
@@ -75,6 +76,7 @@ impl SimCluster {
             dir,
             faults: config.faults.clone(),
             pod_ready_ms: config.pod_ready_ms,
+            publish_delay_ms: config.publish_delay_ms,
             base_ms: state.clock_ms,
             state: Mutex::new(state),
             started: Instant::now(),
@@ -124,11 +126,17 @@ impl SimCluster {
             .iter()
             .map(|spec| SimWorkload::initial(spec, &hosts, ca.cert_pem()))
             .collect();
+        let server = format!("https://{}:6443", hosts[0].name);
         Ok(SimState {
             clock_ms: 0,
             hosts,
             workloads,
             component_restarts: Default::default(),
+            cluster_info: Some(crate::kubeconfig::render_discovery(&server, ca.cert_pem())),
+            publication: Publication {
+                bundle: (config.publish_delay_ms > 0).then(|| ca.cert_pem().to_owned()),
+                pending: None,
+            },
         })
     }
 
@@ -179,6 +187,11 @@ impl SimCluster {
         w.pod_view(pod, now_ms, &self.faults)
     }
 
+    /// The bundle published as `kube-root-ca.crt` in a [`Self::snapshot`] (for a fake Kubernetes API).
+    pub fn published_bundle_of(&self, state: &SimState) -> Result<String, SimError> {
+        self.published_bundle(&state.publication, &state.hosts)
+    }
+
     /// The host directory standing for `/etc/kubernetes`.
     pub fn host_dir(&self, host: &str) -> PathBuf {
         layout::host_dir(&self.dir, host, HostDir::Kubernetes)
@@ -202,8 +215,9 @@ impl SimCluster {
     fn advance(&self, state: &mut SimState) -> Result<(), SimError> {
         let now = self.now_ms();
         let mut bundle: Option<String> = None;
-        let mut changed = false;
+        let mut changed = state.publication.settle(now);
         let hosts = state.hosts.clone();
+        let publication = state.publication.clone();
         for w in &mut state.workloads {
             loop {
                 match next_action(w, &hosts, now, &self.faults) {
@@ -211,7 +225,7 @@ impl SimCluster {
                         let bundle = match &bundle {
                             Some(b) => b.clone(),
                             None => {
-                                let b = self.published_bundle(&hosts)?;
+                                let b = self.published_bundle(&publication, &hosts)?;
                                 bundle = Some(b.clone());
                                 b
                             }
@@ -239,8 +253,16 @@ impl SimCluster {
         Ok(())
     }
 
-    /// The kube-root-ca.crt the controller-manager publishes: the first controller's `ca.crt`.
-    fn published_bundle(&self, hosts: &[Host]) -> Result<String, SimError> {
+    /// The kube-root-ca.crt the controller-manager publishes (without a publication delay: the first
+    /// controller's `ca.crt` as it is now).
+    fn published_bundle(
+        &self,
+        publication: &Publication,
+        hosts: &[Host],
+    ) -> Result<String, SimError> {
+        if let Some(bundle) = &publication.bundle {
+            return Ok(bundle.clone());
+        }
         let first = hosts
             .iter()
             .find(|h| h.role == HostRole::Controller)
@@ -345,6 +367,13 @@ impl Cluster for SimCluster {
             .into());
         }
         let mut state = self.lock();
+        if component == Component::ControllerManager && self.publish_delay_ms > 0 {
+            // The restarted controller-manager reads its --root-ca-file now and publishes it once
+            // it leads.
+            let path = host_path(&self.dir, host, HostFile::CaCert);
+            let bundle = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+            state.publication.pending = Some((bundle, self.now_ms() + self.publish_delay_ms));
+        }
         *state
             .component_restarts
             .entry(host.to_owned())
@@ -352,6 +381,48 @@ impl Cluster for SimCluster {
             .entry(component)
             .or_default() += 1;
         Ok(self.save(&state)?)
+    }
+
+    async fn check_component(&self, host: &str, component: Component) -> Result<(), ClusterError> {
+        api_call().await;
+        self.known_host(host)?;
+        let name = format!("{host}/{}", component.name());
+        if self.faults.unhealthy.contains(&name) {
+            return Err(SimError::Unhealthy {
+                host: host.to_owned(),
+                component,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn cluster_info(&self) -> Result<Option<String>, ClusterError> {
+        api_call().await;
+        Ok(self.lock().cluster_info.clone())
+    }
+
+    async fn set_cluster_info(&self, kubeconfig: &str) -> Result<(), ClusterError> {
+        api_call().await;
+        let mut state = self.lock();
+        state.cluster_info = Some(kubeconfig.to_owned());
+        Ok(self.save(&state)?)
+    }
+
+    /// Every namespace holds `kube-root-ca.crt`; the model has no token Secrets.
+    async fn published_bundles(&self) -> Result<Vec<PublishedBundle>, ClusterError> {
+        api_call().await;
+        let mut state = self.lock();
+        self.advance(&mut state)?;
+        let ca_pem = self.published_bundle(&state.publication, &state.hosts)?;
+        Ok(state
+            .namespaces()
+            .into_iter()
+            .map(|ns| PublishedBundle {
+                place: format!("ConfigMap {ns}/kube-root-ca.crt"),
+                ca_pem: ca_pem.clone(),
+            })
+            .collect())
     }
 
     async fn list_workloads(

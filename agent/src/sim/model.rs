@@ -52,6 +52,51 @@ pub struct SimState {
     pub workloads: Vec<SimWorkload>,
     /// Component restarts per host.
     pub component_restarts: BTreeMap<String, BTreeMap<Component, u32>>,
+    /// `kube-public/cluster-info`'s kubeconfig (kubeadm's join discovery).
+    #[serde(default)]
+    pub cluster_info: Option<String>,
+    /// The trust bundle the controller-manager publishes for pods to mount.
+    #[serde(default)]
+    pub publication: Publication,
+}
+
+/// What the controller-manager publishes as `kube-root-ca.crt`: its `--root-ca-file` as read when it
+/// started, and only once it leads, a while after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    /// The bundle published now. `None` in a cluster without a publication delay (or saved before
+    /// publication was modelled): the first controller's `ca.crt` as it is now stands for it, so
+    /// publication is immediate, as it must be where restarts happen outside the model (behind a fake
+    /// Kubernetes API, whose restarts are shell commands).
+    pub bundle: Option<String>,
+    /// The bundle a restarted controller-manager will publish, and when (simulated clock, ms).
+    pub pending: Option<(String, u64)>,
+}
+
+impl Publication {
+    /// Adopts the pending bundle once its time has come; whether anything changed.
+    pub fn settle(&mut self, now_ms: u64) -> bool {
+        match self.pending.take() {
+            Some((bundle, at)) if at <= now_ms => {
+                self.bundle = Some(bundle);
+                true
+            }
+            pending => {
+                self.pending = pending;
+                false
+            }
+        }
+    }
+}
+
+impl SimState {
+    /// Every namespace: those holding workloads and the three every kubeadm cluster has.
+    pub fn namespaces(&self) -> std::collections::BTreeSet<&str> {
+        ["default", "kube-public", "kube-system"]
+            .into_iter()
+            .chain(self.workloads.iter().map(|w| w.spec.namespace.as_str()))
+            .collect()
+    }
 }
 
 impl SimWorkload {

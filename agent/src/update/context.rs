@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::{Cluster, ClusterError, Host, HostFile};
+use crate::cluster::{Cluster, ClusterError, Component, Host, HostFile};
 use crate::journal::{Journal, JournalError, UpdateRecord};
 use crate::trust::{self, TrustError};
 
@@ -27,6 +27,22 @@ pub enum PhaseError {
     },
     #[error("new root CA: {0}")]
     NewCa(String),
+    #[error("{host}: {component} did not come back within {waited:?} after its restart: {last}")]
+    ComponentDown {
+        host: String,
+        component: Component,
+        waited: Duration,
+        last: String,
+    },
+    #[error(
+        "the controller-manager did not publish the trust bundle within {waited:?}: {stale} of {total} copies still differ, e.g. {first}"
+    )]
+    NotPublished {
+        waited: Duration,
+        stale: usize,
+        total: usize,
+        first: String,
+    },
     #[error("{workload}: rollout failed: {reason}")]
     RolloutFailed { workload: String, reason: String },
     #[error("{workload}: rollout not complete after {timeout:?}: {waiting}")]
@@ -44,6 +60,8 @@ pub struct Settings {
     pub concurrency: usize,
     pub poll: Duration,
     pub phase_timeout: Duration,
+    /// Longest a restarted component may take to serve again.
+    pub component_timeout: Duration,
 }
 
 /// What a running phase reaches: the cluster, the update's journal, the settings and the trust
@@ -78,6 +96,31 @@ impl<C: Cluster> PhaseContext<'_, C> {
                 host: host.to_owned(),
                 file: file.path(),
             })
+    }
+
+    /// Waits until `component` on `host` serves again after its restart, checking at `poll` backing off
+    /// to eight times it; fails with the check's last answer after the component timeout.
+    pub async fn wait_serving(&self, host: &str, component: Component) -> Result<(), PhaseError> {
+        let started = tokio::time::Instant::now();
+        let mut poll = self.settings.poll;
+        loop {
+            let last = match self.cluster.check_component(host, component).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            let waited = started.elapsed();
+            if waited >= self.settings.component_timeout {
+                return Err(PhaseError::ComponentDown {
+                    host: host.to_owned(),
+                    component,
+                    waited: self.settings.component_timeout,
+                    last,
+                });
+            }
+            tracing::debug!(host, %component, last, "not serving yet");
+            tokio::time::sleep(poll.min(self.settings.component_timeout - waited)).await;
+            poll = (poll * 2).min(self.settings.poll * 8);
+        }
     }
 
     /// Checks the trust invariants ([`trust::check`]).

@@ -17,6 +17,7 @@ use crate::manifest::set_signing_files;
 use crate::trust::{self, trusts};
 
 use super::context::{PhaseContext, PhaseError, percent_of};
+use super::join;
 use super::new_ca;
 use super::plan::{HostAction, HostPlan, KUBEADM_PKI_DIR, NewCaPart, SigningFiles};
 use super::repair;
@@ -88,7 +89,7 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
             |_, _| None,
         )?;
     }
-    Ok(())
+    join::publish_ca(cx, &plan.bundle.pem(&old_pem, new_ca.cert_pem())).await
 }
 
 /// One host and what its actions write.
@@ -121,6 +122,7 @@ impl<C: Cluster> Target<'_, C> {
             HostAction::PointSigningAt(files) => self.point_signing_at(files).await?,
             HostAction::Restart(component) => {
                 cluster.restart_component(name, component).await?;
+                self.cx.wait_serving(name, component).await?;
             }
             HostAction::Remove(file) => cluster.remove_file(name, file).await?,
         }

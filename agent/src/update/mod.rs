@@ -13,9 +13,11 @@ pub mod admit;
 pub mod complete;
 pub mod context;
 pub mod hosts;
+pub mod join;
 pub mod new_ca;
 pub mod plan;
 pub mod pods;
+pub mod published;
 pub mod repair;
 pub mod start;
 
@@ -242,7 +244,7 @@ impl<C: Cluster> Updater<C> {
             Phase::HostsTrustBothCas | Phase::HostsUpdateCerts | Phase::HostsTrustNewCa => {
                 hosts::run(&cx, phase).await
             }
-            Phase::PodsTrustBothCas | Phase::PodsTrustNewCa => pods::restart_all(&cx).await,
+            Phase::PodsTrustBothCas | Phase::PodsTrustNewCa => pods::restart_all(&cx, phase).await,
             Phase::Complete => complete::verify(&cx).await,
         }
     }
@@ -336,6 +338,7 @@ pub(crate) mod tests {
                     concurrency: 3,
                     poll: Duration::from_millis(10),
                     phase_timeout: Duration::from_secs(60),
+                    component_timeout: Duration::from_secs(30),
                 },
                 verified: trust::Verified::default(),
                 _dir: dir,

@@ -153,6 +153,17 @@ pub const HOST_PLANS: [HostPlan; 3] = [
     },
 ];
 
+/// The bundle a pods phase's new pods must mount: the one the host phase before it wrote, which the
+/// controller-manager republishes once it leads again. `None` for the other phases.
+pub fn pods_bundle(phase: Phase) -> Option<Bundle> {
+    let host_phase = match phase {
+        Phase::PodsTrustBothCas => Phase::HostsTrustBothCas,
+        Phase::PodsTrustNewCa => Phase::HostsTrustNewCa,
+        _ => return None,
+    };
+    HostPlan::of(host_phase).map(|plan| plan.bundle)
+}
+
 impl HostPlan {
     /// The plan of a host phase; `None` for the other phases.
     pub fn of(phase: Phase) -> Option<&'static HostPlan> {
@@ -195,6 +206,16 @@ mod tests {
 
     fn plan(phase: Phase) -> &'static HostPlan {
         HostPlan::of(phase).unwrap()
+    }
+
+    #[test]
+    fn pods_mount_both_cas_then_the_new_one_alone() {
+        assert_eq!(
+            pods_bundle(Phase::PodsTrustBothCas),
+            Some(Bundle::OldThenNew)
+        );
+        assert_eq!(pods_bundle(Phase::PodsTrustNewCa), Some(Bundle::NewOnly));
+        assert_eq!(pods_bundle(Phase::HostsUpdateCerts), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Safe to repeat: the restartedAt value is recorded before any patch, patching the same value again
 //! changes nothing, and OnDelete pods are deleted only while they still run the old revision.
 
+use dc_protocol::Phase;
 use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::{Instrument, info_span, warn};
@@ -14,9 +15,20 @@ use crate::cluster::{Cluster, RESTARTED_AT_ANNOTATION, UpdateStrategy, Workload}
 use crate::rollout::{Pending, on_delete_complete, rollout_complete};
 
 use super::context::{PhaseContext, PhaseError, percent_of};
+use super::new_ca;
+use super::plan::pods_bundle;
+use super::published;
 
-/// Runs a pods phase.
-pub async fn restart_all<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseError> {
+/// Runs a pods phase: once the phase's bundle is published, restarts every workload.
+pub async fn restart_all<C: Cluster>(
+    cx: &PhaseContext<'_, C>,
+    phase: Phase,
+) -> Result<(), PhaseError> {
+    let bundle = pods_bundle(phase)
+        .ok_or_else(|| PhaseError::Refused(format!("{phase} is not a pods phase")))?;
+    let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
+    let new_ca = new_ca::load(cx.journal)?;
+    published::wait(cx, &bundle.pem(&old_pem, new_ca.cert_pem())).await?;
     let restarted_at = match cx.record()?.restarted_at {
         Some(value) => value,
         None => {
@@ -144,8 +156,18 @@ fn restart_stamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::SimState;
+    use crate::sim::{SimConfig, SimState};
+    use crate::update::hosts;
     use crate::update::tests::Fixture;
+
+    /// The fixture after hosts-trust-both-cas, where pods-trust-both-cas starts from.
+    async fn hosts_trust_both_cas(change: impl FnOnce(&mut SimConfig)) -> Fixture {
+        let f = Fixture::with(change).await;
+        hosts::run(&f.context(), Phase::HostsTrustBothCas)
+            .await
+            .unwrap();
+        f
+    }
 
     fn restarts(state: &SimState) -> Vec<(String, u32, u32)> {
         state
@@ -157,8 +179,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_repeated_pods_phase_restarts_and_deletes_nothing_twice() {
-        let f = Fixture::new().await;
-        restart_all(&f.context()).await.unwrap();
+        let f = hosts_trust_both_cas(|_| {}).await;
+        restart_all(&f.context(), Phase::PodsTrustBothCas)
+            .await
+            .unwrap();
         let once = restarts(&f.sim.snapshot().unwrap());
         for (workload, restarted, _) in &once {
             assert_eq!(*restarted, 1, "{workload}");
@@ -166,17 +190,60 @@ mod tests {
         let pg = once.iter().find(|(w, _, _)| w == "db/pg-replica").unwrap();
         assert_eq!(pg.2, 2, "each OnDelete pod deleted once");
         // A resumed phase (the agent killed after its last rollout) changes nothing.
-        restart_all(&f.context()).await.unwrap();
+        restart_all(&f.context(), Phase::PodsTrustBothCas)
+            .await
+            .unwrap();
         assert_eq!(restarts(&f.sim.snapshot().unwrap()), once);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_rollout_that_never_completes_fails_the_phase_at_its_deadline() {
-        let f =
-            Fixture::with(|config| config.faults.never_ready = vec!["default/web".into()]).await;
-        let err = restart_all(&f.context()).await.unwrap_err().to_string();
+        let f = hosts_trust_both_cas(|c| c.faults.never_ready = vec!["default/web".into()]).await;
+        let err = restart_all(&f.context(), Phase::PodsTrustBothCas)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Deployment default/web"), "{err}");
         assert!(err.contains("rollout not complete after 60s"), "{err}");
+    }
+
+    /// The controller-manager restarted by the host phase publishes the new bundle only 20 s later:
+    /// the pods phase waits for it, so every pod it creates mounts both CAs, never the old one alone.
+    #[tokio::test(start_paused = true)]
+    async fn pods_restart_only_once_the_phase_bundle_is_published() {
+        let f = hosts_trust_both_cas(|c| c.publish_delay_ms = 20_000).await;
+        let started = tokio::time::Instant::now();
+        restart_all(&f.context(), Phase::PodsTrustBothCas)
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_secs(19));
+        let old = f.journal.record().unwrap().old_ca_pem.unwrap();
+        let new = new_ca::load(&f.journal).unwrap();
+        let both = format!("{old}{}", new.cert_pem());
+        for w in f.sim.snapshot().unwrap().workloads {
+            assert_eq!(w.restarts, 1, "{}", w.spec.key());
+            for pod in w.pods {
+                assert_eq!(pod.trust_bundle, both, "{} {}", w.spec.key(), pod.name);
+            }
+        }
+    }
+
+    /// A controller-manager that never publishes fails the phase before any workload restarts.
+    #[tokio::test(start_paused = true)]
+    async fn a_bundle_never_published_fails_the_phase_before_any_restart() {
+        let f = hosts_trust_both_cas(|c| c.publish_delay_ms = 3_600_000).await;
+        let e = restart_all(&f.context(), Phase::PodsTrustBothCas)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("did not publish the trust bundle within 30s"),
+            "{e}"
+        );
+        assert!(e.contains("ConfigMap db/kube-root-ca.crt"), "{e}");
+        for w in f.sim.snapshot().unwrap().workloads {
+            assert_eq!(w.restarts, 0, "{}", w.spec.key());
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
     ServerAddressByClientCIDR,
@@ -80,8 +80,15 @@ pub fn core_v1() -> APIResourceList {
     APIResourceList {
         group_version: "v1".to_owned(),
         resources: vec![
+            resource::<ConfigMap>(
+                "configmap",
+                true,
+                &["get", "list", "patch", "watch"],
+                &["cm"],
+            ),
             resource::<Namespace>("namespace", false, &["get", "list", "watch"], &["ns"]),
             resource::<Pod>("pod", true, &["delete", "get", "list", "watch"], &["po"]),
+            resource::<Secret>("secret", true, &["list"], &[]),
         ],
     }
 }
@@ -122,7 +129,13 @@ mod tests {
             "apps/v1"
         );
         let core = serde_json::to_value(core_v1()).unwrap();
-        assert_eq!(core["resources"][1]["kind"], "Pod");
-        assert_eq!(core["resources"][0]["namespaced"], false);
+        let kinds: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["ConfigMap", "Namespace", "Pod", "Secret"]);
+        assert_eq!(core["resources"][1]["namespaced"], false);
     }
 }

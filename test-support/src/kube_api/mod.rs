@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod config_maps;
 mod discovery;
 mod objects;
 mod patch;

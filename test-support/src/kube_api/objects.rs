@@ -5,7 +5,7 @@
 //! identities (stable across requests, new for a recreated pod); timestamps from the model's clock.
 //! Resource versions are stamped afterwards by [`super::versions::ResourceVersions`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use dc_agent::cluster::{
@@ -47,7 +47,7 @@ impl Epoch {
         )
     }
 
-    fn time(self, ms: u64) -> Time {
+    pub(super) fn time(self, ms: u64) -> Time {
         let ms = i64::try_from(ms).unwrap_or(i64::MAX);
         // Whole seconds, as the API server serialises metav1.Time.
         let at = self
@@ -119,14 +119,10 @@ impl Served for Pod {
 }
 
 impl Served for Namespace {
-    /// The namespaces holding workloads, plus the two every cluster has.
     fn from_view(view: &ApiView, epoch: Epoch) -> Vec<Self> {
-        let names: BTreeSet<&str> = ["default", "kube-system"]
-            .into_iter()
-            .chain(view.workloads.iter().map(|w| w.spec.namespace.as_str()))
-            .collect();
-        names
-            .into_iter()
+        view.namespaces
+            .iter()
+            .map(String::as_str)
             .map(|name| Namespace {
                 metadata: ObjectMeta {
                     name: Some(name.to_owned()),
@@ -166,7 +162,7 @@ pub fn workload_ref(kind: WorkloadKind, namespace: &str, name: &str) -> Workload
 }
 
 /// A stable UUID-shaped uid for an identity.
-fn uid(parts: &[&str]) -> String {
+pub(super) fn uid(parts: &[&str]) -> String {
     let hash = |salt: u8| {
         let mut h = DefaultHasher::new();
         salt.hash(&mut h);

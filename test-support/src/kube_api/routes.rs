@@ -14,10 +14,11 @@ use dc_agent::rollout::selector_matches;
 use dc_agent::sim::SimCluster;
 use k8s_openapi::List;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde::Deserialize;
 
+use super::config_maps::patch_config_map;
 use super::objects::{Epoch, Served, ServedWorkload, workload_ref};
 use super::patch::{PatchType, template_annotations};
 use super::selector::{FieldSelector, parse_labels};
@@ -76,7 +77,7 @@ impl Shared {
         Ok((objects, version))
     }
 
-    async fn get<K: Served>(&self, namespace: Option<&str>, name: &str) -> Result<K, ApiError> {
+    pub async fn get<K: Served>(&self, namespace: Option<&str>, name: &str) -> Result<K, ApiError> {
         let filter = Filter {
             namespace: namespace.map(str::to_owned),
             name: Some(name.to_owned()),
@@ -158,6 +159,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_pod))
             .default_service(web::to(method_not_allowed)),
     );
+    cfg.route("/api/v1/configmaps", web::get().to(list_all::<ConfigMap>))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            web::get().to(list_in::<ConfigMap>),
+        )
+        .service(
+            web::resource("/api/v1/namespaces/{ns}/configmaps/{name}")
+                .route(web::get().to(get::<ConfigMap>))
+                .route(web::patch().to(patch_config_map))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .route("/api/v1/secrets", web::get().to(list_all::<Secret>));
     workload_routes::<Deployment>(cfg);
     workload_routes::<DaemonSet>(cfg);
     workload_routes::<StatefulSet>(cfg);
@@ -289,7 +302,7 @@ pub struct WriteQuery {
     dry_run: Option<String>,
 }
 
-fn refuse_dry_run(query: &WriteQuery) -> Result<(), ApiError> {
+pub fn refuse_dry_run(query: &WriteQuery) -> Result<(), ApiError> {
     match &query.dry_run {
         Some(_) => Err(ApiError::BadRequest(
             "dryRun is not supported by the simulated cluster".to_owned(),

@@ -145,7 +145,8 @@ fn valid_value(value: &str) -> bool {
             .is_none_or(|c| c.is_ascii_alphanumeric())
 }
 
-/// A `fieldSelector`: the object fields every list supports (`metadata.name`, `metadata.namespace`).
+/// A `fieldSelector`: the object fields every list supports (`metadata.name`, `metadata.namespace`),
+/// and a Secret's `type`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector {
     terms: Vec<FieldTerm>,
@@ -162,6 +163,9 @@ struct FieldTerm {
 enum Field {
     Name,
     Namespace,
+    /// A Secret's `type`: no object the server holds has one (it serves no Secrets), so `type=x`
+    /// selects nothing.
+    Type,
 }
 
 impl FieldSelector {
@@ -179,6 +183,7 @@ impl FieldSelector {
             let field = match field.trim() {
                 "metadata.name" => Field::Name,
                 "metadata.namespace" => Field::Namespace,
+                "type" => Field::Type,
                 other => return Err(SelectorError::FieldLabel(other.to_owned())),
             };
             terms.push(FieldTerm {
@@ -196,6 +201,7 @@ impl FieldSelector {
             let actual = match t.field {
                 Field::Name => name,
                 Field::Namespace => namespace.unwrap_or(""),
+                Field::Type => "",
             };
             (actual == t.value) == t.equal
         })

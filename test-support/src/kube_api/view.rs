@@ -12,6 +12,12 @@ pub struct ApiView {
     /// The simulated clock (milliseconds) the view was read at.
     pub clock_ms: u64,
     pub workloads: Vec<ApiWorkload>,
+    /// Every namespace of the cluster.
+    pub namespaces: Vec<String>,
+    /// What the controller-manager publishes as every namespace's `kube-root-ca.crt`.
+    pub published_bundle: String,
+    /// `kube-public/cluster-info`'s kubeconfig, when the cluster has one.
+    pub cluster_info: Option<String>,
 }
 
 /// A workload as an API server shows it: the phases' view plus the spec it was created from.
@@ -57,6 +63,9 @@ impl ApiView {
         Ok(Self {
             clock_ms: now,
             workloads,
+            namespaces: state.namespaces().into_iter().map(str::to_owned).collect(),
+            published_bundle: sim.published_bundle_of(&state)?,
+            cluster_info: state.cluster_info.clone(),
         })
     }
 }
