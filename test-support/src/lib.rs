@@ -10,6 +10,8 @@ pub mod kube_api;
 pub mod kubectl;
 pub mod pki;
 pub mod process;
+pub mod stand_in_kubelet;
+pub mod static_pods;
 pub mod tmpfs;
 
 pub use kubectl::{KubectlError, kubectl};
