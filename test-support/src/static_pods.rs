@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// How long a stopped component has to exit after SIGTERM before it is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopped component has to exit after SIGTERM before it is killed. A kubelet gives a
+/// static pod its termination grace period (30 s unless the manifest says otherwise); the API server
+/// uses all of it, waiting for its watches to end, and keeps nothing it must flush, so the tests cut
+/// it short to keep each restart quick.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Errors of the static-pod runner; each names the component or file.
 #[derive(Debug, thiserror::Error)]

@@ -149,3 +149,33 @@ async fn issued(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the agent left before issue 13's first fix: `-current` a regular file. client-go refuses
+    /// before asking the API server anything, and so does the stand-in.
+    #[tokio::test]
+    async fn a_current_certificate_that_is_a_regular_file_is_refused_as_client_go_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("kubelet-client-current.pem");
+        std::fs::write(&current, "not a symlink").unwrap();
+        let kubeconfig = dir.path().join("kubelet.conf");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:1\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user:\n    client-certificate: {0}\n    client-key: {0}\n",
+                current.display()
+            ),
+        )
+        .unwrap();
+        let e = rotate(&kubeconfig, "worker-0", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("expected {current:?} to be a symlink but it is a file")
+        );
+    }
+}
