@@ -76,6 +76,9 @@ pub struct Site {
     /// The agent's whole `[cluster]` table (e.g. `kind = "kubernetes"` pointed at a served API),
     /// replacing the simulated cluster of `shape`.
     pub cluster: Option<String>,
+    /// The agent's `phase_timeout_secs`: short for simulated clusters, longer for a real control
+    /// plane, whose components take seconds to restart.
+    pub phase_timeout_secs: u64,
 }
 
 impl Site {
@@ -88,6 +91,7 @@ impl Site {
             never_ready: Vec::new(),
             slow_pods_ms: 0,
             cluster: None,
+            phase_timeout_secs: 15,
         }
     }
 
@@ -535,8 +539,8 @@ fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig
             poll_ms: 50,
             ..PodsConfig::default()
         },
-        phase_timeout_secs: 15,
-        component_timeout_secs: 15,
+        phase_timeout_secs: site.phase_timeout_secs,
+        component_timeout_secs: site.phase_timeout_secs,
         cluster,
     })
 }

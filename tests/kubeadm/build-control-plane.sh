@@ -17,9 +17,19 @@ COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler)
 
 have_all() {
   for c in "${COMPONENTS[@]}"; do [ -x "$BIN/$c" ] || return 1; done
-  command -v etcd >/dev/null 2>&1 && command -v go >/dev/null 2>&1
+  command -v etcd >/dev/null 2>&1
 }
 
+if have_all; then
+  echo "$BIN"
+  exit 0
+fi
+
+# One build per machine: a concurrent caller (another test of the tier) waits here for the first one's
+# build, then finds the binaries.
+mkdir -p "$(dirname "$CACHE")"
+exec 9>"$CACHE.lock"
+flock 9
 if have_all; then
   echo "$BIN"
   exit 0
