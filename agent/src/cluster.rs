@@ -319,6 +319,20 @@ pub struct Pod {
     pub ready: bool,
     /// The kube-root-ca.crt the pod mounted when it started, when the backend knows it.
     pub trust_bundle: Option<String>,
+    /// Its controller, as its controller `ownerReference` names it (a Deployment's pods name their
+    /// ReplicaSet); `None` for a bare pod.
+    #[serde(default)]
+    pub owner: Option<PodOwner>,
+    /// Succeeded or Failed: it runs no more, so it trusts nothing.
+    #[serde(default)]
+    pub finished: bool,
+}
+
+/// A pod's controlling owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodOwner {
+    pub kind: String,
+    pub name: String,
 }
 
 /// A copy of the trust bundle the controller-manager publishes for pods to mount: a namespace's

@@ -71,6 +71,10 @@ pub struct UpdateRecord {
     /// The new root CA, once the new-root-CA phase stored it.
     #[serde(default)]
     pub new_ca: Option<RootCaInfo>,
+    /// What the operator should know although the update goes on (pods left on the old CA because
+    /// the strategy said to proceed); sent with every phase result, so it reaches the step's details.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl UpdateRecord {
@@ -257,6 +261,7 @@ impl Journal {
             old_ca_pem: None,
             since: Some(dc_certs::now()),
             new_ca: None,
+            warnings: Vec::new(),
         };
         let mut guard = self.lock();
         self.save(&record)?;
@@ -337,6 +342,7 @@ impl Journal {
                         )
                         .to_owned(),
                     percent: r.percent(0),
+                    warnings: r.warnings.clone(),
                 }))
             },
         )

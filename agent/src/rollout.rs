@@ -270,6 +270,8 @@ mod tests {
             revision: revision.into(),
             ready,
             trust_bundle: None,
+            owner: None,
+            finished: false,
         }
     }
 

@@ -186,7 +186,7 @@ fn start_command() -> ControllerMessage {
         params: UpdateParams {
             subject: Some(SUBJECT.into()),
             expiry_date: None,
-            cert_file: None,
+            ..UpdateParams::default()
         },
     })
 }

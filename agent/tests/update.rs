@@ -22,7 +22,7 @@ fn params() -> UpdateParams {
     UpdateParams {
         subject: Some(SUBJECT.into()),
         expiry_date: Some(EXPIRY.into()),
-        cert_file: None,
+        ..UpdateParams::default()
     }
 }
 
@@ -445,7 +445,7 @@ fn other_params() -> UpdateParams {
     UpdateParams {
         subject: Some("C=CA ST=ON L=OTT O=WR OU=STX CN=OTHER".into()),
         expiry_date: None,
-        cert_file: None,
+        ..UpdateParams::default()
     }
 }
 

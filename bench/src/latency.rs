@@ -194,6 +194,7 @@ mod tests {
             outcome: PhaseOutcome::Succeeded,
             state: "update-completed".to_owned(),
             percent: 100,
+            warnings: Vec::new(),
         });
         let expected = Expected::of(&result).unwrap();
         assert!(expected.shown_by(&view("complete", "anything")));

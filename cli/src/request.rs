@@ -65,6 +65,10 @@ pub struct CreateStrategy {
     /// Update subclouds even when their kube-rootca endpoint is in-sync.
     #[arg(long)]
     pub force: bool,
+    /// Go on although running pods that nothing restarts (bare pods, paused Deployments) would keep
+    /// trusting the old root CA alone and lose trust in the API server after trust-new-ca.
+    #[arg(long)]
+    pub proceed_with_stranded_pods: bool,
     /// Name of a single subcloud to update.
     pub cloud_name: Option<String>,
 }
@@ -117,6 +121,10 @@ impl CreateStrategy {
         put("subject", self.subject.as_ref().map(|s| json!(s)));
         put("expiry-date", self.expiry_date.as_ref().map(|d| json!(d)));
         put("cert-file", cert_pem.map(Value::String));
+        put(
+            "proceed-with-stranded-pods",
+            self.proceed_with_stranded_pods.then(|| json!("true")),
+        );
         Ok(Value::Object(body))
     }
 }
@@ -217,6 +225,7 @@ mod tests {
             subject: Some("C=CA CN=new".into()),
             expiry_date: Some("2030-01-01".into()),
             force: true,
+            proceed_with_stranded_pods: true,
             cloud_name: Some("subcloud1".into()),
             ..CreateStrategy::default()
         };
@@ -224,7 +233,7 @@ mod tests {
             create.body(Some("PEM".into())).unwrap(),
             json!({"type": "kube-rootca-update", "subcloud-apply-type": "serial", "max-parallel-subclouds": 3,
                 "stop-on-failure": "true", "cloud_name": "subcloud1", "force": "true", "subject": "C=CA CN=new",
-                "expiry-date": "2030-01-01", "cert-file": "PEM"})
+                "expiry-date": "2030-01-01", "cert-file": "PEM", "proceed-with-stranded-pods": "true"})
         );
         assert_eq!(
             CreateStrategy::default().body(None).unwrap(),

@@ -349,6 +349,8 @@ pub struct Strategy {
     pub expiry_date: Option<String>,
     /// The uploaded CA (certificate and key); kept for the agents, never echoed by the API.
     pub cert_file: Option<String>,
+    /// Whether subclouds go on although pods that nothing restarts would keep the old CA alone.
+    pub proceed_with_stranded_pods: bool,
     pub created_at: String,
     pub updated_at: Option<String>,
 }
@@ -368,6 +370,7 @@ impl Strategy {
                 "expiry-date": self.expiry_date,
                 "subject": self.subject,
                 "cert-file": self.cert_file.as_ref().map(|_| "uploaded"),
+                "proceed-with-stranded-pods": self.proceed_with_stranded_pods,
             },
         })
     }
@@ -414,6 +417,10 @@ impl Step {
         })
     }
 }
+
+/// What precedes a warning a completed step carries in its details (and the subcloud in its
+/// description): the update finished, but the operator has something to look at.
+pub const WARNING: &str = "warning: ";
 
 /// Cuts details to dcmanager's 1000-character column, on a character boundary.
 pub fn clip_details(details: String) -> String {
@@ -462,6 +469,7 @@ mod tests {
             subject: None,
             expiry_date: Some("2030-01-01".into()),
             cert_file: Some("PEM".into()),
+            proceed_with_stranded_pods: false,
             created_at: "x".into(),
             updated_at: None,
         };

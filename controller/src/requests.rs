@@ -245,6 +245,10 @@ fn force<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     })
 }
 
+fn proceed_with_stranded_pods<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    bool_or_string(d, |_| "proceed-with-stranded-pods invalid".to_owned())
+}
+
 fn stop_on_failure<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     bool_or_string(d, |_| "stop-on-failure invalid".to_owned())
 }
@@ -329,6 +333,15 @@ pub struct CreateStrategy {
     /// A PEM with the CA certificate and its private key, instead of a generated CA.
     #[serde(default, rename = "cert-file", deserialize_with = "cert_file")]
     pub cert_file: Option<String>,
+    /// Go on although running pods that nothing restarts (bare pods, paused Deployments) would keep
+    /// the old CA alone (a JSON boolean or "true"/"false"); otherwise such a subcloud refuses to start.
+    #[serde(
+        default,
+        rename = "proceed-with-stranded-pods",
+        deserialize_with = "proceed_with_stranded_pods"
+    )]
+    #[schema(value_type = bool)]
+    pub proceed_with_stranded_pods: bool,
 }
 
 impl CreateStrategy {

@@ -17,7 +17,7 @@ use dc_protocol::{
 };
 use tokio::time::Instant;
 
-use crate::model::step_state;
+use crate::model::{WARNING, step_state};
 use crate::rules::{phase_done_details, progress_details};
 use crate::session::{FromAgent, ToAgent};
 
@@ -393,11 +393,11 @@ impl Handler<FromAgent> for StepActor {
             }
             AgentMessage::PhaseResult(r) => match r.outcome {
                 PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
-                    self.finish(
-                        step_state::COMPLETE,
-                        "update completed; update 100% complete".to_owned(),
-                        ctx,
-                    );
+                    let mut details = "update completed; update 100% complete".to_owned();
+                    for warning in &r.warnings {
+                        details.push_str(&format!("; {WARNING}{warning}"));
+                    }
+                    self.finish(step_state::COMPLETE, details, ctx);
                 }
                 PhaseOutcome::Succeeded => {
                     let took = if self.phase == Some(r.phase) {

@@ -141,6 +141,8 @@ const MIGRATIONS: &[&str] = &[
        UPDATE last_ids SET id = MAX(id, NEW.id) WHERE kind = 'strategy'; END;",
     // 3: revoked agent certificates, by subcloud name and time of issue.
     "CREATE TABLE revoked (subcloud TEXT PRIMARY KEY, before INTEGER NOT NULL)",
+    // 4: the strategy's choice to go on although pods that nothing restarts keep the old CA alone.
+    "ALTER TABLE strategy ADD COLUMN proceed_with_stranded_pods INTEGER NOT NULL DEFAULT 0",
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
@@ -240,7 +242,7 @@ impl Store for SqliteStore {
         let strategy = self
             .conn
             .query_row(
-                "SELECT id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at FROM strategy LIMIT 1",
+                "SELECT id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods FROM strategy LIMIT 1",
                 [],
                 |r| {
                     let t: String = r.get(1)?;
@@ -256,6 +258,7 @@ impl Store for SqliteStore {
                         cert_file: r.get(7)?,
                         created_at: r.get(8)?,
                         updated_at: r.get(9)?,
+                        proceed_with_stranded_pods: r.get(10)?,
                     })
                 },
             )
@@ -337,7 +340,7 @@ impl Store for SqliteStore {
                 Op::PutStrategy(s) => {
                     tx.execute("DELETE FROM strategy WHERE id<>?1", [s.id])?;
                     tx.execute(
-                        "INSERT OR REPLACE INTO strategy VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                        "INSERT OR REPLACE INTO strategy VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
                         params![
                             s.id,
                             s.apply_type.as_str(),
@@ -348,7 +351,8 @@ impl Store for SqliteStore {
                             s.expiry_date,
                             s.cert_file,
                             s.created_at,
-                            s.updated_at
+                            s.updated_at,
+                            s.proceed_with_stranded_pods
                         ],
                     )?;
                 }
@@ -454,6 +458,7 @@ mod tests {
             subject: Some("CN=x".into()),
             expiry_date: None,
             cert_file: None,
+            proceed_with_stranded_pods: false,
             created_at: "t".into(),
             updated_at: None,
         };

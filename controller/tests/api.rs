@@ -474,7 +474,8 @@ async fn strategy_endpoints_and_rejections() {
     assert_eq!(r.1["max-parallel-subclouds"], 3);
     assert_eq!(
         r.1["extra-args"],
-        json!({"expiry-date": "2099-01-01", "subject": null, "cert-file": null})
+        json!({"expiry-date": "2099-01-01", "subject": null, "cert-file": null,
+            "proceed-with-stranded-pods": false})
     );
     assert_error(
         &call!(&app, "POST", "/v1.0/sw-update-strategy", a, Some(t.clone())),

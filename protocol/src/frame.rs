@@ -153,6 +153,7 @@ mod tests {
                 },
                 state: "update-start-failed".into(),
                 percent: 0,
+                warnings: Vec::new(),
             }),
             AgentMessage::Stopped(Stopped {
                 update_id: "u1".into(),
@@ -189,6 +190,7 @@ mod tests {
                     subject: Some("C=CA CN=x".into()),
                     expiry_date: Some("2030-01-01".into()),
                     cert_file: None,
+                    proceed_with_stranded_pods: true,
                 },
             }),
             ControllerMessage::Command(Command::Abort {

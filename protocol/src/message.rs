@@ -226,6 +226,12 @@ pub struct UpdateParams {
     /// An uploaded CA: one PEM with the certificate and its private key.
     #[serde(default)]
     pub cert_file: Option<String>,
+    /// Go on although some running pods are restarted by nothing the update does (bare pods, paused
+    /// Deployments, pods of other controllers): they keep trusting the old CA alone and stop trusting
+    /// the API server after trust-new-ca. Without it the update refuses to start, and to pass
+    /// trust-new-ca, while any exists.
+    #[serde(default)]
+    pub proceed_with_stranded_pods: bool,
 }
 
 /// Progress within a phase.
@@ -258,6 +264,10 @@ pub struct PhaseResult {
     /// The sysinv state name after the phase.
     pub state: String,
     pub percent: u8,
+    /// What the operator should know although the phase succeeded (pods left trusting the old CA
+    /// because the strategy said to proceed, say).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as KubeSelect
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cluster::{
-    LabelExpression, LabelOperator, LabelSelector, Pod, RolloutStatus, UpdateStrategy, Workload,
+    LabelExpression, LabelOperator, LabelSelector, Pod, PodOwner, RolloutStatus, UpdateStrategy, Workload,
     WorkloadKind, WorkloadRef,
 };
 
@@ -311,6 +311,21 @@ pub fn pod(p: &KubePod) -> Pod {
         revision,
         ready,
         trust_bundle: None,
+        owner: p
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| PodOwner {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+            }),
+        finished: p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|phase| matches!(phase, "Succeeded" | "Failed")),
     }
 }
 

@@ -222,6 +222,11 @@ impl SimWorkload {
             revision: format!("{}-{}", self.spec.name, pod.revision),
             ready: self.pod_ready(pod, now, faults),
             trust_bundle: Some(pod.trust_bundle.clone()),
+            owner: Some(crate::cluster::PodOwner {
+                kind: format!("{:?}", self.spec.kind),
+                name: self.spec.name.clone(),
+            }),
+            finished: false,
         }
     }
 }

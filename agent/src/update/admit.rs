@@ -80,6 +80,7 @@ mod tests {
             old_ca_pem: None,
             since: None,
             new_ca: None,
+            warnings: Vec::new(),
         }
     }
 

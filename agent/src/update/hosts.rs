@@ -21,6 +21,7 @@ use super::join;
 use super::new_ca;
 use super::plan::{HostAction, HostPlan, KUBEADM_PKI_DIR, NewCaPart, SigningFiles};
 use super::repair;
+use super::stranded;
 
 /// Runs a host phase on every host not done yet.
 pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(), PhaseError> {
@@ -29,6 +30,10 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
     let hosts = cx.sorted_hosts().await?;
     let new_ca = new_ca::load(cx.journal)?;
     let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
+    if phase == Phase::HostsTrustNewCa {
+        // The last moment: after this phase the old CA is trusted nowhere.
+        stranded::check(cx).await?;
+    }
     let total = hosts.len();
     for (i, host) in hosts.iter().enumerate() {
         let mut actions = plan.actions(host.role);

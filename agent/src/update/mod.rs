@@ -20,6 +20,7 @@ pub mod pods;
 pub mod published;
 pub mod repair;
 pub mod start;
+pub mod stranded;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -134,6 +135,7 @@ impl<C: Cluster> Updater<C> {
                             outcome: PhaseOutcome::Succeeded,
                             state: r.state().to_owned(),
                             percent: 100,
+                            warnings: r.warnings.clone(),
                         }))
                     },
                 )?;

@@ -1,5 +1,6 @@
 //! The start phase: checks everything before anything changes (the operator's parameters, every host
-//! reachable, every workload healthy, the trust invariants) and records the current root CA, from which
+//! reachable, every workload healthy, no pod left on the old CA unless the strategy allows it, the
+//! trust invariants) and records the current root CA, from which
 //! the host phases build their trust bundles.
 
 use dc_protocol::UpdateParams;
@@ -9,6 +10,7 @@ use crate::rollout::healthy;
 
 use super::context::{PhaseContext, PhaseError};
 use super::new_ca::new_ca_spec;
+use super::stranded;
 
 /// Runs the start phase.
 pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseError> {
@@ -29,6 +31,7 @@ pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
             PhaseError::Refused(format!("workload {} is not healthy: {why}", workload.id))
         })?;
     }
+    stranded::check(cx).await?;
     cx.check_trust().await?;
     if record.old_ca_pem.is_none() {
         let first = first_controller(&hosts)?;
@@ -89,6 +92,7 @@ mod tests {
             subject: subject.map(str::to_owned),
             expiry_date: expiry.map(str::to_owned),
             cert_file: cert_file.map(str::to_owned),
+            proceed_with_stranded_pods: false,
         }
     }
 

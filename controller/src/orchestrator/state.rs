@@ -331,6 +331,7 @@ pub mod tests {
             subject: None,
             expiry_date: None,
             cert_file: None,
+            proceed_with_stranded_pods: false,
             created_at: now_string(),
             updated_at: None,
         })];

@@ -91,6 +91,7 @@ pub fn create(st: &State, req: CreateStrategy) -> Result<Change, ApiError> {
         subject: req.subject,
         expiry_date: req.expiry_date,
         cert_file: req.cert_file,
+        proceed_with_stranded_pods: req.proceed_with_stranded_pods,
         created_at: created_at.clone(),
         updated_at: None,
     };
@@ -224,6 +225,7 @@ pub fn update_params(st: &State) -> UpdateParams {
             subject: s.subject.clone(),
             expiry_date: s.expiry_date.clone(),
             cert_file: s.cert_file.clone(),
+            proceed_with_stranded_pods: s.proceed_with_stranded_pods,
         })
         .unwrap_or_default()
 }
@@ -362,12 +364,15 @@ pub fn finish_step(
 
 /// The subcloud's `error-description` after its step ended, when it changes: a failure's details stay
 /// until an update completes (an abort changes nothing; dcmanager's own reset at create would hide the
-/// reason while the update is still unfinished).
+/// reason while the update is still unfinished); a completed update clears it, or leaves the warning
+/// it completed with.
 fn explain(st: &State, subcloud: &str, state: &str, details: &str) -> Option<Subcloud> {
     let sc = st.subclouds.get(subcloud)?;
     let error = match state {
         step_state::FAILED => Some(clip_details(details.to_owned())),
-        step_state::COMPLETE => None,
+        step_state::COMPLETE => details
+            .find(crate::model::WARNING)
+            .map(|at| clip_details(details[at..].to_owned())),
         _ => return None,
     };
     (sc.error_description != error).then(|| Subcloud {
@@ -397,6 +402,23 @@ mod tests {
             Op::PutStrategy(s) => Some(s.state),
             _ => None,
         })
+    }
+
+    /// A step that completed with a warning (pods left on the old CA because the strategy said to
+    /// proceed) leaves that warning as the subcloud's description; a clean completion clears it.
+    #[test]
+    fn a_completion_with_a_warning_keeps_it_as_the_subclouds_description() {
+        let st = state(1);
+        let details = "update completed; update 100% complete; warning: 1 running pod(s) would keep the old root CA alone";
+        let explained = explain(&st, "s1", step_state::COMPLETE, details).unwrap();
+        assert_eq!(
+            explained.error_description.as_deref(),
+            Some("warning: 1 running pod(s) would keep the old root CA alone")
+        );
+        let mut st = st;
+        st.subclouds.insert("s1".into(), explained);
+        let cleared = explain(&st, "s1", step_state::COMPLETE, "update completed").unwrap();
+        assert_eq!(cleared.error_description, None);
     }
 
     #[test]

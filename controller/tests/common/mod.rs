@@ -452,6 +452,7 @@ impl AgentCtx {
                 },
                 state: u.state.clone(),
                 percent,
+                warnings: Vec::new(),
             }));
             s.running = false;
             events.push(Event::Failed);
@@ -465,6 +466,7 @@ impl AgentCtx {
                 outcome: PhaseOutcome::Succeeded,
                 state: u.state.clone(),
                 percent,
+                warnings: Vec::new(),
             }));
             events.push(Event::PhaseDone(phase));
             match phase.next() {

@@ -604,6 +604,8 @@ mod tests {
                     revision: "web-2".into(),
                     ready: true,
                     trust_bundle: None,
+                    owner: None,
+                    finished: false,
                 },
                 created_ms: 1500,
                 ready_ms: 1600,

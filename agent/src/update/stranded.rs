@@ -1,0 +1,241 @@
+//! Pods that will lose trust: running pods that neither pods phase restarts, so they keep the bundle
+//! they mounted (the old CA alone) and cannot verify the API server once trust-new-ca removes the old
+//! CA. Restarting them is not ours to do (a paused rollout is the operator's, a bare pod has nothing
+//! to recreate it), so the update names them at start and again before trust-new-ca, and refuses to
+//! go on unless the strategy says to proceed.
+
+use std::collections::BTreeSet;
+
+use crate::cluster::{Cluster, Pod, Workload, WorkloadKind};
+
+use super::context::{PhaseContext, PhaseError};
+use super::new_ca;
+
+/// A pod the update leaves on the bundle it mounted, and why nothing restarts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrandedPod {
+    /// `namespace/name`.
+    pub pod: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for StrandedPod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.pod, self.why)
+    }
+}
+
+/// How many stranded pods a message names before it says "and N more".
+const NAMED: usize = 10;
+
+/// The running pods outside `exclude` that no pods phase restarts, unless what they mounted is known
+/// to trust `new_ca` already.
+pub fn stranded(
+    pods: &[Pod],
+    workloads: &[Workload],
+    exclude: &[String],
+    new_ca: Option<&[u8]>,
+) -> Vec<StrandedPod> {
+    let restarted: BTreeSet<(WorkloadKind, &str, &str)> = workloads
+        .iter()
+        .filter(|w| !w.paused)
+        .map(|w| (w.id.kind, w.id.namespace.as_str(), w.id.name.as_str()))
+        .collect();
+    let paused: BTreeSet<(&str, &str)> = workloads
+        .iter()
+        .filter(|w| w.paused)
+        .map(|w| (w.id.namespace.as_str(), w.id.name.as_str()))
+        .collect();
+    pods.iter()
+        .filter(|p| !p.finished && !exclude.contains(&p.namespace))
+        .filter(|p| !mounted(p, new_ca))
+        .filter_map(|p| {
+            let ns = p.namespace.as_str();
+            let why = match &p.owner {
+                None => "a bare pod: no controller recreates it".to_owned(),
+                // A static pod's mirror: the host phases restart the component itself.
+                Some(o) if o.kind == "Node" => return None,
+                Some(o) => {
+                    let (kind, name) = match (o.kind.as_str(), deployment_of(p, &o.name)) {
+                        ("ReplicaSet", Some(deployment)) => (WorkloadKind::Deployment, deployment),
+                        ("DaemonSet", _) => (WorkloadKind::DaemonSet, o.name.as_str()),
+                        ("StatefulSet", _) => (WorkloadKind::StatefulSet, o.name.as_str()),
+                        ("Deployment", _) => (WorkloadKind::Deployment, o.name.as_str()),
+                        _ => {
+                            return Some(StrandedPod {
+                                pod: format!("{ns}/{}", p.name),
+                                why: format!(
+                                    "controlled by {} {}, which the update does not restart",
+                                    o.kind, o.name
+                                ),
+                            });
+                        }
+                    };
+                    if restarted.contains(&(kind, ns, name)) {
+                        return None;
+                    }
+                    if paused.contains(&(ns, name)) {
+                        format!("its Deployment {name} is paused")
+                    } else {
+                        format!("controlled by {} {}, which the update does not restart", o.kind, o.name)
+                    }
+                }
+            };
+            Some(StrandedPod {
+                pod: format!("{ns}/{}", p.name),
+                why,
+            })
+        })
+        .collect()
+}
+
+/// Whether the pod is known to have mounted a bundle holding the new CA.
+fn mounted(pod: &Pod, new_ca: Option<&[u8]>) -> bool {
+    match (&pod.trust_bundle, new_ca) {
+        (Some(bundle), Some(new)) => dc_certs::pem_certificates(bundle)
+            .is_ok_and(|ders| ders.iter().any(|d| d.as_slice() == new)),
+        _ => false,
+    }
+}
+
+/// The Deployment of a ReplicaSet's pod: the Deployment controller names its ReplicaSets
+/// `<deployment>-<pod-template-hash>`.
+fn deployment_of<'a>(pod: &Pod, replica_set: &'a str) -> Option<&'a str> {
+    let hash = pod.labels.get("pod-template-hash")?;
+    replica_set.strip_suffix(hash.as_str())?.strip_suffix('-')
+}
+
+/// Finds the stranded pods now; refuses when there are any and the strategy did not say to proceed,
+/// and otherwise records them as the update's warning.
+pub async fn check<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseError> {
+    let record = cx.record()?;
+    let exclude = &cx.settings.exclude_namespaces;
+    let workloads = cx.cluster.list_workloads(exclude).await?;
+    let pods = cx.cluster.all_pods().await?;
+    let new_ca = match record.new_ca {
+        Some(_) => new_ca::load(cx.journal)
+            .ok()
+            .and_then(|ca| dc_certs::pem_certificates(ca.cert_pem()).ok())
+            .and_then(|ders| ders.into_iter().next()),
+        None => None,
+    };
+    let found = stranded(&pods, &workloads, exclude, new_ca.as_deref());
+    let warning = (!found.is_empty()).then(|| describe(&found));
+    if let Some(list) = &warning {
+        if !record.params.proceed_with_stranded_pods {
+            return Err(PhaseError::Refused(format!(
+                "{list}; resume or restart their controllers, delete them, or create the strategy with proceed-with-stranded-pods to go on without them"
+            )));
+        }
+        tracing::warn!(%list, "proceeding as the strategy says");
+    }
+    cx.journal.update(
+        |r| r.warnings = warning.into_iter().collect(),
+        |_, _| None,
+    )?;
+    Ok(())
+}
+
+/// The operator's sentence for a list of stranded pods.
+fn describe(found: &[StrandedPod]) -> String {
+    let named: Vec<String> = found.iter().take(NAMED).map(ToString::to_string).collect();
+    let more = found.len().saturating_sub(NAMED);
+    format!(
+        "{} running pod(s) would keep the old root CA alone and stop trusting the API server after trust-new-ca, since nothing the update does restarts them: {}{}",
+        found.len(),
+        named.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cluster::{LabelSelector, PodOwner, RolloutStatus, UpdateStrategy, WorkloadRef};
+
+    fn pod(ns: &str, name: &str, owner: Option<(&str, &str)>, hash: Option<&str>) -> Pod {
+        Pod {
+            namespace: ns.into(),
+            name: name.into(),
+            labels: hash
+                .map(|h| BTreeMap::from([("pod-template-hash".to_owned(), h.to_owned())]))
+                .unwrap_or_default(),
+            revision: String::new(),
+            ready: true,
+            trust_bundle: None,
+            owner: owner.map(|(kind, name)| PodOwner {
+                kind: kind.into(),
+                name: name.into(),
+            }),
+            finished: false,
+        }
+    }
+
+    fn workload(kind: WorkloadKind, ns: &str, name: &str, paused: bool) -> Workload {
+        Workload {
+            id: WorkloadRef {
+                kind,
+                namespace: ns.into(),
+                name: name.into(),
+            },
+            strategy: UpdateStrategy::OnDelete,
+            paused,
+            selector: LabelSelector::default(),
+            template_annotations: BTreeMap::new(),
+            status: RolloutStatus::default(),
+        }
+    }
+
+    #[test]
+    fn only_pods_that_no_pods_phase_restarts_are_stranded() {
+        let workloads = [
+            workload(WorkloadKind::Deployment, "demo", "web", false),
+            workload(WorkloadKind::Deployment, "demo", "frozen", true),
+            workload(WorkloadKind::DaemonSet, "demo", "agent", false),
+        ];
+        let mut done = pod("demo", "job-1-xyz", Some(("Job", "job-1")), None);
+        done.finished = true;
+        let pods = [
+            pod("demo", "web-5d8f-abc", Some(("ReplicaSet", "web-5d8f")), Some("5d8f")),
+            pod("demo", "agent-x", Some(("DaemonSet", "agent")), None),
+            pod("kube-system", "kube-apiserver-c0", Some(("Node", "c0")), None),
+            pod("demo", "frozen-77aa-q", Some(("ReplicaSet", "frozen-77aa")), Some("77aa")),
+            pod("demo", "debug", None, None),
+            pod("demo", "job-2-abc", Some(("Job", "job-2")), None),
+            pod("demo", "orphan-rs-1", Some(("ReplicaSet", "orphan-rs")), Some("1234")),
+            pod("skip", "bare", None, None),
+            done,
+        ];
+        let found = stranded(&pods, &workloads, &["skip".to_owned()], None);
+        let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "demo/frozen-77aa-q (its Deployment frozen is paused)",
+                "demo/debug (a bare pod: no controller recreates it)",
+                "demo/job-2-abc (controlled by Job job-2, which the update does not restart)",
+                "demo/orphan-rs-1 (controlled by ReplicaSet orphan-rs, which the update does not restart)",
+            ]
+        );
+        let message = describe(&found);
+        assert!(message.starts_with("4 running pod(s) would keep the old root CA alone"), "{message}");
+    }
+
+    #[test]
+    fn a_pod_known_to_have_mounted_the_new_ca_is_not_stranded() {
+        let new = dc_certs::authority::NewRootCa {
+            subject: Some(dc_certs::Subject::parse("CN=new").unwrap()),
+            expiry: None,
+        }
+        .generate(86400, dc_certs::now())
+        .unwrap();
+        let der = dc_certs::pem_certificates(new.cert_pem()).unwrap().remove(0);
+        let mut bare = pod("demo", "debug", None, None);
+        bare.trust_bundle = Some(new.cert_pem().to_owned());
+        assert!(stranded(&[bare.clone()], &[], &[], Some(&der)).is_empty());
+        bare.trust_bundle = Some(String::new());
+        assert_eq!(stranded(&[bare], &[], &[], Some(&der)).len(), 1);
+    }
+}
