@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as KubeSelect
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cluster::{
-    LabelExpression, LabelOperator, LabelSelector, Pod, PodOwner, RolloutStatus, UpdateStrategy, Workload,
-    WorkloadKind, WorkloadRef,
+    LabelExpression, LabelOperator, LabelSelector, Pod, PodOwner, RolloutStatus, UpdateStrategy,
+    Workload, WorkloadKind, WorkloadRef,
 };
 
 /// The DaemonSet annotation carrying its template generation; its pods carry the same number in the

@@ -77,7 +77,10 @@ pub fn stranded(
                     if paused.contains(&(ns, name)) {
                         format!("its Deployment {name} is paused")
                     } else {
-                        format!("controlled by {} {}, which the update does not restart", o.kind, o.name)
+                        format!(
+                            "controlled by {} {}, which the update does not restart",
+                            o.kind, o.name
+                        )
                     }
                 }
             };
@@ -129,10 +132,8 @@ pub async fn check<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseErro
         }
         tracing::warn!(%list, "proceeding as the strategy says");
     }
-    cx.journal.update(
-        |r| r.warnings = warning.into_iter().collect(),
-        |_, _| None,
-    )?;
+    cx.journal
+        .update(|r| r.warnings = warning.into_iter().collect(), |_, _| None)?;
     Ok(())
 }
 
@@ -144,7 +145,11 @@ fn describe(found: &[StrandedPod]) -> String {
         "{} running pod(s) would keep the old root CA alone and stop trusting the API server after trust-new-ca, since nothing the update does restarts them: {}{}",
         found.len(),
         named.join(", "),
-        if more > 0 { format!(" and {more} more") } else { String::new() }
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -198,13 +203,33 @@ mod tests {
         let mut done = pod("demo", "job-1-xyz", Some(("Job", "job-1")), None);
         done.finished = true;
         let pods = [
-            pod("demo", "web-5d8f-abc", Some(("ReplicaSet", "web-5d8f")), Some("5d8f")),
+            pod(
+                "demo",
+                "web-5d8f-abc",
+                Some(("ReplicaSet", "web-5d8f")),
+                Some("5d8f"),
+            ),
             pod("demo", "agent-x", Some(("DaemonSet", "agent")), None),
-            pod("kube-system", "kube-apiserver-c0", Some(("Node", "c0")), None),
-            pod("demo", "frozen-77aa-q", Some(("ReplicaSet", "frozen-77aa")), Some("77aa")),
+            pod(
+                "kube-system",
+                "kube-apiserver-c0",
+                Some(("Node", "c0")),
+                None,
+            ),
+            pod(
+                "demo",
+                "frozen-77aa-q",
+                Some(("ReplicaSet", "frozen-77aa")),
+                Some("77aa"),
+            ),
             pod("demo", "debug", None, None),
             pod("demo", "job-2-abc", Some(("Job", "job-2")), None),
-            pod("demo", "orphan-rs-1", Some(("ReplicaSet", "orphan-rs")), Some("1234")),
+            pod(
+                "demo",
+                "orphan-rs-1",
+                Some(("ReplicaSet", "orphan-rs")),
+                Some("1234"),
+            ),
             pod("skip", "bare", None, None),
             done,
         ];
@@ -220,7 +245,10 @@ mod tests {
             ]
         );
         let message = describe(&found);
-        assert!(message.starts_with("4 running pod(s) would keep the old root CA alone"), "{message}");
+        assert!(
+            message.starts_with("4 running pod(s) would keep the old root CA alone"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -231,7 +259,9 @@ mod tests {
         }
         .generate(86400, dc_certs::now())
         .unwrap();
-        let der = dc_certs::pem_certificates(new.cert_pem()).unwrap().remove(0);
+        let der = dc_certs::pem_certificates(new.cert_pem())
+            .unwrap()
+            .remove(0);
         let mut bare = pod("demo", "debug", None, None);
         bare.trust_bundle = Some(new.cert_pem().to_owned());
         assert!(stranded(&[bare.clone()], &[], &[], Some(&der)).is_empty());
