@@ -61,7 +61,7 @@ pub struct Runner {
     pub manifests: PathBuf,
     /// Where a relative `command[0]` is found (absolute ones are run as they are).
     pub bin: PathBuf,
-    /// `<component>.pid` and `<component>.log`.
+    /// `<component>.pid`, `<component>.log` and `<component>.lock`.
     pub state: PathBuf,
 }
 
@@ -129,8 +129,31 @@ impl Runner {
         alive(pid).then_some(pid)
     }
 
+    /// Holds `<state>/<component>.lock` until dropped: one action on a component at a time, as a
+    /// kubelet acts on one pod at a time. An agent killed during a restart leaves its restart command
+    /// running while the resumed agent runs another; unserialised, both stopped the old process and
+    /// both started a new one, the second failing to bind its port while the first ran on untracked,
+    /// answering health checks with the configuration it was started with.
+    fn lock(&self, component: &str) -> Result<std::fs::File, StaticPodError> {
+        std::fs::create_dir_all(&self.state).map_err(io(&self.state))?;
+        let path = self.state.join(format!("{component}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
+    }
+
     /// Starts the component from its manifest unless it already runs; returns its pid.
     pub fn start(&self, component: &str) -> Result<i32, StaticPodError> {
+        let _lock = self.lock(component)?;
+        self.start_locked(component)
+    }
+
+    fn start_locked(&self, component: &str) -> Result<i32, StaticPodError> {
         if let Some(pid) = self.running(component) {
             return Ok(pid);
         }
@@ -166,6 +189,11 @@ impl Runner {
 
     /// Stops the component: SIGTERM, then SIGKILL after [`STOP_GRACE`]. Not running is fine.
     pub fn stop(&self, component: &str) -> Result<(), StaticPodError> {
+        let _lock = self.lock(component)?;
+        self.stop_locked(component)
+    }
+
+    fn stop_locked(&self, component: &str) -> Result<(), StaticPodError> {
         if let Some(pid) = self.running(component) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             if !exits_within(pid, STOP_GRACE) {
@@ -187,8 +215,9 @@ impl Runner {
 
     /// Stops the component and starts it again from its manifest as it is now.
     pub fn restart(&self, component: &str) -> Result<i32, StaticPodError> {
-        self.stop(component)?;
-        self.start(component)
+        let _lock = self.lock(component)?;
+        self.stop_locked(component)?;
+        self.start_locked(component)
     }
 
     /// The components with a pid file in the state directory (running or not).
@@ -262,6 +291,26 @@ mod tests {
         r.stop("napper").unwrap();
         assert!(!alive(second));
         assert_eq!(r.running("napper"), None);
+    }
+
+    /// Two restarts at once (a killed agent's and its successor's) run one after the other: the
+    /// second stops what the first started, and one process is left, the one recorded.
+    #[test]
+    fn concurrent_restarts_leave_one_recorded_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = runner(dir.path());
+        r.start("napper").unwrap();
+        let pids: Vec<i32> = std::thread::scope(|s| {
+            let restarts: Vec<_> = (0..2).map(|_| s.spawn(|| r.restart("napper"))).collect();
+            restarts
+                .into_iter()
+                .map(|t| t.join().unwrap().unwrap())
+                .collect()
+        });
+        let alive: Vec<i32> = pids.into_iter().filter(|p| alive(*p)).collect();
+        assert_eq!(alive.len(), 1, "{alive:?}");
+        assert_eq!(r.running("napper"), Some(alive[0]));
+        r.stop("napper").unwrap();
     }
 
     #[test]
