@@ -79,6 +79,11 @@ pub struct Site {
     /// The agent's `phase_timeout_secs`: short for simulated clusters, longer for a real control
     /// plane, whose components take seconds to restart.
     pub phase_timeout_secs: u64,
+    /// The agent's `component_timeout_secs`: how long a restarted component may take to serve again
+    /// (and the controller-manager to publish a new trust bundle). Apart from the phase timeout so a
+    /// test can see a component that does not come back fail the phase soon, while slow rollouts of a
+    /// real control plane keep their long phase timeout.
+    pub component_timeout_secs: u64,
 }
 
 impl Site {
@@ -92,6 +97,7 @@ impl Site {
             slow_pods_ms: 0,
             cluster: None,
             phase_timeout_secs: 15,
+            component_timeout_secs: 15,
         }
     }
 
@@ -540,7 +546,7 @@ fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig
             ..PodsConfig::default()
         },
         phase_timeout_secs: site.phase_timeout_secs,
-        component_timeout_secs: site.phase_timeout_secs,
+        component_timeout_secs: site.component_timeout_secs,
         cluster,
     })
 }
