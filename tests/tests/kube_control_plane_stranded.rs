@@ -46,7 +46,7 @@ fn outcome(
 
 #[test]
 fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_reported() {
-    let (plane, fleet, _dir) = start_with_workloads();
+    let Started { plane, fleet, .. } = &start_with_workloads(|_| {});
     let admin = plane.admin_client().expect("admin client");
     let pods = Api::<Pod>::namespaced(admin.clone(), OPS);
     let container = json!([{"name": "main", "image": "k8s.gcr.io/pause:3.2"}]);
@@ -93,7 +93,7 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
     wait_until(TIMEOUT, || {
         Ok(ops_pods().is_ok_and(|items| items.len() == 2 && items.iter().all(running)))
     })
-    .unwrap_or_else(|e| panic!("ops pods not running: {e}\n{}", logs(&plane, &fleet)));
+    .unwrap_or_else(|e| panic!("ops pods not running: {e}\n{}", logs(plane, fleet)));
     plane
         .block_on(Api::<Deployment>::namespaced(admin.clone(), OPS).patch(
             "frozen",
@@ -101,11 +101,11 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
             &Patch::Merge(json!({"spec": {"paused": true}})),
         ))
         .expect("pause");
-    let before = Before::capture(&plane);
+    let before = Before::capture(plane);
 
     // Refused at start, naming both pods and the way on; nothing changed.
-    create_and_apply(&fleet, &[]);
-    let (details, description) = outcome(&fleet, "failed", || logs(&plane, &fleet));
+    create_and_apply(fleet, &[]);
+    let (details, description) = outcome(fleet, "failed", || logs(plane, fleet));
     for expected in [
         "start failed",
         "2 running pod(s) would keep the old root CA alone",
@@ -136,8 +136,8 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
     fleet
         .dcmanager_ok(&["kube-rootca-update-strategy", "delete"])
         .unwrap_or_else(|e| panic!("{e}"));
-    let not_after = create_and_apply(&fleet, &["--proceed-with-stranded-pods"]);
-    let (details, description) = outcome(&fleet, "complete", || logs(&plane, &fleet));
+    let not_after = create_and_apply(fleet, &["--proceed-with-stranded-pods"]);
+    let (details, description) = outcome(fleet, "complete", || logs(plane, fleet));
     assert!(
         details.contains("warning: 1 running pod(s) would keep the old root CA alone")
             && details.contains("ops/frozen-")
@@ -148,12 +148,12 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
         description.starts_with("warning: ") && description.contains("frozen"),
         "{description}"
     );
-    let wrong = end_state_violations(&plane, &before, not_after);
+    let wrong = end_state_violations(plane, &before, not_after);
     assert!(
         wrong.is_empty(),
         "after the update:\n- {}\n{}",
         wrong.join("\n- "),
-        logs(&plane, &fleet)
+        logs(plane, fleet)
     );
     // The warning is true: the paused Deployment's pod still holds the old CA alone. (The update
     // re-issued admin.conf: a client from its new content.)

@@ -45,17 +45,6 @@ fn unfinished(fleet: &TestFleet, name: &str) -> String {
     shown(fleet, name, "kube-rootca_update")
 }
 
-fn delete_strategy(fleet: &TestFleet) {
-    fleet
-        .dcmanager_ok(&["kube-rootca-update-strategy", "delete", "--yes"])
-        .unwrap_or_else(|e| panic!("{e}"));
-    wait_until(TIMEOUT, || {
-        let out = fleet.dcmanager_output(&["kube-rootca-update-strategy", "show"])?;
-        Ok(!out.status.success())
-    })
-    .unwrap_or_else(|e| panic!("the strategy is not gone: {e}"));
-}
-
 /// Three in-sync subclouds updated together with `--force`, aborted while each restarts its pods to trust
 /// both CAs, the strategy deleted; then `second` (create flags) and apply must finish all three with the
 /// first strategy's CA.

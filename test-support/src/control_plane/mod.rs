@@ -199,14 +199,7 @@ impl ControlPlane {
 
     /// A client with the credentials of the kubeconfig `text`.
     pub fn client_of(&self, text: &str) -> Result<Client, ControlPlaneError> {
-        let api = |e: &dyn std::fmt::Display| ControlPlaneError::Api(e.to_string());
-        let parsed = kube::config::Kubeconfig::from_yaml(text).map_err(|e| api(&e))?;
-        self.block_on(async {
-            let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default())
-                .await
-                .map_err(|e| api(&e))?;
-            Client::try_from(config).map_err(|e| api(&e))
-        })
+        self.block_on(connect(text))
     }
 
     /// A client with admin.conf's credentials as they are now.
@@ -417,6 +410,17 @@ impl Drop for ControlPlane {
             let _ = dir.keep();
         }
     }
+}
+
+/// A client with the credentials of the kubeconfig `text`, for code already running on the runtime
+/// (where [`ControlPlane::client_of`] cannot block).
+pub async fn connect(text: &str) -> Result<Client, ControlPlaneError> {
+    let api = |e: &dyn std::fmt::Display| ControlPlaneError::Api(e.to_string());
+    let parsed = kube::config::Kubeconfig::from_yaml(text).map_err(|e| api(&e))?;
+    let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default())
+        .await
+        .map_err(|e| api(&e))?;
+    Client::try_from(config).map_err(|e| api(&e))
 }
 
 /// The directory of the three Kubernetes binaries: `DC_KUBE_BIN`, else the build script's cache,

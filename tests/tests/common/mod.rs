@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dc_test_support::fleet::{Fleet, Shape, Site};
+use dc_test_support::fleet::{Fleet, Shape, Site, wait_until};
 use serde_json::Value;
 
 pub const SUBJECT: &str = "C=CA ST=ON L=OTT O=WR OU=STX CN=fleet-test-ca";
@@ -109,6 +109,18 @@ pub fn create_with_and_apply(fleet: &Fleet, flags: &[&str]) {
     fleet
         .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Deletes the finished strategy and waits until it is gone, so a new one can be created.
+pub fn delete_strategy(fleet: &Fleet) {
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "delete", "--yes"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_until(TIMEOUT, || {
+        let out = fleet.dcmanager_output(&["kube-rootca-update-strategy", "show"])?;
+        Ok(!out.status.success())
+    })
+    .unwrap_or_else(|e| panic!("the strategy is not gone: {e}"));
 }
 
 /// Waits for the strategy to end; returns its final state and the steps.

@@ -4,10 +4,14 @@
 
 #![allow(dead_code, reason = "each test file uses its own subset")]
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::common::*;
-use dc_test_support::control_plane::ControlPlane;
+use dc_protocol::Phase;
+use dc_test_support::control_plane::{ControlPlane, connect};
 use dc_test_support::fleet::{Fleet, Shape, Site, wait_until};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
@@ -118,9 +122,37 @@ pub async fn rolled_out(client: &Client) -> Result<bool, kube::Error> {
     Ok(d_ok && ds_ok && ss_ok)
 }
 
+/// A running control plane with its workloads rolled out, and the fleet driving it. Fields drop in
+/// order: the fleet's processes, the control plane, then the lock that lets the next test start one.
+pub struct Started {
+    pub fleet: Fleet,
+    pub plane: ControlPlane,
+    dir: Option<tempfile::TempDir>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // A failing test's message names the agent's and controller's logs: keep them for reading,
+        // as the control plane keeps its own.
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let _ = dir.keep();
+        }
+    }
+}
+
+/// Held by each test while its control plane runs. Three control planes and their agents on two
+/// cores made leader elections and lease renewals miss their deadlines (a controller-manager or
+/// scheduler losing leadership in the middle of an update), so the tier's tests run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// Starts the control plane, creates the workloads and waits for them, then starts the controller
-/// and an agent with `kind = "kubernetes"` pointed at it.
-pub fn start_with_workloads() -> (ControlPlane, Fleet, tempfile::TempDir) {
+/// and an agent with `kind = "kubernetes"` pointed at it, its site as `configure` leaves it.
+pub fn start_with_workloads(configure: impl FnOnce(&mut Site)) -> Started {
+    // A test that panicked released the lock poisoned; the next test's control plane is its own.
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let plane = ControlPlane::start().unwrap_or_else(|e| panic!("the control plane: {e}"));
     let admin = plane.admin_client().expect("admin client");
     plane.block_on(create_workloads(&admin));
@@ -138,9 +170,18 @@ pub fn start_with_workloads() -> (ControlPlane, Fleet, tempfile::TempDir) {
     let mut site = Site::new(NAME, Shape::Light);
     site.cluster = Some(plane.agent_cluster());
     site.phase_timeout_secs = 300;
+    // The controller-manager publishes a new bundle only once it leads again, 15-20 s after its
+    // restart on an idle machine.
+    site.component_timeout_secs = 120;
+    configure(&mut site);
     let fleet = Fleet::start(dir.path(), vec![site]).unwrap_or_else(|e| panic!("{e}"));
     fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    (plane, fleet, dir)
+    Started {
+        fleet,
+        plane,
+        dir: Some(dir),
+        _serial: serial,
+    }
 }
 
 /// The component logs that say why an update failed.
@@ -158,7 +199,11 @@ pub fn logs(plane: &ControlPlane, fleet: &Fleet) -> String {
         ));
     }
     out.push_str(&format!("--- agent:\n{}\n", tail(&fleet.log(NAME), 30)));
-    out.push_str(&format!("(everything under {})", plane.dir().display()));
+    out.push_str(&format!(
+        "(everything under {} and {})",
+        plane.dir().display(),
+        fleet.dir.display()
+    ));
     out
 }
 
@@ -421,4 +466,181 @@ pub fn end_state_violations(plane: &ControlPlane, before: &Before, not_after: i6
         );
     }
     wrong
+}
+
+/// A workload's pod template seen with a new `kubectl.kubernetes.io/restartedAt` value for the first
+/// time, and what every namespace's `kube-root-ca.crt` held just before: the bundle the pods this
+/// restart creates can mount.
+#[derive(Debug)]
+pub struct Sighting {
+    pub workload: String,
+    pub restarted_at: String,
+    /// `(namespace, ca.crt)` of every `kube-root-ca.crt` ConfigMap.
+    pub published: Vec<(String, String)>,
+}
+
+/// Runs `during` (the update) while another thread watches the demo workloads' restartedAt and the
+/// published bundles through the API, with admin.conf as it is at each look (the update rewrites it);
+/// returns what `during` returned and every new restartedAt value seen, in order. Looks the API cannot
+/// answer (its server restarting) are skipped.
+pub fn observing_restarts<T>(
+    plane: &ControlPlane,
+    during: impl FnOnce() -> T,
+) -> (T, Vec<Sighting>) {
+    /// Stops the observer when `during` returns or panics (the scope would wait for it otherwise).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let observer = scope.spawn(|| {
+            let mut last: BTreeMap<String, String> = BTreeMap::new();
+            let mut sightings = Vec::new();
+            let _ = wait_until(UPDATE_TIMEOUT + TIMEOUT, || {
+                if let Some(look) = plane.block_on(look(plane)) {
+                    let (published, templates) = look;
+                    for (workload, value) in templates {
+                        if last.get(&workload) != Some(&value) {
+                            last.insert(workload.clone(), value.clone());
+                            sightings.push(Sighting {
+                                workload,
+                                restarted_at: value,
+                                published: published.clone(),
+                            });
+                        }
+                    }
+                }
+                Ok(stop.load(Ordering::SeqCst))
+            });
+            sightings
+        });
+        let result = {
+            let _stop = Stop(&stop);
+            during()
+        };
+        (result, observer.join().expect("the observer thread"))
+    })
+}
+
+/// One look: every `kube-root-ca.crt` (namespace, bundle), then each demo workload's restartedAt
+/// (workloads without one left out). The bundles are read first: a restart seen afterwards was made
+/// no earlier than they were read, so what they held then was published before that restart.
+async fn look(plane: &ControlPlane) -> Option<(Vec<(String, String)>, Vec<(String, String)>)> {
+    let admin = std::fs::read_to_string(plane.admin_conf()).ok()?;
+    let client = connect(&admin).await.ok()?;
+    let maps = Api::<ConfigMap>::all(client.clone())
+        .list(&ListParams::default().fields("metadata.name=kube-root-ca.crt"))
+        .await
+        .ok()?;
+    let published = maps
+        .items
+        .into_iter()
+        .map(|m| {
+            let ca = m.data.and_then(|mut d| d.remove("ca.crt"));
+            (
+                m.metadata.namespace.unwrap_or_default(),
+                ca.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let restarted_at = |meta: Option<
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    >| { meta.and_then(|m| m.annotations?.remove(RESTARTED_AT)) };
+    let web = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .get("web")
+        .await
+        .ok()?;
+    let node_agent = Api::<DaemonSet>::namespaced(client.clone(), NAMESPACE)
+        .get("node-agent")
+        .await
+        .ok()?;
+    let db = Api::<StatefulSet>::namespaced(client, NAMESPACE)
+        .get("db")
+        .await
+        .ok()?;
+    let templates = [
+        ("Deployment web", restarted_at(web.spec.template.metadata)),
+        (
+            "DaemonSet node-agent",
+            restarted_at(node_agent.spec.template.metadata),
+        ),
+        ("StatefulSet db", restarted_at(db.spec.template.metadata)),
+    ];
+    Some((
+        published,
+        templates
+            .into_iter()
+            .filter_map(|(w, v)| Some((w.to_owned(), v?)))
+            .collect(),
+    ))
+}
+
+/// The pod-template annotation `kubectl rollout restart` sets, as the pods phases do.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// What differs from restarts that each came only once its pods phase's bundle was published (empty:
+/// all right): each workload restarted twice, at its first restart every `kube-root-ca.crt` held the
+/// old CA and the new one (`new_ca_pem`), at its second the new CA alone.
+pub fn restart_order_violations(
+    sightings: &[Sighting],
+    before: &Before,
+    new_ca_pem: &str,
+) -> Vec<String> {
+    let old = certs(&before.ca_pem);
+    let new = certs(new_ca_pem);
+    let both: BTreeSet<Vec<u8>> = old.iter().chain(&new).cloned().collect();
+    let mut wrong = Vec::new();
+    for workload in ["Deployment web", "DaemonSet node-agent", "StatefulSet db"] {
+        let seen: Vec<&Sighting> = sightings
+            .iter()
+            .filter(|s| s.workload == workload)
+            .collect();
+        if seen.len() != 2 {
+            wrong.push(format!(
+                "{workload}: {} restartedAt values seen, not 2 (one per pods phase): {seen:#?}",
+                seen.len()
+            ));
+            continue;
+        }
+        for (sighting, phase) in seen
+            .iter()
+            .zip(["pods trust-both-cas", "pods trust-new-ca"])
+        {
+            if sighting.published.is_empty() {
+                wrong.push(format!(
+                    "{workload}: no kube-root-ca.crt at all when {phase} restarted it"
+                ));
+            }
+            for (namespace, pem) in &sighting.published {
+                let held = certs(pem);
+                let right = if phase == "pods trust-both-cas" {
+                    held.len() == 2 && held.iter().cloned().collect::<BTreeSet<_>>() == both
+                } else {
+                    held == new
+                };
+                if !right {
+                    wrong.push(format!(
+                        "{workload} restarted by {phase} (restartedAt {}) while {namespace}/kube-root-ca.crt held {} certificate(s){}",
+                        sighting.restarted_at,
+                        held.len(),
+                        if held.contains(&old[0]) { ", the old CA among them" } else { "" }
+                    ));
+                }
+            }
+        }
+    }
+    wrong
+}
+
+/// The phase a running step's details name (`hosts trust-both-cas on controller-0: ...`), none once
+/// it says the phase is done (`... done; update 40% complete`) or names no phase.
+pub fn running_phase(step: &serde_json::Value) -> Option<Phase> {
+    let details = step["details"].as_str()?;
+    Phase::ALL.into_iter().find(|phase| {
+        let label = phase.label();
+        details.starts_with(&format!("{label}:")) || details.starts_with(&format!("{label} on "))
+    })
 }
