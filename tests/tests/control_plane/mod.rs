@@ -143,9 +143,10 @@ impl Drop for Started {
     }
 }
 
-/// Held by each test while its control plane runs. Three control planes and their agents on two
-/// cores made leader elections and lease renewals miss their deadlines (a controller-manager or
-/// scheduler losing leadership in the middle of an update), so the tier's tests run one at a time.
+/// Held by each test while its control plane runs, so the tier's tests run one at a time: on two
+/// cores, control planes side by side would compete for the seconds their leader elections and lease
+/// renewals are given (a controller-manager losing leadership mid-update publishes nothing until it
+/// leads again), as `kube_control_plane_stranded.rs` is a binary of its own for the same reason.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Starts the control plane, creates the workloads and waits for them, then starts the controller
