@@ -106,6 +106,7 @@ impl UpdateRecord {
             last_seq: self.last_seq,
             since: self.since,
             new_ca: self.new_ca.clone(),
+            warnings: self.warnings.clone(),
         }
     }
 }

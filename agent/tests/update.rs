@@ -441,6 +441,70 @@ async fn abort_at(updater: &Updater<Backend>, phase: Phase) {
     assert!(matches!(record(updater).run, RunState::Aborted { .. }));
 }
 
+/// A pod run by hand during the update, mounting the old CA alone, stops it before update-certs changes
+/// any host (that phase re-issues the API server's certificate, which the pod could not verify); a
+/// later strategy that says to proceed takes the update over and finishes it, and the completion
+/// carries the warning, also when the controller learns of it from the agent's status.
+#[tokio::test(start_paused = true)]
+async fn a_pod_nothing_restarts_stops_the_update_before_update_certs_until_a_strategy_proceeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let updater = open(dir.path(), &SimConfig::typical());
+    abort_at(&updater, Phase::PodsTrustBothCas).await;
+    let old = record(&updater).old_ca_pem.unwrap();
+    sim(&updater)
+        .add_bare_pod("default", "debug", &old)
+        .unwrap();
+    let before = sim(&updater).snapshot().unwrap();
+    drain(&updater);
+
+    updater.start("u2", params(), false).unwrap();
+    updater.run().await.unwrap();
+    let RunState::Failed { phase, reason } = record(&updater).run else {
+        panic!("must be refused: {:?}", record(&updater).run);
+    };
+    assert_eq!(phase, Phase::HostsUpdateCerts);
+    assert!(
+        reason.contains("stop trusting the API server at update-certs")
+            && reason.contains("create the strategy with proceed-with-stranded-pods"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("default/debug (a bare pod: no controller recreates it)"),
+        "{reason}"
+    );
+    let after = sim(&updater).snapshot().unwrap();
+    assert_eq!(
+        before.component_restarts, after.component_restarts,
+        "update-certs changed no host"
+    );
+
+    let proceed = UpdateParams {
+        proceed_with_stranded_pods: true,
+        ..params()
+    };
+    updater.start("u3", proceed, false).unwrap();
+    updater.run().await.unwrap();
+    assert_eq!(record(&updater).run, RunState::Completed);
+    let warnings = record(&updater).warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("default/debug"), "{warnings:?}");
+    let completed = drain(&updater).into_iter().find_map(|m| match m {
+        AgentMessage::PhaseResult(r) if r.phase == Phase::Complete => Some(r),
+        _ => None,
+    });
+    assert_eq!(completed.expect("a completion").warnings, warnings);
+    assert_eq!(
+        updater
+            .journal()
+            .status()
+            .borrow()
+            .as_ref()
+            .unwrap()
+            .warnings,
+        warnings
+    );
+}
+
 fn other_params() -> UpdateParams {
     UpdateParams {
         subject: Some("C=CA ST=ON L=OTT O=WR OU=STX CN=OTHER".into()),

@@ -66,7 +66,7 @@ pub struct CreateStrategy {
     #[arg(long)]
     pub force: bool,
     /// Go on although running pods that nothing restarts (bare pods, paused Deployments) would keep
-    /// trusting the old root CA alone and lose trust in the API server after trust-new-ca.
+    /// trusting the old root CA alone and lose trust in the API server at update-certs.
     #[arg(long)]
     pub proceed_with_stranded_pods: bool,
     /// Name of a single subcloud to update.

@@ -546,6 +546,7 @@ mod tests {
                     not_before: 0,
                     not_after: 86_400,
                 }),
+                warnings: Vec::new(),
             }),
             ..LiveView::default()
         };

@@ -393,6 +393,7 @@ mod tests {
             last_seq: 1,
             since: None,
             new_ca: None,
+            warnings: Vec::new(),
         };
         let stopped = update(dc_protocol::RunState::Aborted {
             next: dc_protocol::Phase::PodsTrustBothCas,

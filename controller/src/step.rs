@@ -219,7 +219,7 @@ impl StepActor {
             RunState::Completed => {
                 self.finish(
                     step_state::COMPLETE,
-                    "update completed; update 100% complete".to_owned(),
+                    completed_details(&status.warnings),
                     ctx,
                 );
                 true
@@ -393,11 +393,7 @@ impl Handler<FromAgent> for StepActor {
             }
             AgentMessage::PhaseResult(r) => match r.outcome {
                 PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
-                    let mut details = "update completed; update 100% complete".to_owned();
-                    for warning in &r.warnings {
-                        details.push_str(&format!("; {WARNING}{warning}"));
-                    }
-                    self.finish(step_state::COMPLETE, details, ctx);
+                    self.finish(step_state::COMPLETE, completed_details(&r.warnings), ctx);
                 }
                 PhaseOutcome::Succeeded => {
                     let took = if self.phase == Some(r.phase) {
@@ -429,6 +425,15 @@ impl Handler<FromAgent> for StepActor {
             _ => {}
         }
     }
+}
+
+/// A completed step's details, with the warnings the update completed with.
+fn completed_details(warnings: &[String]) -> String {
+    let mut details = "update completed; update 100% complete".to_owned();
+    for warning in warnings {
+        details.push_str(&format!("; {WARNING}{warning}"));
+    }
+    details
 }
 
 #[cfg(test)]
@@ -540,6 +545,7 @@ mod tests {
             last_seq: 5,
             since: None,
             new_ca: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -589,13 +595,22 @@ mod tests {
         r.step.do_send(Detach);
         let _ = r.reports.recv().await;
         tokio::time::advance(Duration::from_secs(300)).await;
-        // The agent finished while it was away.
+        // The agent finished while it was away, with a warning: the step says it too.
         r.step.do_send(Attach {
             session: r.agent.clone(),
-            update: Some(status(RunState::Completed)),
+            update: Some(UpdateStatus {
+                warnings: vec!["1 running pod(s) would keep the old root CA alone".into()],
+                ..status(RunState::Completed)
+            }),
         });
         match r.reports.recv().await {
-            Some(Report::Finished { state, .. }) => assert_eq!(state, step_state::COMPLETE),
+            Some(Report::Finished { state, details }) => {
+                assert_eq!(state, step_state::COMPLETE);
+                assert_eq!(
+                    details,
+                    "update completed; update 100% complete; warning: 1 running pod(s) would keep the old root CA alone"
+                );
+            }
             other => panic!("{other:?}"),
         }
     }

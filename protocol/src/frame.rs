@@ -132,6 +132,7 @@ mod tests {
                     last_seq: 7,
                     since: Some(5),
                     new_ca: None,
+                    warnings: vec!["3 pods".into()],
                 }),
             })),
             AgentMessage::Progress(Progress {

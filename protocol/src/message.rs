@@ -169,6 +169,10 @@ pub struct UpdateStatus {
     /// later strategy finishes the update with this CA, whose key never left the subcloud.
     #[serde(default)]
     pub new_ca: Option<RootCaInfo>,
+    /// What the operator should know although the update goes on or completed (as
+    /// [`PhaseResult::warnings`]), so an end learnt from a heartbeat or a reconnect says it too.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl UpdateStatus {
@@ -228,8 +232,8 @@ pub struct UpdateParams {
     pub cert_file: Option<String>,
     /// Go on although some running pods are restarted by nothing the update does (bare pods, paused
     /// Deployments, pods of other controllers): they keep trusting the old CA alone and stop trusting
-    /// the API server after trust-new-ca. Without it the update refuses to start, and to pass
-    /// trust-new-ca, while any exists.
+    /// the API server once update-certs re-issues its certificate. Without it the update refuses to
+    /// start, and to begin update-certs, while any exists.
     #[serde(default)]
     pub proceed_with_stranded_pods: bool,
 }

@@ -79,7 +79,8 @@ pub struct Faults {
     /// Hosts whose component restarts fail.
     #[serde(default)]
     pub restart_fails: Vec<String>,
-    /// Components that never come back after a restart, as `host/component` (`controller-0/scheduler`).
+    /// Components that never come back after a restart (healthy until then), as `host/component`
+    /// (`controller-0/scheduler`).
     #[serde(default)]
     pub unhealthy: Vec<String>,
     /// Hosts that cannot be reached (the start precheck refuses).

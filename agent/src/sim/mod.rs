@@ -137,6 +137,7 @@ impl SimCluster {
                 bundle: (config.publish_delay_ms > 0).then(|| ca.cert_pem().to_owned()),
                 pending: None,
             },
+            bare_pods: Vec::new(),
         })
     }
 
@@ -190,6 +191,28 @@ impl SimCluster {
     /// The bundle published as `kube-root-ca.crt` in a [`Self::snapshot`] (for a fake Kubernetes API).
     pub fn published_bundle_of(&self, state: &SimState) -> Result<String, SimError> {
         self.published_bundle(&state.publication, &state.hosts)
+    }
+
+    /// Runs a pod by hand, without a controller, that mounted `trust_bundle` (what an operator's
+    /// `kubectl run` leaves, for tests of pods nothing restarts).
+    pub fn add_bare_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        trust_bundle: &str,
+    ) -> Result<(), SimError> {
+        let mut state = self.lock();
+        state.bare_pods.push(Pod {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            labels: Default::default(),
+            revision: String::new(),
+            ready: true,
+            trust_bundle: Some(trust_bundle.to_owned()),
+            owner: None,
+            finished: false,
+        });
+        self.save(&state)
     }
 
     /// The host directory standing for `/etc/kubernetes`.
@@ -387,7 +410,12 @@ impl Cluster for SimCluster {
         api_call().await;
         self.known_host(host)?;
         let name = format!("{host}/{}", component.name());
-        if self.faults.unhealthy.contains(&name) {
+        let restarted = self
+            .lock()
+            .component_restarts
+            .get(host)
+            .is_some_and(|r| r.contains_key(&component));
+        if restarted && self.faults.unhealthy.contains(&name) {
             return Err(SimError::Unhealthy {
                 host: host.to_owned(),
                 component,
@@ -490,6 +518,14 @@ impl Cluster for SimCluster {
         api_call().await;
         let mut state = self.lock();
         self.advance(&mut state)?;
+        if let Some(i) = state
+            .bare_pods
+            .iter()
+            .position(|p| p.namespace == namespace && p.name == name)
+        {
+            state.bare_pods.remove(i);
+            return Ok(self.save(&state)?);
+        }
         let found = state.workloads.iter_mut().find_map(|w| {
             let i = w.pods.iter().position(|p| p.name == name)?;
             (w.spec.namespace == namespace).then_some((w, i))
@@ -504,7 +540,9 @@ impl Cluster for SimCluster {
 
     async fn all_pods(&self) -> Result<Vec<Pod>, ClusterError> {
         api_call().await;
-        Ok(self.pods(|_| true)?)
+        let mut pods = self.pods(|_| true)?;
+        pods.extend(self.lock().bare_pods.iter().cloned());
+        Ok(pods)
     }
 
     fn phase_delay(&self, phase: Phase) -> Duration {

@@ -58,6 +58,9 @@ pub struct SimState {
     /// The trust bundle the controller-manager publishes for pods to mount.
     #[serde(default)]
     pub publication: Publication,
+    /// Pods run by hand, without a controller (the stranded-pods check's case).
+    #[serde(default)]
+    pub bare_pods: Vec<Pod>,
 }
 
 /// What the controller-manager publishes as `kube-root-ca.crt`: its `--root-ca-file` as read when it

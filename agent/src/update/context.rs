@@ -35,7 +35,7 @@ pub enum PhaseError {
         last: String,
     },
     #[error(
-        "the controller-manager did not publish the trust bundle within {waited:?}: {stale} of {total} copies still differ, e.g. {first}"
+        "the controller-manager did not publish the trust bundle within {waited:?}: {stale} of {total} copies still differ, e.g. {first} (is a controller-manager running and leading, with --root-ca-file at the ca.crt the update writes? its log says why)"
     )]
     NotPublished {
         waited: Duration,

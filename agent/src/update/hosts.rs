@@ -30,8 +30,10 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
     let hosts = cx.sorted_hosts().await?;
     let new_ca = new_ca::load(cx.journal)?;
     let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
-    if phase == Phase::HostsTrustNewCa {
-        // The last moment: after this phase the old CA is trusted nowhere.
+    if phase == Phase::HostsUpdateCerts && cx.record()?.hosts.is_empty() {
+        // The last moment: this phase re-issues the apiserver's certificate from the new CA, which a
+        // pod trusting the old CA alone cannot verify. Once a host of it changed, there is no going
+        // back to check.
         stranded::check(cx).await?;
     }
     let total = hosts.len();

@@ -113,7 +113,13 @@ impl<C: Cluster> Updater<C> {
                     update_id,
                     "resuming the update at its first unfinished phase"
                 );
-                self.journal.update(resume, |_, _| None)?;
+                self.journal.update(
+                    |r| {
+                        resume(r);
+                        adopt_consent(r, &params);
+                    },
+                    |_, _| None,
+                )?;
                 Ok(StartDecision::Run)
             }
             Admission::AlreadyRunning => {
@@ -151,6 +157,7 @@ impl<C: Cluster> Updater<C> {
                     |r| {
                         r.update_id = update_id.to_owned();
                         resume(r);
+                        adopt_consent(r, &params);
                     },
                     |r, seq| {
                         Some(AgentMessage::Progress(Progress {
@@ -282,6 +289,18 @@ fn resume(r: &mut UpdateRecord) {
     }
 }
 
+/// The operator's consent to leave pods that nothing restarts behind is the latest strategy's: it is a
+/// decision about the cluster now, not part of the CA the update generated. Without this, a refusal
+/// in the middle of an update could never be overcome by the option it names.
+fn adopt_consent(r: &mut UpdateRecord, params: &UpdateParams) {
+    r.params.proceed_with_stranded_pods = params.proceed_with_stranded_pods;
+}
+
+/// The parameters that make the new CA: a later strategy cannot change them once the update has its CA.
+fn ca_params(p: &UpdateParams) -> (&Option<String>, &Option<String>, &Option<String>) {
+    (&p.subject, &p.expiry_date, &p.cert_file)
+}
+
 /// What the operator reads when a strategy takes over an unfinished update: which update, where it
 /// continues, with which CA, and that the requested parameters do not apply to it.
 fn take_over_details(previous: &str, r: &UpdateRecord, params: &UpdateParams) -> String {
@@ -296,7 +315,9 @@ fn take_over_details(previous: &str, r: &UpdateRecord, params: &UpdateParams) ->
             dc_certs::upload::format_time(ca.not_after)
         ));
     }
-    if params != &r.params && *params != UpdateParams::default() {
+    if ca_params(params) != ca_params(&r.params)
+        && ca_params(params) != ca_params(&UpdateParams::default())
+    {
         out.push_str(if admit::hosts_touched(r) {
             "; the requested subject, expiry or cert-file do not apply: hosts already trust that CA"
         } else {

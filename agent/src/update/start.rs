@@ -3,13 +3,15 @@
 //! trust invariants) and records the current root CA, from which
 //! the host phases build their trust bundles.
 
-use dc_protocol::UpdateParams;
+use dc_protocol::{Phase, UpdateParams};
 
 use crate::cluster::{Cluster, Host, HostFile, HostRole};
+use crate::kubeconfig::discovery_ca;
 use crate::rollout::healthy;
 
 use super::context::{PhaseContext, PhaseError};
 use super::new_ca::new_ca_spec;
+use super::plan::{HostAction, HostPlan};
 use super::stranded;
 
 /// Runs the start phase.
@@ -22,6 +24,7 @@ pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
             PhaseError::Refused(format!("host {} is not reachable: {e}", host.name))
         })?;
     }
+    preflight(cx, &hosts).await?;
     for workload in cx
         .cluster
         .list_workloads(&cx.settings.exclude_namespaces)
@@ -44,6 +47,37 @@ pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
         cx.journal
             .update(|r| r.old_ca_pem = Some(old), |_, _| None)?;
     }
+    Ok(())
+}
+
+/// Tries once what the host and pods phases will depend on, so a wrong health command, a damaged
+/// `cluster-info` or a missing permission is found before anything changes rather than after every host
+/// did (and again at every resume).
+async fn preflight<C: Cluster>(cx: &PhaseContext<'_, C>, hosts: &[Host]) -> Result<(), PhaseError> {
+    let plan = HostPlan::of(Phase::HostsTrustBothCas)
+        .ok_or_else(|| PhaseError::Refused("no plan for hosts trust-both-cas".into()))?;
+    for host in hosts {
+        for action in plan.actions(host.role) {
+            let HostAction::Restart(component) = action else {
+                continue;
+            };
+            cx.cluster
+                .check_component(&host.name, component)
+                .await
+                .map_err(|e| {
+                    PhaseError::Refused(format!(
+                        "{}: the {component} health check fails before anything changed (fix the component or its [cluster.health] command): {e}",
+                        host.name
+                    ))
+                })?;
+        }
+    }
+    if let Some(kubeconfig) = cx.cluster.cluster_info().await? {
+        discovery_ca(&kubeconfig).map_err(|e| {
+            PhaseError::Refused(format!("kube-public/cluster-info cannot be updated: {e}"))
+        })?;
+    }
+    cx.cluster.published_bundles().await?;
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! Pods that will lose trust: running pods that neither pods phase restarts, so they keep the bundle
-//! they mounted (the old CA alone) and cannot verify the API server once trust-new-ca removes the old
-//! CA. Restarting them is not ours to do (a paused rollout is the operator's, a bare pod has nothing
-//! to recreate it), so the update names them at start and again before trust-new-ca, and refuses to
-//! go on unless the strategy says to proceed.
+//! they mounted (the old CA alone) and cannot verify the API server once update-certs re-issues its
+//! certificate from the new CA. Restarting them is not ours to do (a paused rollout is the operator's,
+//! a bare pod has nothing to recreate it), so the update names them at start and again before
+//! update-certs, and refuses to go on unless the strategy says to proceed.
 
 use std::collections::BTreeSet;
 
@@ -123,34 +123,41 @@ pub async fn check<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseErro
         None => None,
     };
     let found = stranded(&pods, &workloads, exclude, new_ca.as_deref());
-    let warning = (!found.is_empty()).then(|| describe(&found));
-    if let Some(list) = &warning {
+    let warning = (!found.is_empty()).then(|| format!("{}: {}", headline(&found), list(&found)));
+    if let Some(warning) = &warning {
         if !record.params.proceed_with_stranded_pods {
+            // The way on before the list: details are cut at 1000 characters, the list may be long.
             return Err(PhaseError::Refused(format!(
-                "{list}; resume or restart their controllers, delete them, or create the strategy with proceed-with-stranded-pods to go on without them"
+                "{}; resume or restart their controllers, delete them, or create the strategy with proceed-with-stranded-pods to go on without them: {}",
+                headline(&found),
+                list(&found)
             )));
         }
-        tracing::warn!(%list, "proceeding as the strategy says");
+        tracing::warn!(%warning, "proceeding as the strategy says");
     }
     cx.journal
         .update(|r| r.warnings = warning.into_iter().collect(), |_, _| None)?;
     Ok(())
 }
 
-/// The operator's sentence for a list of stranded pods.
-fn describe(found: &[StrandedPod]) -> String {
+/// What stranded pods mean, for the operator.
+fn headline(found: &[StrandedPod]) -> String {
+    format!(
+        "{} running pod(s) would keep the old root CA alone and stop trusting the API server at update-certs, since nothing the update does restarts them",
+        found.len()
+    )
+}
+
+/// The first stranded pods by name, and how many more.
+fn list(found: &[StrandedPod]) -> String {
     let named: Vec<String> = found.iter().take(NAMED).map(ToString::to_string).collect();
     let more = found.len().saturating_sub(NAMED);
-    format!(
-        "{} running pod(s) would keep the old root CA alone and stop trusting the API server after trust-new-ca, since nothing the update does restarts them: {}{}",
-        found.len(),
-        named.join(", "),
-        if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        }
-    )
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("{}{more}", named.join(", "))
 }
 
 #[cfg(test)]
@@ -244,10 +251,17 @@ mod tests {
                 "demo/orphan-rs-1 (controlled by ReplicaSet orphan-rs, which the update does not restart)",
             ]
         );
-        let message = describe(&found);
+        assert!(headline(&found).starts_with("4 running pod(s) would keep the old root CA alone"));
+        let many: Vec<StrandedPod> = (0..12)
+            .map(|i| StrandedPod {
+                pod: format!("demo/p{i}"),
+                why: "a bare pod".into(),
+            })
+            .collect();
         assert!(
-            message.starts_with("4 running pod(s) would keep the old root CA alone"),
-            "{message}"
+            list(&many).ends_with("demo/p9 (a bare pod) and 2 more"),
+            "{}",
+            list(&many)
         );
     }
 

@@ -396,6 +396,7 @@ impl AgentCtx {
                     last_seq: s.update.as_ref().filter(|_| same).map_or(0, |u| u.last_seq),
                     since: None,
                     new_ca: None,
+                    warnings: Vec::new(),
                 });
                 s.running = true;
                 s.abort = false;
