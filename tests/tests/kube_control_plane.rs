@@ -9,7 +9,7 @@
 //!
 //! Run it alone with
 //! `cargo build --bins && cargo test -p dc-tests --test kube_control_plane`; the first run on a
-//! machine builds the Kubernetes binaries (`tests/kubeadm/build-control-plane.sh`, about 12 minutes on
+//! machine builds the Kubernetes binaries (`tests/kubeadm/build-control-plane.sh`, about 4 minutes on
 //! two cores) into `~/.cache/dc-rootca`, or point `DC_KUBE_BIN` at a directory holding them.
 
 mod common;
