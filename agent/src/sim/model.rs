@@ -282,6 +282,22 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_publication_is_adopted_once_its_time_has_come() {
+        let mut p = Publication {
+            bundle: Some("old".into()),
+            pending: Some(("both".into(), 1_000)),
+        };
+        assert!(!p.settle(999));
+        assert_eq!(p.bundle.as_deref(), Some("old"));
+        assert!(p.settle(1_000));
+        assert_eq!(
+            (p.bundle.as_deref(), p.pending.as_ref()),
+            (Some("both"), None)
+        );
+        assert!(!p.settle(5_000), "nothing pending any more");
+    }
+
+    #[test]
     fn new_pods_of_a_never_ready_workload_stay_unready() {
         let spec = WorkloadSpec::new(
             WorkloadKind::Deployment,

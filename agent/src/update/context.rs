@@ -102,14 +102,14 @@ impl<C: Cluster> PhaseContext<'_, C> {
     /// to eight times it; fails with the check's last answer after the component timeout.
     pub async fn wait_serving(&self, host: &str, component: Component) -> Result<(), PhaseError> {
         let started = tokio::time::Instant::now();
-        let mut poll = self.settings.poll;
+        let deadline = started + self.settings.component_timeout;
+        let mut backoff = Backoff::new(self.settings.poll);
         loop {
             let last = match self.cluster.check_component(host, component).await {
                 Ok(()) => return Ok(()),
                 Err(e) => e.to_string(),
             };
-            let waited = started.elapsed();
-            if waited >= self.settings.component_timeout {
+            if tokio::time::Instant::now() >= deadline {
                 return Err(PhaseError::ComponentDown {
                     host: host.to_owned(),
                     component,
@@ -118,14 +118,37 @@ impl<C: Cluster> PhaseContext<'_, C> {
                 });
             }
             tracing::debug!(host, %component, last, "not serving yet");
-            tokio::time::sleep(poll.min(self.settings.component_timeout - waited)).await;
-            poll = (poll * 2).min(self.settings.poll * 8);
+            backoff.sleep(deadline).await;
         }
     }
 
     /// Checks the trust invariants ([`trust::check`]).
     pub async fn check_trust(&self) -> Result<(), PhaseError> {
         Ok(trust::check(self.cluster, self.verified).await?)
+    }
+}
+
+/// The pause between two looks at something the phases wait for: from the configured poll, doubling
+/// up to eight times it, so quick things are seen quickly and slow ones cost a real API server little.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(poll: Duration) -> Self {
+        Self {
+            next: poll,
+            max: poll * 8,
+        }
+    }
+
+    /// Sleeps the next pause, never past `deadline`.
+    pub async fn sleep(&mut self, deadline: tokio::time::Instant) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(self.next.min(left)).await;
+        self.next = (self.next * 2).min(self.max);
     }
 }
 

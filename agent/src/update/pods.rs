@@ -14,7 +14,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::cluster::{Cluster, RESTARTED_AT_ANNOTATION, UpdateStrategy, Workload};
 use crate::rollout::{Pending, on_delete_complete, rollout_complete};
 
-use super::context::{PhaseContext, PhaseError, percent_of};
+use super::context::{Backoff, PhaseContext, PhaseError, percent_of};
 use super::new_ca;
 use super::plan::pods_bundle;
 use super::published;
@@ -93,9 +93,7 @@ async fn restart_workload<C: Cluster>(
     }
     let on_delete = workload.strategy == UpdateStrategy::OnDelete;
     let mut deleted = false;
-    // Polls back off from `poll` to eight times it: quick for fast rollouts, light on a real API
-    // server for slow ones.
-    let mut poll = cx.settings.poll;
+    let mut backoff = Backoff::new(cx.settings.poll);
     loop {
         let current = cx.cluster.get_workload(&id).await?;
         let verdict = if on_delete {
@@ -140,8 +138,7 @@ async fn restart_workload<C: Cluster>(
                 waiting,
             });
         }
-        tokio::time::sleep(poll.min(deadline.saturating_duration_since(Instant::now()))).await;
-        poll = (poll * 2).min(cx.settings.poll * 8);
+        backoff.sleep(deadline).await;
     }
 }
 

@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::cluster::{Cluster, PublishedBundle};
 
-use super::context::{PhaseContext, PhaseError};
+use super::context::{Backoff, PhaseContext, PhaseError};
 
 /// The certificates of a bundle, as a set: the publisher copies the file, but the order of a bundle
 /// does not change what it trusts.
@@ -39,7 +39,8 @@ pub async fn wait<C: Cluster>(
 ) -> Result<(), PhaseError> {
     let want = certificates(bundle_pem);
     let started = Instant::now();
-    let mut poll = cx.settings.poll;
+    let deadline = started + cx.settings.component_timeout;
+    let mut backoff = Backoff::new(cx.settings.poll);
     let mut reported = false;
     loop {
         let bundles = cx.cluster.published_bundles().await?;
@@ -50,8 +51,7 @@ pub async fn wait<C: Cluster>(
             }
             return Ok(());
         };
-        let waited = started.elapsed();
-        if waited >= cx.settings.component_timeout {
+        if Instant::now() >= deadline {
             return Err(PhaseError::NotPublished {
                 waited: cx.settings.component_timeout,
                 stale: stale.len(),
@@ -71,8 +71,7 @@ pub async fn wait<C: Cluster>(
             )?;
             reported = true;
         }
-        tokio::time::sleep(poll.min(cx.settings.component_timeout - waited)).await;
-        poll = (poll * 2).min(cx.settings.poll * 8);
+        backoff.sleep(deadline).await;
     }
 }
 
