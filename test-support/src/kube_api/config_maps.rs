@@ -5,15 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use dc_agent::cluster::Cluster;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::objects::{Epoch, Served, uid};
-use super::patch::PatchType;
-use super::routes::{Shared, WriteQuery, refuse_dry_run};
+use super::routes::{Shared, WriteQuery, patch_body};
 use super::status::ApiError;
 use super::view::ApiView;
 
@@ -76,17 +74,7 @@ pub async fn patch_config_map(
     if (namespace.as_str(), name.as_str()) != CLUSTER_INFO {
         return Err(ApiError::MethodNotAllowed);
     }
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if PatchType::of_content_type(content_type).is_none() {
-        return Err(ApiError::UnsupportedPatch(content_type.to_owned()));
-    }
-    refuse_dry_run(&query)?;
-    let patch: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("the patch is not JSON: {e}")))?;
+    let patch = patch_body(&req, &query, &body)?;
     let kubeconfig = patch
         .pointer("/data/kubeconfig")
         .and_then(|v| v.as_str())

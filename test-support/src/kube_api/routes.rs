@@ -302,13 +302,32 @@ pub struct WriteQuery {
     dry_run: Option<String>,
 }
 
-pub fn refuse_dry_run(query: &WriteQuery) -> Result<(), ApiError> {
+fn refuse_dry_run(query: &WriteQuery) -> Result<(), ApiError> {
     match &query.dry_run {
         Some(_) => Err(ApiError::BadRequest(
             "dryRun is not supported by the simulated cluster".to_owned(),
         )),
         None => Ok(()),
     }
+}
+
+/// A patch's JSON body, once its content type is a patch type the server takes and it is no dry run.
+pub fn patch_body(
+    req: &HttpRequest,
+    query: &WriteQuery,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if PatchType::of_content_type(content_type).is_none() {
+        return Err(ApiError::UnsupportedPatch(content_type.to_owned()));
+    }
+    refuse_dry_run(query)?;
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the patch is not JSON: {e}")))
 }
 
 /// Sets pod template annotations (a strategic merge or merge patch) and returns the patched object.
@@ -321,17 +340,7 @@ async fn patch<K: ServedWorkload>(
 ) -> Result<HttpResponse, ApiError> {
     let (namespace, name) = path.into_inner();
     shared.get::<K>(Some(&namespace), &name).await?;
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if PatchType::of_content_type(content_type).is_none() {
-        return Err(ApiError::UnsupportedPatch(content_type.to_owned()));
-    }
-    refuse_dry_run(&query)?;
-    let patch: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("the patch is not JSON: {e}")))?;
+    let patch = patch_body(&req, &query, &body)?;
     let annotations = template_annotations(&patch).map_err(|refusal| ApiError::Invalid {
         target: target::<K>(&name),
         refusal,
