@@ -18,40 +18,7 @@ mod control_plane;
 use common::*;
 use control_plane::*;
 use dc_protocol::Phase;
-use dc_test_support::control_plane::ControlPlane;
-use dc_test_support::fleet::{Fleet, wait_until};
-
-/// Waits for the strategy to end and returns its state, with the steps and logs on a timeout.
-fn final_state(plane: &ControlPlane, fleet: &Fleet) -> String {
-    let strategy = fleet
-        .wait_strategy(&["complete", "failed", "aborted"], UPDATE_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", steps(fleet), logs(plane, fleet)));
-    strategy["state"].as_str().unwrap_or_default().to_owned()
-}
-
-/// Asserts the strategy completed and left the end state a complete update must leave.
-fn assert_completed(plane: &ControlPlane, fleet: &Fleet, before: &Before, not_after: i64) {
-    let state = final_state(plane, fleet);
-    assert_eq!(
-        state,
-        "complete",
-        "{:#?}\n{}",
-        steps(fleet),
-        logs(plane, fleet)
-    );
-    let wrong = end_state_violations(plane, before, not_after);
-    assert!(
-        wrong.is_empty(),
-        "after the update:\n- {}\n{}",
-        wrong.join("\n- "),
-        logs(plane, fleet)
-    );
-}
-
-/// controller-0's CA bundle as the update left it.
-fn new_ca_pem(plane: &ControlPlane) -> String {
-    std::fs::read_to_string(plane.host("controller-0").pki().join("ca.crt")).expect("ca.crt")
-}
+use dc_test_support::fleet::wait_until;
 
 /// Also shows, by watching the API throughout, that each pods phase restarted the workloads only once
 /// the controller-manager had published that phase's bundle in every namespace: restarted earlier,
@@ -63,25 +30,14 @@ fn the_whole_update_on_a_real_control_plane_leaves_the_new_ca_alone_everywhere()
     let before = Before::capture(plane);
     let not_after = create_and_apply(fleet, &[]);
     let (state, sightings) = observing_restarts(plane, || final_state(plane, fleet));
-    assert_eq!(
-        state,
-        "complete",
-        "{:#?}\n{}",
-        steps(fleet),
-        logs(plane, fleet)
-    );
+    assert_state(plane, fleet, &state, "complete");
     let mut wrong = end_state_violations(plane, &before, not_after);
     wrong.extend(restart_order_violations(
         &sightings,
         &before,
         &new_ca_pem(plane),
     ));
-    assert!(
-        wrong.is_empty(),
-        "after the update:\n- {}\n{}",
-        wrong.join("\n- "),
-        logs(plane, fleet)
-    );
+    assert_nothing_wrong(plane, fleet, &wrong);
 }
 
 /// A flag kube-scheduler refuses ("unknown flag"), as a mistaken edit of its manifest would add.

@@ -10,7 +10,8 @@ mod control_plane;
 
 use common::*;
 use control_plane::*;
-use dc_test_support::fleet::wait_until;
+use dc_test_support::control_plane::ControlPlane;
+use dc_test_support::fleet::{Fleet, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -25,15 +26,8 @@ fn running(pod: &Pod) -> bool {
 
 /// The step's details and the subcloud's error description (`dcmanager subcloud errors`), after the
 /// strategy ended in `state`.
-fn outcome(
-    fleet: &dc_test_support::fleet::Fleet,
-    state: &str,
-    logs: impl Fn() -> String,
-) -> (String, String) {
-    let strategy = fleet
-        .wait_strategy(&["complete", "failed", "aborted"], UPDATE_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    assert_eq!(strategy["state"], state, "{:#?}\n{}", steps(fleet), logs());
+fn outcome(plane: &ControlPlane, fleet: &Fleet, state: &str) -> (String, String) {
+    assert_state(plane, fleet, &final_state(plane, fleet), state);
     let details = steps(fleet)[0]["details"]
         .as_str()
         .unwrap_or_default()
@@ -105,7 +99,7 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
 
     // Refused at start, naming both pods and the way on; nothing changed.
     create_and_apply(fleet, &[]);
-    let (details, description) = outcome(fleet, "failed", || logs(plane, fleet));
+    let (details, description) = outcome(plane, fleet, "failed");
     for expected in [
         "start failed",
         "2 running pod(s) would keep the old root CA alone",
@@ -116,10 +110,8 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
         assert!(details.contains(expected), "{expected:?} not in {details}");
     }
     assert!(description.contains("ops/debug"), "{description}");
-    let ca =
-        std::fs::read_to_string(plane.host("controller-0").pki().join("ca.crt")).expect("ca.crt");
     assert_eq!(
-        certs(&ca),
+        certs(&new_ca_pem(plane)),
         certs(&before.ca_pem),
         "the start changed nothing"
     );
@@ -137,7 +129,7 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
         .dcmanager_ok(&["kube-rootca-update-strategy", "delete"])
         .unwrap_or_else(|e| panic!("{e}"));
     let not_after = create_and_apply(fleet, &["--proceed-with-stranded-pods"]);
-    let (details, description) = outcome(fleet, "complete", || logs(plane, fleet));
+    let (details, description) = outcome(plane, fleet, "complete");
     assert!(
         details.contains("warning: 1 running pod(s) would keep the old root CA alone")
             && details.contains("ops/frozen-")
@@ -148,12 +140,10 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
         description.starts_with("warning: ") && description.contains("frozen"),
         "{description}"
     );
-    let wrong = end_state_violations(plane, &before, not_after);
-    assert!(
-        wrong.is_empty(),
-        "after the update:\n- {}\n{}",
-        wrong.join("\n- "),
-        logs(plane, fleet)
+    assert_nothing_wrong(
+        plane,
+        fleet,
+        &end_state_violations(plane, &before, not_after),
     );
     // The warning is true: the paused Deployment's pod still holds the old CA alone. (The update
     // re-issued admin.conf: a client from its new content.)

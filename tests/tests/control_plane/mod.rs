@@ -185,6 +185,50 @@ pub fn start_with_workloads(configure: impl FnOnce(&mut Site)) -> Started {
     }
 }
 
+/// Waits for the strategy to end and returns its state, with the steps and logs on a timeout.
+pub fn final_state(plane: &ControlPlane, fleet: &Fleet) -> String {
+    let strategy = fleet
+        .wait_strategy(&["complete", "failed", "aborted"], UPDATE_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", steps(fleet), logs(plane, fleet)));
+    strategy["state"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Asserts the strategy ended in `expected`, with the steps and logs otherwise.
+pub fn assert_state(plane: &ControlPlane, fleet: &Fleet, state: &str, expected: &str) {
+    assert_eq!(
+        state,
+        expected,
+        "{:#?}\n{}",
+        steps(fleet),
+        logs(plane, fleet)
+    );
+}
+
+/// Asserts nothing differs from what a complete update must leave, with the logs otherwise.
+pub fn assert_nothing_wrong(plane: &ControlPlane, fleet: &Fleet, wrong: &[String]) {
+    assert!(
+        wrong.is_empty(),
+        "after the update:\n- {}\n{}",
+        wrong.join("\n- "),
+        logs(plane, fleet)
+    );
+}
+
+/// Asserts the strategy completed and left the end state a complete update must leave.
+pub fn assert_completed(plane: &ControlPlane, fleet: &Fleet, before: &Before, not_after: i64) {
+    assert_state(plane, fleet, &final_state(plane, fleet), "complete");
+    assert_nothing_wrong(
+        plane,
+        fleet,
+        &end_state_violations(plane, before, not_after),
+    );
+}
+
+/// controller-0's CA bundle as the update left it.
+pub fn new_ca_pem(plane: &ControlPlane) -> String {
+    std::fs::read_to_string(plane.host("controller-0").pki().join("ca.crt")).expect("ca.crt")
+}
+
 /// The component logs that say why an update failed.
 pub fn logs(plane: &ControlPlane, fleet: &Fleet) -> String {
     let mut out = String::new();
