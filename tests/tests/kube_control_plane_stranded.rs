@@ -13,8 +13,8 @@ use control_plane::*;
 use dc_test_support::control_plane::ControlPlane;
 use dc_test_support::fleet::{Fleet, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// Where the stranded pods run: not the demo namespace, whose pods the end-state check counts.
@@ -66,18 +66,21 @@ fn pods_nothing_restarts_refuse_the_start_until_dealt_with_and_a_proceed_is_repo
         )
         .await;
     });
-    // A pod is admitted only once its namespace's service account has its token.
-    let secrets = Api::<Secret>::namespaced(admin.clone(), OPS);
-    wait_until(TIMEOUT, || {
-        Ok(plane
-            .block_on(secrets.list(&ListParams::default()))
-            .is_ok_and(|l| !l.items.is_empty()))
-    })
-    .unwrap_or_else(|e| panic!("no service-account token in {OPS}: {e}"));
-    plane.block_on(create(
-        pods.clone(),
+    // A pod is admitted only once the admission plugin's cache holds the namespace's service-account
+    // token; until then the API server answers ServerTimeout, "retry after the token is automatically
+    // created" (seen in CI: the token Secret listed before the plugin saw it), so retry exactly that.
+    let debug: Pod = serde_json::from_value(
         json!({"metadata": {"name": "debug"}, "spec": {"containers": container}}),
-    ));
+    )
+    .expect("pod JSON");
+    wait_until(TIMEOUT, || {
+        match plane.block_on(pods.create(&PostParams::default(), &debug)) {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.reason == "ServerTimeout" => Ok(false),
+            Err(e) => panic!("create ops/debug: {e}"),
+        }
+    })
+    .unwrap_or_else(|e| panic!("ops/debug never admitted: {e}"));
     let ops_pods = || {
         plane
             .block_on(pods.list(&ListParams::default()))
