@@ -35,8 +35,8 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// `cargo run --bin TOOL` builds only that tool; a tool that starts other workspace binaries (the demo,
-/// the benchmark) builds them here, in its own profile, so one command works on a fresh machine (a no-op
-/// when they are current). Outside cargo (`$CARGO` unset) the binaries must already exist.
+/// the benchmark) builds the ones it names here, in its own profile, so one command works on a fresh
+/// machine (a no-op when they are current). Outside cargo (`$CARGO` unset) the binaries must already exist.
 pub fn build_workspace_binaries(names: &[&str]) -> Result<(), BuildError> {
     let Ok(cargo) = std::env::var("CARGO") else {
         return match names.iter().map(|n| bin_path(n)).find(|p| !p.exists()) {
@@ -50,8 +50,14 @@ pub fn build_workspace_binaries(names: &[&str]) -> Result<(), BuildError> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--quiet", "--bins", "--manifest-path"])
+        .args(["build", "--quiet", "--manifest-path"])
         .arg(manifest);
+    // Only the binaries asked for: the workspace's features are already unified with the tool's own
+    // build (a virtual workspace resolves them over every member), so this links just these few
+    // instead of every tool and test helper in the workspace.
+    for name in names {
+        build.args(["--bin", name]);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     if exe.parent().is_some_and(|d| d.ends_with("release")) {
         build.arg("--release");
