@@ -26,6 +26,19 @@ pub enum ClientError {
     CaCert { path: String, reason: String },
 }
 
+impl ClientError {
+    /// Whether the same request may succeed later without anyone changing it: the API could not be
+    /// reached (a controller restarting, a network blip), its answer broke off, or it (or a proxy in
+    /// front of it) answered 5xx. A 4xx is about the request itself and stays final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } | ClientError::BadAnswer { .. } => true,
+            ClientError::Api { status, .. } => *status >= 500,
+            ClientError::CaCert { .. } => false,
+        }
+    }
+}
+
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -175,6 +188,30 @@ mod tests {
             "HTTP 502: Bad Gateway"
         );
         assert_eq!(error_message(500, b""), "HTTP 500");
+    }
+
+    #[test]
+    fn only_unreachable_broken_and_5xx_answers_are_transient() {
+        let api = |status| ClientError::Api {
+            status,
+            message: String::new(),
+        };
+        let unreachable = ClientError::Unreachable {
+            url: "u".into(),
+            reason: "Connection refused".into(),
+        };
+        let broken = ClientError::BadAnswer {
+            url: "u".into(),
+            reason: "payload reached EOF".into(),
+        };
+        assert!(unreachable.is_transient() && broken.is_transient());
+        assert!(api(500).is_transient() && api(502).is_transient() && api(503).is_transient());
+        assert!(!api(400).is_transient() && !api(401).is_transient() && !api(404).is_transient());
+        let cacert = ClientError::CaCert {
+            path: "p".into(),
+            reason: "r".into(),
+        };
+        assert!(!cacert.is_transient());
     }
 
     #[test]

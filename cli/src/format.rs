@@ -4,6 +4,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
+use unicode_width::UnicodeWidthStr;
 
 /// Formats of a command that shows one object (cliff `ShowOne`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -210,12 +211,24 @@ fn csv_cell(value: &Value) -> String {
     }
 }
 
+/// How many terminal columns `s` takes: a CJK character or an emoji takes two, a combining mark
+/// none, so columns are measured by what the eye sees rather than by characters.
+pub fn display_width(s: &str) -> usize {
+    UnicodeWidthStr::width(s)
+}
+
+/// `s` followed by spaces up to `width` display columns (`format!("{:<w$}")` pads by characters,
+/// which misaligns wide ones).
+pub fn pad(s: &str, width: usize) -> String {
+    format!("{s}{}", " ".repeat(width.saturating_sub(display_width(s))))
+}
+
 /// A prettytable-style grid: `+---+` rules, `| cell |` rows, left-aligned, one space of padding.
 pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| display_width(h)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(display_width(cell));
         }
     }
     let rule: String = widths
@@ -229,7 +242,7 @@ pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
             .enumerate()
             .map(|(i, w)| {
                 let cell = cells.get(i).map_or("", String::as_str);
-                format!("| {cell}{} ", " ".repeat(w - cell.chars().count()))
+                format!("| {} ", pad(cell, *w))
             })
             .collect::<String>()
             + "|\n"
@@ -418,6 +431,32 @@ mod tests {
             csv,
             "\"cloud\",\"details\",\"finished_at\"\n\"subcloud1\",\"\",\"\"\n\"subcloud2\",\"say \"\"hi\"\"\",\"\"\n"
         );
+    }
+
+    #[test]
+    fn wide_characters_line_up_by_display_width() {
+        let header = ["name".to_owned(), "description".to_owned()];
+        let rows = [
+            vec!["東京".to_owned(), "渋谷の拠点 🚀".to_owned()],
+            vec!["ottawa".to_owned(), "Ottawa Site".to_owned()],
+            vec!["e\u{301}".to_owned(), "e and a combining acute".to_owned()],
+        ];
+        let out = table(&header, &rows);
+        assert_eq!(
+            out,
+            "+--------+-------------------------+\n\
+             | name   | description             |\n\
+             +--------+-------------------------+\n\
+             | 東京   | 渋谷の拠点 🚀           |\n\
+             | ottawa | Ottawa Site             |\n\
+             | e\u{301}      | e and a combining acute |\n\
+             +--------+-------------------------+\n"
+        );
+        // Every line ends at the same terminal column.
+        let widths: Vec<usize> = out.lines().map(display_width).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "{widths:?}");
+        assert_eq!(pad("東京", 6), "東京  ");
+        assert_eq!(pad("toolong", 3), "toolong");
     }
 
     #[test]

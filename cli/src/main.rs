@@ -8,12 +8,15 @@
 )]
 
 mod client;
+mod examples;
+mod follow;
 mod format;
 mod request;
+mod summary;
 mod views;
 mod watch;
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,7 +31,9 @@ use format::{ListFormat, Listing, OneFormat, Record};
 #[command(
     name = "dcmanager",
     version,
-    about = "Distributed cloud manager: Kubernetes root CA update orchestration"
+    about = "Distributed cloud manager: Kubernetes root CA update orchestration",
+    after_help = examples::DCMANAGER,
+    next_help_heading = "Connection options"
 )]
 struct Cli {
     /// Base URL of the dcmanager REST API.
@@ -43,7 +48,7 @@ struct Cli {
     #[arg(long, env = "OS_AUTH_TOKEN", hide_env_values = true, global = true)]
     os_auth_token: Option<String>,
     /// CA certificate bundle (PEM) to verify an HTTPS API with.
-    #[arg(long, global = true)]
+    #[arg(long, env = "OS_CACERT", global = true)]
     os_cacert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -57,10 +62,10 @@ enum Command {
     /// The strategy's per-subcloud steps.
     #[command(name = "strategy-step", subcommand)]
     Step(StepCommand),
-    /// List, show, add, manage, unmanage and delete subclouds.
+    /// List, show, add, update, manage, unmanage and delete subclouds.
     #[command(subcommand)]
     Subcloud(SubcloudCommand),
-    /// Add, list, show, update and delete subcloud groups.
+    /// Add, list, show, update and delete subcloud groups, and list their subclouds.
     #[command(name = "subcloud-group", subcommand)]
     Group(GroupCommand),
 }
@@ -68,6 +73,7 @@ enum Command {
 #[derive(Subcommand)]
 enum StrategyCommand {
     /// Create a Kubernetes Root CA update strategy.
+    #[command(after_help = examples::STRATEGY_CREATE)]
     Create {
         #[command(flatten)]
         options: request::CreateStrategy,
@@ -75,6 +81,7 @@ enum StrategyCommand {
         out: OneOutput,
     },
     /// Apply the strategy.
+    #[command(after_help = examples::STRATEGY_APPLY)]
     Apply {
         #[command(flatten)]
         confirm: Confirm,
@@ -82,11 +89,13 @@ enum StrategyCommand {
         out: OneOutput,
     },
     /// Abort the strategy; subclouds already updating finish their update.
+    #[command(after_help = examples::STRATEGY_ABORT)]
     Abort {
         #[command(flatten)]
         out: OneOutput,
     },
     /// Show the strategy.
+    #[command(after_help = examples::STRATEGY_SHOW)]
     Show {
         #[command(flatten)]
         watch: WatchArgs,
@@ -94,6 +103,7 @@ enum StrategyCommand {
         out: OneOutput,
     },
     /// Delete the strategy.
+    #[command(after_help = examples::STRATEGY_DELETE)]
     Delete {
         #[command(flatten)]
         confirm: Confirm,
@@ -105,6 +115,7 @@ enum StrategyCommand {
 #[derive(Subcommand)]
 enum StepCommand {
     /// List the strategy steps.
+    #[command(after_help = examples::STEP_LIST)]
     List {
         #[command(flatten)]
         watch: WatchArgs,
@@ -112,6 +123,7 @@ enum StepCommand {
         out: ListOutput,
     },
     /// Show the step of one subcloud.
+    #[command(after_help = examples::STEP_SHOW)]
     Show {
         /// Subcloud name.
         cloud_name: String,
@@ -123,11 +135,13 @@ enum StepCommand {
 #[derive(Subcommand)]
 enum SubcloudCommand {
     /// List subclouds with their aggregated sync status.
+    #[command(after_help = examples::SUBCLOUD_LIST)]
     List {
         #[command(flatten)]
         out: ListOutput,
     },
     /// Show a subcloud, with its kube-rootca sync status and root CA.
+    #[command(after_help = examples::SUBCLOUD_SHOW)]
     Show {
         /// Name or ID of the subcloud.
         subcloud: String,
@@ -135,18 +149,31 @@ enum SubcloudCommand {
         out: OneOutput,
     },
     /// Print why the subcloud's last update failed (its error-description), as the original CLI does.
+    #[command(after_help = examples::SUBCLOUD_ERRORS)]
     Errors {
         /// Name or ID of the subcloud.
         subcloud: String,
     },
     /// Register a subcloud.
+    #[command(after_help = examples::SUBCLOUD_ADD)]
     Add {
         #[command(flatten)]
         options: request::AddSubcloud,
         #[command(flatten)]
         out: OneOutput,
     },
+    /// Change a subcloud's description, location or group.
+    #[command(after_help = examples::SUBCLOUD_UPDATE)]
+    Update {
+        /// Name or ID of the subcloud.
+        subcloud: String,
+        #[command(flatten)]
+        options: request::UpdateSubcloud,
+        #[command(flatten)]
+        out: OneOutput,
+    },
     /// Manage a subcloud: include it in strategies.
+    #[command(after_help = examples::SUBCLOUD_MANAGE)]
     Manage {
         /// Name or ID of the subcloud.
         subcloud: String,
@@ -154,6 +181,7 @@ enum SubcloudCommand {
         out: OneOutput,
     },
     /// Unmanage a subcloud: leave it out of strategies.
+    #[command(after_help = examples::SUBCLOUD_UNMANAGE)]
     Unmanage {
         /// Name or ID of the subcloud.
         subcloud: String,
@@ -161,6 +189,7 @@ enum SubcloudCommand {
         out: OneOutput,
     },
     /// Delete a subcloud.
+    #[command(after_help = examples::SUBCLOUD_DELETE)]
     Delete {
         /// Name or ID of the subcloud.
         subcloud: String,
@@ -172,7 +201,7 @@ enum SubcloudCommand {
 #[derive(Subcommand)]
 enum GroupCommand {
     /// Add a subcloud group.
-    #[command(mut_arg("name", |a| a.required(true)))]
+    #[command(mut_arg("name", |a| a.required(true)), after_help = examples::GROUP_ADD)]
     Add {
         #[command(flatten)]
         fields: request::GroupFields,
@@ -180,11 +209,13 @@ enum GroupCommand {
         out: OneOutput,
     },
     /// List subcloud groups.
+    #[command(after_help = examples::GROUP_LIST)]
     List {
         #[command(flatten)]
         out: ListOutput,
     },
     /// Show a subcloud group.
+    #[command(after_help = examples::GROUP_SHOW)]
     Show {
         /// Name or ID of the group.
         group: String,
@@ -192,6 +223,7 @@ enum GroupCommand {
         out: OneOutput,
     },
     /// Update a subcloud group.
+    #[command(after_help = examples::GROUP_UPDATE)]
     Update {
         /// Name or ID of the group.
         group: String,
@@ -200,7 +232,16 @@ enum GroupCommand {
         #[command(flatten)]
         out: OneOutput,
     },
+    /// List the subclouds of a subcloud group.
+    #[command(after_help = examples::GROUP_LIST_SUBCLOUDS)]
+    ListSubclouds {
+        /// Name or ID of the group.
+        group: String,
+        #[command(flatten)]
+        out: ListOutput,
+    },
     /// Delete a subcloud group (it must have no members).
+    #[command(after_help = examples::GROUP_DELETE)]
     Delete {
         /// Name or ID of the group.
         group: String,
@@ -239,6 +280,7 @@ struct Confirm {
 #[derive(Args)]
 struct WatchArgs {
     /// Follow the strategy until it completes, fails or is aborted; exit 0, 2 or 3 accordingly.
+    /// Rides out a controller restart (reconnects with backoff); a large fleet is summed up.
     #[arg(long)]
     watch: bool,
     /// Seconds between polls when watching.
@@ -285,7 +327,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Strategy(command) => strategy(&client, command).await,
         Command::Step(StepCommand::List { watch, out }) => {
             if watch.watch {
-                return follow(&client, watch.interval, Follow::Steps(&out.columns)).await;
+                return follow_strategy(&client, watch.interval, follow::View::Steps(&out.columns))
+                    .await;
             }
             let steps = client.get(STEPS_PATH).await?;
             print_list(
@@ -341,7 +384,12 @@ async fn strategy(client: &Client, command: StrategyCommand) -> anyhow::Result<E
         ),
         StrategyCommand::Show { watch, out } => {
             if watch.watch {
-                return follow(client, watch.interval, Follow::Strategy(&out.columns)).await;
+                return follow_strategy(
+                    client,
+                    watch.interval,
+                    follow::View::Strategy(&out.columns),
+                )
+                .await;
             }
             (client.get(&strategy_path()).await?, out)
         }
@@ -375,6 +423,11 @@ async fn subcloud(client: &Client, command: SubcloudCommand) -> anyhow::Result<E
         SubcloudCommand::Add { options, out } => {
             (client.post("/subclouds", &options.body()).await?, out)
         }
+        SubcloudCommand::Update {
+            subcloud,
+            options,
+            out,
+        } => (client.patch(&path(&subcloud), &options.body()?).await?, out),
         SubcloudCommand::Manage { subcloud, out } => (
             client
                 .patch(&path(&subcloud), &request::management(true))
@@ -414,6 +467,10 @@ async fn group(client: &Client, command: GroupCommand) -> anyhow::Result<ExitCod
         GroupCommand::Show { group, out } => (client.get(&path(&group)).await?, out),
         GroupCommand::Update { group, fields, out } => {
             (client.patch(&path(&group), &fields.body()?).await?, out)
+        }
+        GroupCommand::ListSubclouds { group, out } => {
+            let answer = client.get(&format!("{}/subclouds", path(&group))).await?;
+            return print_list(&views::subcloud_details(answer.get("subclouds")), &out);
         }
         GroupCommand::Delete { group, confirm } => {
             if !confirmed(&confirm)? {
@@ -473,48 +530,15 @@ fn segment(name: &str) -> String {
         .collect()
 }
 
-/// What `--watch` redraws in a terminal.
-enum Follow<'a> {
-    Strategy(&'a [String]),
-    Steps(&'a [String]),
-}
-
-/// Polls the strategy and its steps until the strategy reaches a final state. In a terminal the
-/// table is redrawn with a progress bar per running subcloud; otherwise one line per change, so
-/// logs and CI output stay readable.
-async fn follow(client: &Client, interval: Duration, view: Follow<'_>) -> anyhow::Result<ExitCode> {
-    let terminal = std::io::stdout().is_terminal();
-    let mut before: Option<watch::Snapshot> = None;
-    loop {
-        let strategy = client.get(&strategy_path()).await?;
-        let steps = client.get(STEPS_PATH).await?;
-        let now = watch::Snapshot::from_json(&strategy, &steps);
-        if terminal {
-            let table = match view {
-                Follow::Strategy(columns) => format::render_one(
-                    &views::record(&strategy, views::STRATEGY),
-                    OneFormat::Table,
-                    columns,
-                )?,
-                Follow::Steps(columns) => format::render_list(
-                    &views::listing(steps.get("strategy-steps"), views::STEP_LIST),
-                    ListFormat::Table,
-                    columns,
-                )?,
-            };
-            print!("{}{table}\n{}", watch::CLEAR, watch::progress_lines(&now));
-        } else {
-            for line in watch::changes(before.as_ref(), &now) {
-                println!("{line}");
-            }
-        }
-        std::io::stdout().flush()?;
-        if let Some(outcome) = watch::Outcome::of(&now.state) {
-            return Ok(ExitCode::from(outcome.exit_code()));
-        }
-        before = Some(now);
-        actix_rt::time::sleep(interval).await;
-    }
+/// `--watch`: follows the strategy to its end (see [`follow::follow`]); the exit code says how it ended.
+async fn follow_strategy(
+    client: &Client,
+    interval: Duration,
+    view: follow::View<'_>,
+) -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(
+        follow::follow(client, interval, view).await?,
+    ))
 }
 
 #[cfg(test)]
@@ -525,6 +549,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn connection_options_have_their_heading_and_show_their_environment() {
+        let command = Cli::command();
+        let global: Vec<&clap::Arg> = command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .collect();
+        assert!(global.len() >= 3);
+        for arg in global {
+            assert_eq!(
+                arg.get_help_heading(),
+                Some("Connection options"),
+                "{}",
+                arg.get_id()
+            );
+            assert!(arg.get_env().is_some(), "{} has no env var", arg.get_id());
+        }
+        let token = command
+            .get_arguments()
+            .find(|a| a.get_id() == "os_auth_token")
+            .unwrap();
+        assert!(token.is_hide_env_values_set());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum ValidationError {
         "at least one of --name, --description, --update_apply_type, --max_parallel_subclouds is required"
     )]
     NothingToUpdate,
+    #[error("Nothing to update: give at least one of --description, --location, --group")]
+    NothingToUpdateSubcloud,
 }
 
 // `kube-rootca-update-strategy create` options (a plain comment: a doc comment would become the
@@ -173,6 +175,42 @@ impl AddSubcloud {
     }
 }
 
+// `subcloud update` options: upstream's, where the API has the field (a subcloud's name and its
+// network settings belong to deployment, which dc-rootca does not do).
+#[derive(Debug, Default, clap::Args)]
+pub struct UpdateSubcloud {
+    /// Description of the subcloud.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Location of the subcloud.
+    #[arg(long)]
+    pub location: Option<String>,
+    /// Name or ID of the subcloud group to move it to.
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+impl UpdateSubcloud {
+    /// The PATCH body: only the fields given, the group as `group_id` like the original client.
+    /// Refused before anything is sent when there is nothing to change.
+    pub fn body(&self) -> Result<Value, ValidationError> {
+        let mut body = Map::new();
+        for (key, value) in [
+            ("description", &self.description),
+            ("location", &self.location),
+            ("group_id", &self.group),
+        ] {
+            if let Some(value) = value {
+                body.insert(key.into(), json!(value));
+            }
+        }
+        if body.is_empty() {
+            return Err(ValidationError::NothingToUpdateSubcloud);
+        }
+        Ok(Value::Object(body))
+    }
+}
+
 // `subcloud-group add|update` fields, spelt with the original's underscores (dashes accepted too).
 #[derive(Debug, Default, clap::Args)]
 pub struct GroupFields {
@@ -300,6 +338,28 @@ mod tests {
         assert_eq!(
             GroupFields::default().body(),
             Err(ValidationError::NothingToUpdate)
+        );
+    }
+
+    #[test]
+    fn subcloud_update_sends_only_what_is_given() {
+        let update = UpdateSubcloud {
+            location: Some("東京".into()),
+            group: Some("edge".into()),
+            ..UpdateSubcloud::default()
+        };
+        assert_eq!(
+            update.body().unwrap(),
+            json!({"location": "東京", "group_id": "edge"})
+        );
+        let describe = UpdateSubcloud {
+            description: Some(String::new()),
+            ..UpdateSubcloud::default()
+        };
+        assert_eq!(describe.body().unwrap(), json!({"description": ""}));
+        assert_eq!(
+            UpdateSubcloud::default().body(),
+            Err(ValidationError::NothingToUpdateSubcloud)
         );
     }
 }

@@ -123,6 +123,44 @@ pub fn listing(items: Option<&Value>, spec: &Spec) -> Listing {
     }
 }
 
+/// `subcloud-group list-subclouds`: the original's detail columns, then one
+/// `<endpoint_type>_sync_status` column per endpoint type a member reports (as its `subcloud show`
+/// rows).
+pub fn subcloud_details(items: Option<&Value>) -> Listing {
+    let items: &[Value] = items.and_then(Value::as_array).map_or(&[], Vec::as_slice);
+    let mut endpoints: Vec<String> = Vec::new();
+    for endpoint in items
+        .iter()
+        .filter_map(|item| item.get("endpoint_sync_status").and_then(Value::as_array))
+        .flatten()
+    {
+        let kind = endpoint
+            .get("endpoint_type")
+            .map(crate::format::text)
+            .unwrap_or_default();
+        if !endpoints.contains(&kind) {
+            endpoints.push(kind);
+        }
+    }
+    let status = |item: &Value, kind: &str| {
+        item.get("endpoint_sync_status")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|e| e.get("endpoint_type").and_then(Value::as_str) == Some(kind))
+            .and_then(|e| e.get("sync_status").cloned())
+            .unwrap_or(Value::Null)
+    };
+    let mut listing = listing(Some(&Value::Array(items.to_vec())), SUBCLOUD_DETAIL);
+    for (row, item) in listing.rows.iter_mut().zip(items) {
+        row.extend(endpoints.iter().map(|kind| status(item, kind)));
+    }
+    listing
+        .columns
+        .extend(endpoints.iter().map(|kind| format!("{kind}_sync_status")));
+    listing
+}
+
 /// `strategy-step show`: the list columns plus the row's own timestamps.
 pub fn step(object: &Value) -> Record {
     Record {
@@ -305,6 +343,32 @@ mod tests {
             .unwrap(),
             "None\n"
         );
+    }
+
+    #[test]
+    fn group_members_have_detail_columns_and_one_per_endpoint() {
+        let answer = json!({"subclouds": [
+            {"id": 1, "name": "subcloud1", "description": "渋谷", "group_id": 2,
+             "endpoint_sync_status": [{"endpoint_type": "kube-rootca", "sync_status": "in-sync"}]},
+            {"id": 2, "name": "subcloud2", "group_id": 2}]});
+        let members = subcloud_details(answer.get("subclouds"));
+        assert_eq!(members.columns.len(), SUBCLOUD_DETAIL.len() + 1);
+        assert_eq!(members.columns.last().unwrap(), "kube-rootca_sync_status");
+        assert_eq!(
+            render_list(
+                &members,
+                ListFormat::Value,
+                &[
+                    "name".into(),
+                    "description".into(),
+                    "kube-rootca_sync_status".into()
+                ]
+            )
+            .unwrap(),
+            "subcloud1 渋谷 in-sync\nsubcloud2 None None\n"
+        );
+        assert_eq!(subcloud_details(None).rows.len(), 0);
+        assert_eq!(subcloud_details(None).columns.len(), SUBCLOUD_DETAIL.len());
     }
 
     #[test]

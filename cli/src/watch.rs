@@ -1,9 +1,12 @@
-//! `--watch`: what changed between two polls of the strategy and its steps, and how to draw it.
-//! Pure functions; the polling loop lives in main.
+//! `--watch`: what changed between two polls of the strategy and its steps, how to draw it, and
+//! how to wait while the controller cannot be reached. Pure functions; the polling loop is
+//! `follow`.
+
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::format::text;
+use crate::format::{display_width, pad, text};
 
 /// How a watched strategy ended, and the exit code that tells a script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +133,7 @@ pub fn progress_bar(percent: u8) -> String {
 }
 
 /// A step that is neither waiting nor finished.
-fn running(step: &Step) -> bool {
+pub fn running(step: &Step) -> bool {
     !matches!(
         step.state.as_str(),
         "initial" | "complete" | "failed" | "aborted"
@@ -142,15 +145,46 @@ pub fn progress_lines(now: &Snapshot) -> String {
     let width = now
         .steps
         .iter()
-        .map(|s| s.cloud.chars().count())
+        .map(|s| display_width(&s.cloud))
         .max()
         .unwrap_or(0);
     let mut out = format!("strategy {}\n", now.state);
     for step in now.steps.iter().filter(|s| running(s)) {
         let bar = progress_bar(percent(&step.details).unwrap_or(0));
-        out += &format!("{:<width$}  {bar}  {}\n", step.cloud, step.state);
+        out += &format!("{}  {bar}  {}\n", pad(&step.cloud, width), step.state);
     }
     out
+}
+
+/// The wait before reconnect attempt `attempt` (0 first): 250 ms doubling up to 5 s, so a restarted
+/// controller is found again within seconds while one that stays down is not hammered.
+pub fn backoff(attempt: u32) -> Duration {
+    let millis = 250u64.saturating_mul(1 << attempt.min(16));
+    Duration::from_millis(millis.min(5_000))
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time.
+pub fn clock(unix_secs: u64) -> String {
+    let day = unix_secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+/// What the watch shows while it cannot poll: since when, for how long, and the last error.
+pub fn reconnecting(since_unix: u64, now_unix: u64, reason: &str) -> String {
+    format!(
+        "reconnecting since {} UTC ({}s): {reason}",
+        clock(since_unix),
+        now_unix.saturating_sub(since_unix)
+    )
+}
+
+/// What the watch says when polling works again.
+pub fn reconnected(since_unix: u64, now_unix: u64) -> String {
+    format!(
+        "reconnected at {} UTC after {}s",
+        clock(now_unix),
+        now_unix.saturating_sub(since_unix)
+    )
 }
 
 /// ANSI: clear the screen and home the cursor, so each poll redraws in place.
@@ -247,6 +281,47 @@ mod tests {
         assert_eq!(
             progress_lines(&now),
             "strategy applying\nsc2        [###---------------------------]  10%  updating-host-trust-both-cas\n"
+        );
+    }
+
+    #[test]
+    fn reconnecting_backs_off_and_says_since_when() {
+        let waits: Vec<u64> = (0..8).map(|a| backoff(a).as_millis() as u64).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(5));
+        // 2026-12-05 20:45:03 UTC
+        let since = 1_796_503_503;
+        assert_eq!(clock(since), "20:45:03");
+        assert_eq!(
+            reconnecting(since, since + 12, "Connection refused"),
+            "reconnecting since 20:45:03 UTC (12s): Connection refused"
+        );
+        assert_eq!(
+            reconnected(since, since + 15),
+            "reconnected at 20:45:18 UTC after 15s"
+        );
+    }
+
+    #[test]
+    fn bars_line_up_under_wide_names() {
+        let now = snapshot(
+            "applying",
+            &[
+                ("東京", "update-started", "update 0% complete"),
+                ("ottawa", "update-started", "update 0% complete"),
+            ],
+        );
+        let lines: Vec<String> = progress_lines(&now)
+            .lines()
+            .skip(1)
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| display_width(l.split('[').next().unwrap()))
+                .collect::<Vec<_>>(),
+            [8, 8]
         );
     }
 

@@ -29,6 +29,8 @@ struct Stub {
     /// GETs of the strategy so far; the strategy and its step advance with each.
     polls: Mutex<usize>,
     ending: Ending,
+    /// GETs of the strategy still to answer 503, as a controller behind a proxy while it restarts.
+    unavailable: Mutex<usize>,
 }
 
 const WHEN: &str = "2026-11-28 10:00:01.000001";
@@ -91,6 +93,12 @@ impl Stub {
                 )
             }
             ("POST", "/v1.0/sw-update-strategy") => HttpResponse::Ok().json(strategy("initial")),
+            ("GET", "/v1.0/sw-update-strategy?type=kube-rootca-update")
+                if *self.unavailable.lock().unwrap() > 0 =>
+            {
+                *self.unavailable.lock().unwrap() -= 1;
+                error(503, "Service Unavailable")
+            }
             ("GET", "/v1.0/sw-update-strategy?type=kube-rootca-update") => {
                 *self.polls.lock().unwrap() += 1;
                 HttpResponse::Ok().json(self.progress(polls + 1).0)
@@ -122,6 +130,9 @@ impl Stub {
             }
             ("POST", "/v1.0/subclouds") => {
                 HttpResponse::Ok().json(subcloud(body["name"].as_str().unwrap_or("?")))
+            }
+            ("GET", "/v1.0/subcloud-groups/edge/subclouds") => {
+                HttpResponse::Ok().json(json!({"subclouds": [subcloud("subcloud3")]}))
             }
             ("GET", "/v1.0/subcloud-groups") => {
                 HttpResponse::Ok().json(json!({"subcloud_groups": []}))
@@ -168,6 +179,7 @@ fn serve_with(ending: Ending, tls: Option<rustls::ServerConfig>) -> (String, web
         requests: Mutex::new(Vec::new()),
         polls: Mutex::new(0),
         ending,
+        unavailable: Mutex::new(0),
     });
     let shared = stub.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -484,6 +496,75 @@ fn subcloud_commands() {
 }
 
 #[test]
+fn subcloud_update_and_group_members() {
+    let (url, stub) = serve(Ending::Complete);
+    let out = dcmanager(&url, &["subcloud", "update", "subcloud3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ERROR: Nothing to update: give at least one of --description, --location, --group\n"
+    );
+    assert!(requests(&stub).is_empty());
+    let out = dcmanager(
+        &url,
+        &[
+            "subcloud",
+            "update",
+            "subcloud3",
+            "--location",
+            "東京",
+            "--group",
+            "edge",
+            "-f",
+            "value",
+            "-c",
+            "name",
+        ],
+    );
+    assert_eq!(stdout(&out), "subcloud3\n", "{out:?}");
+    let out = dcmanager(
+        &url,
+        &[
+            "subcloud-group",
+            "list-subclouds",
+            "edge",
+            "-f",
+            "csv",
+            "-c",
+            "name",
+            "-c",
+            "group_id",
+            "-c",
+            "kube-rootca_sync_status",
+        ],
+    );
+    assert_eq!(
+        stdout(&out),
+        "\"name\",\"group_id\",\"kube-rootca_sync_status\"\n\"subcloud3\",1,\"out-of-sync\"\n",
+        "{out:?}"
+    );
+    let sent: Vec<(String, String, Value)> = requests(&stub)
+        .into_iter()
+        .map(|r| (r.method, r.path, r.body))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (
+                "PATCH".into(),
+                "/v1.0/subclouds/subcloud3".into(),
+                json!({"location": "東京", "group_id": "edge"})
+            ),
+            (
+                "GET".into(),
+                "/v1.0/subcloud-groups/edge/subclouds".into(),
+                Value::Null
+            ),
+        ]
+    );
+}
+
+#[test]
 fn subcloud_group_commands() {
     let (url, stub) = serve(Ending::Complete);
     let out = dcmanager(&url, &["subcloud-group", "list", "-c", "id", "-c", "name"]);
@@ -551,6 +632,46 @@ fn watch_prints_changes_until_complete() {
          2026-11-28 10:00:01 subcloud3 updating-pods-trust-both-cas pods trust-both-cas: 3 of 8 workloads restarted; update 45% complete\n\
          2026-11-28 10:00:01 subcloud3 complete\n\
          2026-11-28 10:00:01 strategy complete\n"
+    );
+}
+
+#[test]
+fn watch_waits_out_a_503_and_goes_on() {
+    let (url, stub) = serve(Ending::Complete);
+    *stub.unavailable.lock().unwrap() = 2;
+    let out = dcmanager(
+        &url,
+        &["strategy-step", "list", "--watch", "--interval", "0"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    let notes: Vec<&str> = stderr.lines().collect();
+    assert_eq!(notes.len(), 2, "{stderr}");
+    assert!(
+        notes[0].starts_with("reconnecting since ")
+            && notes[0].ends_with("s): Service Unavailable"),
+        "{stderr}"
+    );
+    assert!(notes[1].starts_with("reconnected at "), "{stderr}");
+    assert!(
+        stdout(&out).trim_end().ends_with("strategy complete"),
+        "{out:?}"
+    );
+    let strategy_gets = requests(&stub)
+        .iter()
+        .filter(|r| r.path == "/v1.0/sw-update-strategy?type=kube-rootca-update")
+        .count();
+    assert_eq!(strategy_gets, 5, "2 refused, then the 3 polls to complete");
+
+    // A 4xx is about the request: retrying cannot cure it, so the watch ends with exit 1.
+    let out = dcmanager(
+        &format!("{url}/elsewhere"),
+        &["strategy-step", "list", "--watch", "--interval", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ERROR: Subcloud not found\n"
     );
 }
 
