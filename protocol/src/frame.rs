@@ -192,6 +192,11 @@ mod tests {
                     expiry_date: Some("2030-01-01".into()),
                     cert_file: None,
                     proceed_with_stranded_pods: true,
+                    options: crate::SubcloudOptions {
+                        worker_apply_type: crate::WorkerApplyType::Serial,
+                        max_parallel_workers: 3,
+                        alarm_restriction_type: crate::AlarmRestrictionType::Strict,
+                    },
                 },
             }),
             ControllerMessage::Command(Command::Abort {

@@ -236,6 +236,9 @@ pub struct UpdateParams {
     /// start, and to begin update-certs, while any exists.
     #[serde(default)]
     pub proceed_with_stranded_pods: bool,
+    /// The subcloud's effective strategy-config options (upstream's defaults when absent).
+    #[serde(default)]
+    pub options: crate::SubcloudOptions,
 }
 
 /// Progress within a phase.

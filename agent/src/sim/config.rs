@@ -32,6 +32,10 @@ pub struct SimConfig {
     /// milliseconds: pods created before then mount the previous bundle. 0: published at once.
     #[serde(default)]
     pub publish_delay_ms: u64,
+    /// How long a restarted component takes to serve again, in milliseconds (a kubelet on a loaded
+    /// node takes seconds); the host phases wait for it, so it is what parallel workers save.
+    #[serde(default)]
+    pub restart_ms: u64,
     /// The workloads, in every namespace.
     #[serde(default)]
     pub workloads: Vec<WorkloadSpec>,
@@ -140,6 +144,7 @@ impl SimConfig {
             root_ca_expiry_days: default_root_ca_expiry_days(),
             pod_ready_ms: default_pod_ready_ms(),
             publish_delay_ms: 0,
+            restart_ms: 0,
             workloads: vec![
                 WorkloadSpec::new(WorkloadKind::Deployment, "default", "web", 2, ROLLING),
                 WorkloadSpec::new(WorkloadKind::StatefulSet, "default", "cache", 1, ROLLING),
@@ -180,6 +185,7 @@ impl SimConfig {
             root_ca_expiry_days: default_root_ca_expiry_days(),
             pod_ready_ms: 50,
             publish_delay_ms: 0,
+            restart_ms: 0,
             workloads: vec![
                 WorkloadSpec::new(
                     WorkloadKind::Deployment,

@@ -31,6 +31,8 @@ pub enum SimError {
     Unreachable { host: String },
     #[error("{host}: {component} is not serving: connection refused (injected fault)")]
     Unhealthy { host: String, component: Component },
+    #[error("{host}: {component} is starting")]
+    Starting { host: String, component: Component },
     #[error("restarting {component:?} on {host} failed (injected fault)")]
     RestartFailed { host: String, component: Component },
 }

@@ -52,6 +52,7 @@ pub struct SimCluster {
     faults: Faults,
     pod_ready_ms: u64,
     publish_delay_ms: u64,
+    restart_ms: u64,
     state: Mutex<SimState>,
     /// The simulated clock is `base_ms` plus the tokio time elapsed since `started`.
     started: Instant,
@@ -77,6 +78,7 @@ impl SimCluster {
             faults: config.faults.clone(),
             pod_ready_ms: config.pod_ready_ms,
             publish_delay_ms: config.publish_delay_ms,
+            restart_ms: config.restart_ms,
             base_ms: state.clock_ms,
             state: Mutex::new(state),
             started: Instant::now(),
@@ -138,6 +140,8 @@ impl SimCluster {
                 pending: None,
             },
             bare_pods: Vec::new(),
+            restarting: Default::default(),
+            peak_hosts_restarting: 0,
         })
     }
 
@@ -403,6 +407,8 @@ impl Cluster for SimCluster {
             .or_default()
             .entry(component)
             .or_default() += 1;
+        let now = self.now_ms();
+        state.restart(host, component.name(), now, now + self.restart_ms);
         Ok(self.save(&state)?)
     }
 
@@ -410,11 +416,24 @@ impl Cluster for SimCluster {
         api_call().await;
         self.known_host(host)?;
         let name = format!("{host}/{}", component.name());
-        let restarted = self
-            .lock()
-            .component_restarts
-            .get(host)
-            .is_some_and(|r| r.contains_key(&component));
+        let (restarted, starting) = {
+            let state = self.lock();
+            let restarted = state
+                .component_restarts
+                .get(host)
+                .is_some_and(|r| r.contains_key(&component));
+            (
+                restarted,
+                state.starting(host, component.name(), self.now_ms()),
+            )
+        };
+        if starting {
+            return Err(SimError::Starting {
+                host: host.to_owned(),
+                component,
+            }
+            .into());
+        }
         if restarted && self.faults.unhealthy.contains(&name) {
             return Err(SimError::Unhealthy {
                 host: host.to_owned(),

@@ -61,6 +61,12 @@ pub struct SimState {
     /// Pods run by hand, without a controller (the stranded-pods check's case).
     #[serde(default)]
     pub bare_pods: Vec<Pod>,
+    /// Restarted components not serving yet (`host/component`) and when they will (simulated clock, ms).
+    #[serde(default)]
+    pub restarting: BTreeMap<String, u64>,
+    /// The most hosts that had a component restarting at one time.
+    #[serde(default)]
+    pub peak_hosts_restarting: usize,
 }
 
 /// What the controller-manager publishes as `kube-root-ca.crt`: its `--root-ca-file` as read when it
@@ -93,6 +99,27 @@ impl Publication {
 }
 
 impl SimState {
+    /// Records a restart of `host/component` that serves again at `serving_at`, forgetting those that
+    /// serve by `now_ms`, and counts the hosts restarting at once.
+    pub fn restart(&mut self, host: &str, component: &str, now_ms: u64, serving_at: u64) {
+        self.restarting.retain(|_, at| *at > now_ms);
+        self.restarting
+            .insert(format!("{host}/{component}"), serving_at);
+        let hosts: std::collections::BTreeSet<&str> = self
+            .restarting
+            .keys()
+            .filter_map(|k| k.split_once('/').map(|(h, _)| h))
+            .collect();
+        self.peak_hosts_restarting = self.peak_hosts_restarting.max(hosts.len());
+    }
+
+    /// Whether `host/component` is still starting at `now_ms`.
+    pub fn starting(&self, host: &str, component: &str, now_ms: u64) -> bool {
+        self.restarting
+            .get(&format!("{host}/{component}"))
+            .is_some_and(|at| *at > now_ms)
+    }
+
     /// Every namespace: those holding workloads and the three every kubeadm cluster has.
     pub fn namespaces(&self) -> std::collections::BTreeSet<&str> {
         ["default", "kube-public", "kube-system"]

@@ -43,6 +43,12 @@ pub enum PhaseError {
         total: usize,
         first: String,
     },
+    /// A worker of a parallel walk failed; the others in flight finished first.
+    #[error("{host} failed: {error}")]
+    Host {
+        host: String,
+        error: Box<PhaseError>,
+    },
     #[error("{workload}: rollout failed: {reason}")]
     RolloutFailed { workload: String, reason: String },
     #[error("{workload}: rollout not complete after {timeout:?}: {waiting}")]

@@ -1,14 +1,19 @@
-//! The host phases' executor: each host in turn (controllers first) goes through its [`HostPlan`]'s
-//! actions, recorded as begun and done so a resumed phase skips finished hosts, and the trust
-//! invariants are checked after every host.
+//! The host phases' executor: each host (controllers one at a time first, then the workers as the
+//! subcloud's `worker-apply-type` says) goes through its [`HostPlan`]'s actions, recorded as begun
+//! and done on its own so a resumed phase skips exactly the finished hosts, and the trust invariants
+//! are checked after every host.
 //!
 //! Safe to repeat: a repeated host rewrites the same files (the bundle is computed from the recorded
 //! old CA and the stored new one, never appended), re-issues only leaves that do not chain to the new
 //! CA yet, and restarts its components again, which is harmless.
 
+use std::sync::Mutex;
+
 use dc_certs::CertifiedCa;
 use dc_certs::verify::Usage;
 use dc_protocol::{AgentMessage, Phase, PhaseState};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tracing::{Instrument, info_span};
 
 use crate::cluster::{Cluster, Host, HostFile, KubeconfigFile};
@@ -16,6 +21,7 @@ use crate::kubeconfig::ClientCredentials;
 use crate::manifest::set_signing_files;
 use crate::trust::{self, trusts};
 
+use super::apply_type;
 use super::context::{PhaseContext, PhaseError, percent_of};
 use super::join;
 use super::new_ca;
@@ -23,28 +29,109 @@ use super::plan::{HostAction, HostPlan, KUBEADM_PKI_DIR, NewCaPart, SigningFiles
 use super::repair;
 use super::stranded;
 
-/// Runs a host phase on every host not done yet.
+/// Runs a host phase on every host not done yet: the controllers one at a time, then the workers as
+/// the subcloud's `worker-apply-type` says.
 pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(), PhaseError> {
     let plan = HostPlan::of(phase)
         .ok_or_else(|| PhaseError::Refused(format!("{phase} is not a host phase")))?;
     let hosts = cx.sorted_hosts().await?;
+    let record = cx.record()?;
+    if let Some(why) = apply_type::refusal(record.params.options, &hosts) {
+        return Err(PhaseError::Refused(why));
+    }
     let new_ca = new_ca::load(cx.journal)?;
-    let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
-    if phase == Phase::HostsUpdateCerts && cx.record()?.hosts.is_empty() {
+    let old_pem = record.old_ca_pem.unwrap_or_default();
+    if phase == Phase::HostsUpdateCerts && record.hosts.is_empty() {
         // The last moment: this phase re-issues the apiserver's certificate from the new CA, which a
         // pod trusting the old CA alone cannot verify. Once a host of it changed, there is no going
         // back to check.
         stranded::check(cx).await?;
     }
-    let total = hosts.len();
-    for (i, host) in hosts.iter().enumerate() {
-        let mut actions = plan.actions(host.role);
+    let order = apply_type::order(&hosts, record.params.options);
+    let walk = Walk {
+        cx,
+        phase,
+        plan,
+        old_pem: &old_pem,
+        new_ca: &new_ca,
+        total: hosts.len(),
+        tally: Mutex::new(Tally::default()),
+    };
+    for controller in order.controllers {
+        walk.host(controller).await?;
+    }
+    walk.workers(&order.workers, order.workers_at_once).await?;
+    join::publish_ca(cx, &plan.bundle.pem(&old_pem, new_ca.cert_pem())).await
+}
+
+/// One host phase's walk over the hosts.
+struct Walk<'a, C> {
+    cx: &'a PhaseContext<'a, C>,
+    phase: Phase,
+    plan: &'a HostPlan,
+    old_pem: &'a str,
+    new_ca: &'a CertifiedCa,
+    total: usize,
+    tally: Mutex<Tally>,
+}
+
+/// Hosts done and in flight, for progress.
+#[derive(Debug, Default)]
+struct Tally {
+    done: usize,
+    in_flight: Vec<String>,
+}
+
+impl<C: Cluster> Walk<'_, C> {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Up to `at_once` workers in flight. The first failure starts no new worker; those in flight
+    /// finish first, so none is left half-written, and the phase fails naming the failed host.
+    async fn workers(&self, workers: &[&Host], at_once: usize) -> Result<(), PhaseError> {
+        let mut waiting = workers.iter();
+        let mut in_flight = FuturesUnordered::new();
+        let mut failed: Option<(String, PhaseError)> = None;
+        loop {
+            while failed.is_none() && in_flight.len() < at_once {
+                let Some(&host) = waiting.next() else { break };
+                in_flight.push(async move { (host, self.host(host).await) });
+            }
+            match in_flight.next().await {
+                None => break,
+                Some((_, Ok(()))) => {}
+                Some((host, Err(e))) if failed.is_none() => failed = Some((host.name.clone(), e)),
+                Some((host, Err(e))) => {
+                    tracing::warn!(host = %host.name, error = %e, "a worker in flight also failed");
+                }
+            }
+        }
+        match failed {
+            None => Ok(()),
+            Some((host, error)) => Err(PhaseError::Host {
+                host,
+                error: Box::new(error),
+            }),
+        }
+    }
+
+    /// One host through the plan's actions, journaled as begun and done, the trust invariants checked
+    /// after it.
+    async fn host(&self, host: &Host) -> Result<(), PhaseError> {
+        let (cx, phase) = (self.cx, self.phase);
+        let mut actions = self.plan.actions(host.role);
         match cx.record()?.hosts.get(&host.name) {
-            Some(PhaseState::Done) => continue,
+            Some(PhaseState::Done) => {
+                self.tally().done += 1;
+                return Ok(());
+            }
             // The agent stopped while writing this host: what it left must decode before anything
             // is read from it again.
             Some(PhaseState::InProgress) => {
-                let restored = repair::damaged_files(cx, plan, host).await?;
+                let restored = repair::damaged_files(cx, self.plan, host).await?;
                 if restored && phase == Phase::HostsTrustNewCa {
                     // What was put back predates update-certs: its leaves are issued again from the
                     // new CA before the host trusts that CA alone.
@@ -56,7 +143,14 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
             }
             _ => {}
         }
-        let percent = percent_of(i, total);
+        let (percent, details) = {
+            let mut tally = self.tally();
+            tally.in_flight.push(host.name.clone());
+            (
+                percent_of(tally.done, self.total),
+                apply_type::progress_details(tally.done, self.total, &tally.in_flight),
+            )
+        };
         cx.journal.update(
             |r| {
                 r.hosts.insert(host.name.clone(), PhaseState::InProgress);
@@ -70,17 +164,17 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
                     state: r.state().to_owned(),
                     phase_percent: percent,
                     percent: r.percent(percent),
-                    details: format!("host {} of {total}", i + 1),
+                    details,
                 }))
             },
         )?;
         let span = info_span!("host", host = %host.name);
-        async {
+        let outcome = async {
             let target = Target {
                 cx,
                 host,
-                old_pem: &old_pem,
-                new_ca: &new_ca,
+                old_pem: self.old_pem,
+                new_ca: self.new_ca,
             };
             for action in actions {
                 target.apply(action).await?;
@@ -88,15 +182,18 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
             cx.check_trust().await
         }
         .instrument(span)
-        .await?;
+        .await;
+        self.tally().in_flight.retain(|h| *h != host.name);
+        outcome?;
         cx.journal.update(
             |r| {
                 r.hosts.insert(host.name.clone(), PhaseState::Done);
             },
             |_, _| None,
         )?;
+        self.tally().done += 1;
+        Ok(())
     }
-    join::publish_ca(cx, &plan.bundle.pem(&old_pem, new_ca.cert_pem())).await
 }
 
 /// One host and what its actions write.

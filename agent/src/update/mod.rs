@@ -10,6 +10,7 @@
 //!   driven by the [`plan`] table), [`pods`] (both pods phases), [`complete`].
 
 pub mod admit;
+pub mod apply_type;
 pub mod complete;
 pub mod context;
 pub mod hosts;
@@ -289,11 +290,13 @@ fn resume(r: &mut UpdateRecord) {
     }
 }
 
-/// The operator's consent to leave pods that nothing restarts behind is the latest strategy's: it is a
-/// decision about the cluster now, not part of the CA the update generated. Without this, a refusal
-/// in the middle of an update could never be overcome by the option it names.
+/// The operator's consent to leave pods that nothing restarts behind, and the subcloud's options, are
+/// the latest strategy's: they are decisions about the cluster now, not part of the CA the update
+/// generated. Without this, a refusal in the middle of an update could never be overcome by the option
+/// it names.
 fn adopt_consent(r: &mut UpdateRecord, params: &UpdateParams) {
     r.params.proceed_with_stranded_pods = params.proceed_with_stranded_pods;
+    r.params.options = params.options;
 }
 
 /// The parameters that make the new CA: a later strategy cannot change them once the update has its CA.

@@ -9,6 +9,7 @@ use crate::cluster::{Cluster, Host, HostFile, HostRole};
 use crate::kubeconfig::discovery_ca;
 use crate::rollout::healthy;
 
+use super::apply_type;
 use super::context::{PhaseContext, PhaseError};
 use super::new_ca::new_ca_spec;
 use super::plan::{HostAction, HostPlan};
@@ -19,6 +20,9 @@ pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
     let record = cx.record()?;
     check_params(&record.params)?;
     let hosts = cx.sorted_hosts().await?;
+    if let Some(why) = apply_type::refusal(record.params.options, &hosts) {
+        return Err(PhaseError::Refused(why));
+    }
     for host in &hosts {
         cx.cluster.check_host(&host.name).await.map_err(|e| {
             PhaseError::Refused(format!("host {} is not reachable: {e}", host.name))
@@ -126,7 +130,7 @@ mod tests {
             subject: subject.map(str::to_owned),
             expiry_date: expiry.map(str::to_owned),
             cert_file: cert_file.map(str::to_owned),
-            proceed_with_stranded_pods: false,
+            ..UpdateParams::default()
         }
     }
 

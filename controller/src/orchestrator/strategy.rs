@@ -226,6 +226,8 @@ pub fn update_params(st: &State) -> UpdateParams {
             expiry_date: s.expiry_date.clone(),
             cert_file: s.cert_file.clone(),
             proceed_with_stranded_pods: s.proceed_with_stranded_pods,
+            // Upstream's strategy-config defaults: parallel workers, 10 at once, relaxed.
+            options: Default::default(),
         })
         .unwrap_or_default()
 }
