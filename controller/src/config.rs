@@ -231,9 +231,10 @@ impl KeystoneConfig {
                 problems.push(format!("auth.keystone.{key} is required"));
             }
         }
-        if !self.auth_url.is_empty()
-            && !(self.auth_url.starts_with("http://") || self.auth_url.starts_with("https://"))
-        {
+        let web_url = ["http://", "https://"]
+            .iter()
+            .any(|scheme| self.auth_url.starts_with(scheme));
+        if !self.auth_url.is_empty() && !web_url {
             problems.push(format!(
                 "auth.keystone.auth_url must be an http:// or https:// URL, not '{}'",
                 self.auth_url
