@@ -240,6 +240,12 @@ impl KeystoneConfig {
                 self.auth_url
             ));
         }
+        if self.password.starts_with(EXAMPLE_TOKEN_PREFIX) {
+            problems.push(
+                "auth.keystone.password is the example's placeholder; set the service user's own"
+                    .to_owned(),
+            );
+        }
         if self.cache_size == 0 {
             problems.push("auth.keystone.cache_size must be at least 1".to_owned());
         }
@@ -465,6 +471,7 @@ role = "reader"
         assert!(e.to_string().contains("[auth.keystone] is missing"), "{e}");
         c.auth.keystone = Some(KeystoneConfig {
             auth_url: "keystone:5000".into(),
+            password: "CHANGE-ME-service-password".into(),
             cache_size: 0,
             ..KeystoneConfig::default()
         });
@@ -474,7 +481,7 @@ role = "reader"
             .to_string();
         for part in [
             "auth.keystone.username is required",
-            "auth.keystone.password is required",
+            "auth.keystone.password is the example's placeholder",
             "must be an http:// or https:// URL, not 'keystone:5000'",
             "cache_size must be at least 1",
         ] {
