@@ -205,12 +205,13 @@ impl Keystone {
                 });
             }
         };
-        let remaining = expires_in(&body, OffsetDateTime::now_utc()).map_err(|reason| {
-            KeystoneError::BadAnswer {
+        let remaining = serde_json::from_slice(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|value| expires_in(&value, OffsetDateTime::now_utc()))
+            .map_err(|reason| KeystoneError::BadAnswer {
                 url: url.clone(),
                 reason,
-            }
-        })?;
+            })?;
         *slot = Some(ServiceToken {
             token: token.clone(),
             renew_at: Instant::now() + renew_after(remaining),
@@ -314,12 +315,11 @@ fn validated(body: &[u8], now: OffsetDateTime) -> Result<(Verdict, Duration), St
         Some(role) => Verdict::Granted(role),
         None => Verdict::NoRole,
     };
-    Ok((verdict, expires_in(body, now)?))
+    Ok((verdict, expires_in(&value, now)?))
 }
 
 /// How long until the token in a Keystone token JSON expires (zero once past).
-fn expires_in(body: &[u8], now: OffsetDateTime) -> Result<Duration, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+fn expires_in(value: &Value, now: OffsetDateTime) -> Result<Duration, String> {
     let text = value["token"]["expires_at"]
         .as_str()
         .ok_or("the token has no expires_at")?;
