@@ -53,22 +53,10 @@ impl Client {
         token: Option<String>,
         cacert: Option<&Path>,
     ) -> Result<Client, ClientError> {
-        let mut connector = awc::Connector::new();
-        if let Some(path) = cacert {
-            let config = tls_config(path).map_err(|reason| ClientError::CaCert {
-                path: path.display().to_string(),
-                reason,
-            })?;
-            connector = connector.rustls_0_23(Arc::new(config));
-        }
-        let http = awc::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connector(connector)
-            .finish();
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            http,
+            http: http_client(cacert)?,
         })
     }
 
@@ -152,6 +140,23 @@ fn error_message(status: u16, body: &[u8]) -> String {
             }
         }
     }
+}
+
+/// An HTTP client that, with `cacert`, trusts exactly that CA bundle for HTTPS: for the API and for
+/// Keystone alike (`OS_CACERT`).
+pub fn http_client(cacert: Option<&Path>) -> Result<awc::Client, ClientError> {
+    let mut connector = awc::Connector::new();
+    if let Some(path) = cacert {
+        let config = tls_config(path).map_err(|reason| ClientError::CaCert {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        connector = connector.rustls_0_23(Arc::new(config));
+    }
+    Ok(awc::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connector(connector)
+        .finish())
 }
 
 fn tls_config(path: &Path) -> Result<rustls::ClientConfig, String> {

@@ -11,6 +11,7 @@ mod client;
 mod examples;
 mod follow;
 mod format;
+mod keystone;
 mod request;
 mod summary;
 mod views;
@@ -36,20 +37,18 @@ use format::{ListFormat, Listing, OneFormat, Record};
     next_help_heading = "Connection options"
 )]
 struct Cli {
-    /// Base URL of the dcmanager REST API.
-    #[arg(
-        long,
-        env = "DCMANAGER_URL",
-        default_value = "http://127.0.0.1:8119/v1.0",
-        global = true
-    )]
-    dcmanager_url: String,
+    /// Base URL of the dcmanager REST API [default: the Keystone catalog's dcmanager endpoint after an
+    /// OS_AUTH_URL login, else http://127.0.0.1:8119/v1.0].
+    #[arg(long, env = "DCMANAGER_URL", global = true)]
+    dcmanager_url: Option<String>,
     /// Token sent as X-Auth-Token.
     #[arg(long, env = "OS_AUTH_TOKEN", hide_env_values = true, global = true)]
     os_auth_token: Option<String>,
-    /// CA certificate bundle (PEM) to verify an HTTPS API with.
+    /// CA certificate bundle (PEM) to verify an HTTPS API (and Keystone) with.
     #[arg(long, env = "OS_CACERT", global = true)]
     os_cacert: Option<PathBuf>,
+    #[command(flatten)]
+    openrc: keystone::Openrc,
     #[command(subcommand)]
     command: Command,
 }
@@ -318,11 +317,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(
-        &cli.dcmanager_url,
-        cli.os_auth_token,
-        cli.os_cacert.as_deref(),
-    )?;
+    let cacert = cli.os_cacert.as_deref();
+    let (url, token) =
+        keystone::connection(cli.dcmanager_url, cli.os_auth_token, cacert, &cli.openrc).await?;
+    let client = Client::new(&url, token, cacert)?;
     match cli.command {
         Command::Strategy(command) => strategy(&client, command).await,
         Command::Step(StepCommand::List { watch, out }) => {

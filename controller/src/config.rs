@@ -153,10 +153,107 @@ impl PkiConfig {
     }
 }
 
+/// Who may call the API: static tokens from this file (the default), or tokens issued by Keystone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
+    pub kind: AuthKind,
+    /// The static tokens (`kind = "static"`).
     pub tokens: Vec<TokenConfig>,
+    /// The Keystone that issues and validates tokens (`kind = "keystone"`).
+    pub keystone: Option<KeystoneConfig>,
+}
+
+/// Where `X-Auth-Token` is checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// Against `[[auth.tokens]]`.
+    #[default]
+    Static,
+    /// Against a Keystone v3 endpoint (`[auth.keystone]`), as StarlingX's own services do.
+    Keystone,
+}
+
+/// The controller's own Keystone service credentials, and how long it trusts a validated token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeystoneConfig {
+    /// The identity endpoint, e.g. `https://keystone.example:5000/v3` (a URL without `/v3` gets it).
+    pub auth_url: String,
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// CA bundle (PEM) to verify an HTTPS Keystone with; without it, the public web roots.
+    pub cafile: Option<PathBuf>,
+    /// Longest time a validated token is taken without asking Keystone again (never past its own
+    /// expiry): a token revoked in Keystone is refused at most this long afterwards.
+    pub cache_ttl_secs: u64,
+    /// Most validated tokens kept; the one closest to expiry makes room for a new one.
+    pub cache_size: usize,
+    /// Seconds one request to Keystone may take before the API answers 503.
+    pub timeout_secs: u64,
+}
+
+impl Default for KeystoneConfig {
+    fn default() -> Self {
+        Self {
+            auth_url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            project_name: "services".to_owned(),
+            user_domain_name: "Default".to_owned(),
+            project_domain_name: "Default".to_owned(),
+            cafile: None,
+            cache_ttl_secs: 60,
+            cache_size: 10_000,
+            timeout_secs: 5,
+        }
+    }
+}
+
+impl KeystoneConfig {
+    /// The settings without which the controller could not validate a token, named as in the file.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let required = [
+            ("auth_url", &self.auth_url),
+            ("username", &self.username),
+            ("password", &self.password),
+            ("project_name", &self.project_name),
+            ("user_domain_name", &self.user_domain_name),
+            ("project_domain_name", &self.project_domain_name),
+        ];
+        for (key, value) in required {
+            if value.trim().is_empty() {
+                problems.push(format!("auth.keystone.{key} is required"));
+            }
+        }
+        let web_url = ["http://", "https://"]
+            .iter()
+            .any(|scheme| self.auth_url.starts_with(scheme));
+        if !self.auth_url.is_empty() && !web_url {
+            problems.push(format!(
+                "auth.keystone.auth_url must be an http:// or https:// URL, not '{}'",
+                self.auth_url
+            ));
+        }
+        if self.password.starts_with(EXAMPLE_TOKEN_PREFIX) {
+            problems.push(
+                "auth.keystone.password is the example's placeholder; set the service user's own"
+                    .to_owned(),
+            );
+        }
+        if self.cache_size == 0 {
+            problems.push("auth.keystone.cache_size must be at least 1".to_owned());
+        }
+        if self.timeout_secs == 0 {
+            problems.push("auth.keystone.timeout_secs must be at least 1".to_owned());
+        }
+        problems
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,9 +292,18 @@ impl ControllerConfig {
         Ok(dc_config::load(path, "DC_CONTROLLER")?)
     }
 
-    /// Refuses settings the controller must not run with: an API token shorter than
+    /// Refuses settings the controller must not run with: Keystone auth without its settings, an API token shorter than
     /// [`MIN_TOKEN_LEN`] (guessable) or still the example's placeholder (published).
     pub fn validate(&self) -> Result<(), ControllerError> {
+        if self.auth.kind == AuthKind::Keystone {
+            let problems = match &self.auth.keystone {
+                None => vec!["auth.kind is \"keystone\" but [auth.keystone] is missing".to_owned()],
+                Some(k) => k.problems(),
+            };
+            if !problems.is_empty() {
+                return Err(ControllerError::Config(problems.join("; ")));
+            }
+        }
         for (i, t) in self.auth.tokens.iter().enumerate() {
             let which = format!("auth.tokens[{i}]");
             if t.token.starts_with(EXAMPLE_TOKEN_PREFIX) {
@@ -216,7 +322,7 @@ impl ControllerConfig {
         Ok(())
     }
 
-    /// The role of a token, if it is known. Every configured token is compared in constant time, so
+    /// The role of a static token, if it is known. Every configured token is compared in constant time, so
     /// the time an answer takes says nothing about how much of a guess was right.
     pub fn role_of(&self, token: &str) -> Option<Role> {
         self.auth.tokens.iter().fold(None, |found, t| {
@@ -355,6 +461,70 @@ role = "reader"
             .validate()
             .expect_err("the example's tokens must not go live");
         assert!(e.to_string().contains("example's placeholder"), "{e}");
+    }
+
+    #[test]
+    fn keystone_auth_names_every_missing_setting() {
+        let mut c = ControllerConfig::default();
+        c.auth.kind = AuthKind::Keystone;
+        let e = c.validate().expect_err("keystone without its section");
+        assert!(e.to_string().contains("[auth.keystone] is missing"), "{e}");
+        c.auth.keystone = Some(KeystoneConfig {
+            auth_url: "keystone:5000".into(),
+            password: "CHANGE-ME-service-password".into(),
+            cache_size: 0,
+            ..KeystoneConfig::default()
+        });
+        let e = c
+            .validate()
+            .expect_err("incomplete keystone settings")
+            .to_string();
+        for part in [
+            "auth.keystone.username is required",
+            "auth.keystone.password is the example's placeholder",
+            "must be an http:// or https:// URL, not 'keystone:5000'",
+            "cache_size must be at least 1",
+        ] {
+            assert!(e.contains(part), "{part} not in: {e}");
+        }
+        c.auth.keystone = Some(KeystoneConfig {
+            auth_url: "http://127.0.0.1:5000/v3".into(),
+            username: "dcmanager".into(),
+            password: "secret".into(),
+            ..KeystoneConfig::default()
+        });
+        c.validate().expect("complete keystone settings are taken");
+    }
+
+    #[test]
+    fn keystone_section_loads_from_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+[auth]
+kind = "keystone"
+[auth.keystone]
+auth_url = "https://192.168.204.1:5000/v3"
+username = "dcmanager"
+password = "s3cret"
+project_name = "services"
+cafile = "/etc/ssl/certs/keystone-ca.pem"
+cache_ttl_secs = 30
+"#,
+        )
+        .unwrap();
+        let c = ControllerConfig::load(&path).unwrap();
+        assert_eq!(c.auth.kind, AuthKind::Keystone);
+        let k = c.auth.keystone.as_ref().unwrap();
+        assert_eq!((k.cache_ttl_secs, k.cache_size), (30, 10_000));
+        assert_eq!(k.user_domain_name, "Default");
+        assert_eq!(
+            k.cafile.as_deref(),
+            Some(Path::new("/etc/ssl/certs/keystone-ca.pem"))
+        );
+        c.validate().unwrap();
     }
 
     #[test]

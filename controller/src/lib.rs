@@ -203,10 +203,7 @@ pub async fn start_with_store(
         orchestrator,
         persist,
     };
-    let state = api::ApiState {
-        actors: actors.clone(),
-        config: config.clone(),
-    };
+    let state = api::ApiState::new(actors.clone(), config.clone())?;
     let bind_err = |source| ControllerError::Bind {
         addr: config.api.listen.clone(),
         source,

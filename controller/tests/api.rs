@@ -64,10 +64,7 @@ fn state(h: &Harness) -> ApiState {
             role: Role::Reader,
         },
     ];
-    ApiState {
-        actors: h.ctl().actors(),
-        config: Arc::new(cfg),
-    }
+    ApiState::new(h.ctl().actors(), Arc::new(cfg)).expect("a static-token API state")
 }
 
 fn assert_error(r: &(StatusCode, Value), status: u16, message: &str) {

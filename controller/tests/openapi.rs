@@ -28,10 +28,7 @@ fn state(h: &Harness) -> ApiState {
             role: Role::Reader,
         },
     ];
-    ApiState {
-        actors: h.ctl().actors(),
-        config: Arc::new(cfg),
-    }
+    ApiState::new(h.ctl().actors(), Arc::new(cfg)).expect("a static-token API state")
 }
 
 fn request(

@@ -120,6 +120,20 @@ pub fn https_server_config(cert_pem: &str, key_pem: &str) -> Result<ServerConfig
         )?)
 }
 
+/// A plain HTTPS client config that trusts only the CAs in `ca_pem` (no client certificate): the
+/// controller's calls to Keystone with `auth.keystone.cafile`.
+pub fn https_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in certificates(ca_pem, "CA certificate")? {
+        store.add(cert)?;
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// An agent's client config: trusts only the system CA and presents the agent's certificate.
 pub fn client_config(
     ca_pem: &str,

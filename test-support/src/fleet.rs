@@ -140,6 +140,9 @@ pub struct Fleet {
     pub controller_settings: ControllerSettings,
     /// The controller's SQLite file (set before [`Self::launch`] to put it on another filesystem).
     pub database: PathBuf,
+    /// The controller's `[auth]`: [`ADMIN_TOKEN`] and [`READER_TOKEN`] unless a test sets another (the
+    /// Keystone tests point it at a real Keystone before [`Self::start_controller`]).
+    pub auth: AuthConfig,
     controller: Option<Child>,
     agents: Vec<Option<Child>>,
 }
@@ -218,6 +221,19 @@ impl Fleet {
             agents_addr: String::new(),
             controller_settings: ControllerSettings::default(),
             database: dir.join("controller.sqlite"),
+            auth: AuthConfig {
+                tokens: vec![
+                    TokenConfig {
+                        token: ADMIN_TOKEN.to_owned(),
+                        role: Role::Admin,
+                    },
+                    TokenConfig {
+                        token: READER_TOKEN.to_owned(),
+                        role: Role::Reader,
+                    },
+                ],
+                ..AuthConfig::default()
+            },
             controller: None,
             agents: Vec::new(),
         })
@@ -236,10 +252,6 @@ impl Fleet {
         };
         let config = self.dir.join("controller.toml");
         let settings = self.controller_settings;
-        let token = |token: &str, role| TokenConfig {
-            token: token.to_owned(),
-            role,
-        };
         let values = ControllerConfig {
             api: ApiConfig {
                 listen: listen(&self.api),
@@ -252,12 +264,7 @@ impl Fleet {
             },
             pki: PkiConfig::from_dir(&self.dir.join("pki")),
             database: self.database.clone(),
-            auth: AuthConfig {
-                tokens: vec![
-                    token(ADMIN_TOKEN, Role::Admin),
-                    token(READER_TOKEN, Role::Reader),
-                ],
-            },
+            auth: self.auth.clone(),
             heartbeat_interval_secs: settings.heartbeat_interval_secs,
             offline_after_secs: settings.offline_after_secs,
             agent_wait_secs: settings.agent_wait_secs,

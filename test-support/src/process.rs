@@ -113,12 +113,27 @@ impl Child {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::spawn_with_env(program, args, &[], log)
+    }
+
+    /// [`Self::spawn`] with `env` added to the inherited environment.
+    pub fn spawn_with_env<I, S>(
+        program: &Path,
+        args: I,
+        env: &[(&str, &OsStr)],
+        log: &Path,
+    ) -> io::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?;
         let inner = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

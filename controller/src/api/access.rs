@@ -1,16 +1,17 @@
 //! Who may call the API, and the actors that answer it.
 
-use std::future::{Ready, ready};
 use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
+use futures::future::LocalBoxFuture;
 use serde_json::Value;
 
-use crate::config::{ControllerConfig, Role};
-use crate::error::ApiError;
+use super::keystone::{Keystone, Verdict};
+use crate::config::{AuthKind, ControllerConfig, Role};
+use crate::error::{ApiError, ControllerError};
 use crate::model::Step;
 use crate::orchestrator::persist::{self, Persist, StepOf, StepRows};
 use crate::orchestrator::registry::keyed_list;
@@ -75,22 +76,67 @@ impl Actors {
 pub struct ApiState {
     pub actors: Actors,
     pub config: Arc<ControllerConfig>,
+    /// Set with `auth.kind = "keystone"`: tokens are checked there instead of `auth.tokens`.
+    keystone: Option<Arc<Keystone>>,
 }
 
-fn role(req: &HttpRequest) -> Result<Role, ApiError> {
+impl ApiState {
+    /// The state for `config`, with its Keystone client when `auth.kind = "keystone"`.
+    pub fn new(actors: Actors, config: Arc<ControllerConfig>) -> Result<Self, ControllerError> {
+        let keystone = match (config.auth.kind, &config.auth.keystone) {
+            (AuthKind::Keystone, Some(k)) => Some(Arc::new(Keystone::new(k)?)),
+            (AuthKind::Keystone, None) => {
+                return Err(ControllerError::Config(
+                    "auth.kind is \"keystone\" but [auth.keystone] is missing".to_owned(),
+                ));
+            }
+            (AuthKind::Static, _) => None,
+        };
+        Ok(Self {
+            actors,
+            config,
+            keystone,
+        })
+    }
+}
+
+fn unauthenticated() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "Authentication required: send a valid X-Auth-Token header",
+    )
+}
+
+/// The caller's role, from its `X-Auth-Token`: 401 without a valid token, 403 for a Keystone token with
+/// none of our roles, 503 when Keystone cannot say.
+async fn role(req: HttpRequest) -> Result<Role, ApiError> {
     let state = req
         .app_data::<web::Data<ApiState>>()
         .ok_or_else(|| ApiError::internal("API state missing"))?;
-    req.headers()
+    let token = req
+        .headers()
         .get("X-Auth-Token")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| state.config.role_of(t))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Authentication required: send a valid X-Auth-Token header",
-            )
-        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(unauthenticated)?;
+    let Some(keystone) = &state.keystone else {
+        return state.config.role_of(token).ok_or_else(unauthenticated);
+    };
+    match keystone.check(token).await {
+        Ok(Verdict::Granted(role)) => Ok(role),
+        Ok(Verdict::NoRole) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden: the Keystone token has none of the roles admin, member or reader",
+        )),
+        Ok(Verdict::Unknown) => Err(unauthenticated()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot validate a token with Keystone");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Cannot validate the token: {e}"),
+            ))
+        }
+    }
 }
 
 /// Any valid token: may read.
@@ -98,10 +144,11 @@ pub struct Reader;
 
 impl FromRequest for Reader {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(role(req).map(|_| Reader))
+        let req = req.clone();
+        Box::pin(async move { role(req).await.map(|_| Reader) })
     }
 }
 
@@ -110,15 +157,18 @@ pub struct Admin;
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(role(req).and_then(|r| match r {
-            Role::Admin => Ok(Admin),
-            Role::Reader => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "Forbidden: a reader token may not change anything",
-            )),
-        }))
+        let req = req.clone();
+        Box::pin(async move {
+            match role(req).await? {
+                Role::Admin => Ok(Admin),
+                Role::Reader => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden: a reader token may not change anything",
+                )),
+            }
+        })
     }
 }

@@ -24,7 +24,7 @@ impl Modify for Token {
             "token",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Auth-Token",
-                "A token from the controller's config: `admin` may change things, `reader` may only read.",
+                "A token from the controller's config (`[auth] kind = \"static\"`) or issued by Keystone (`kind = \"keystone\"`; its admin role is our admin, member and reader our reader): `admin` may change things, `reader` may only read.",
             ))),
         );
     }
