@@ -83,6 +83,7 @@ const CONTROLLER: ControllerSettings = ControllerSettings {
     agent_wait_secs: 600,
     progress_flush_ms: 1000,
     handshake_timeout_secs: 10,
+    metrics_require_token: false,
 };
 /// The agents' redial backoff (the default's initial delay and jitter, a lower cap).
 const RECONNECT: ReconnectConfig = ReconnectConfig {
@@ -107,14 +108,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(state.join("logs"))
         .with_context(|| format!("creating {}", state.display()))?;
     let log = std::fs::File::create(state.join("logs").join("agents.log"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::sync::Mutex::new(log))
-        .with_ansi(false)
-        .init();
+    dc_config::logging::init_to(std::sync::Mutex::new(log), "warn")?;
     let fds = raise_open_files_limit()?;
     ensure!(
         fds >= 2 * args.subclouds as u64 + 256,

@@ -33,7 +33,7 @@ pub enum FormatError {
     #[error("cannot render JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("cannot render YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
 }
 
 /// One object as named fields, in display order.
@@ -116,7 +116,7 @@ pub fn render_one(
             table(&["Field".to_owned(), "Value".to_owned()], &rows)
         }
         OneFormat::Json => serde_json::to_string_pretty(&Ordered { entries: fields })? + "\n",
-        OneFormat::Yaml => serde_yaml::to_string(&Ordered { entries: fields })?,
+        OneFormat::Yaml => serde_norway::to_string(&Ordered { entries: fields })?,
         OneFormat::Value => fields.iter().map(|(_, v)| text(v) + "\n").collect(),
         OneFormat::Shell => fields
             .iter()
@@ -166,7 +166,7 @@ pub fn render_list(
             table(&columns, &cells)
         }
         ListFormat::Json => serde_json::to_string_pretty(&objects())? + "\n",
-        ListFormat::Yaml => serde_yaml::to_string(&objects())?,
+        ListFormat::Yaml => serde_norway::to_string(&objects())?,
         ListFormat::Value => rows
             .iter()
             .map(|r| r.iter().map(|v| text(v)).collect::<Vec<_>>().join(" ") + "\n")

@@ -4,6 +4,10 @@
 //! The loader knows nothing of either binary's settings: each deserializes into its own types, which
 //! carry `#[serde(deny_unknown_fields)]` so a misspelt key (`[apii]`) stops the start with an error that
 //! names it instead of being silently ignored.
+//!
+//! [`logging`] is the other half of how a binary is set up at its start: `--log-format` and `RUST_LOG`.
+
+pub mod logging;
 
 use std::path::{Path, PathBuf};
 

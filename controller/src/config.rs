@@ -69,6 +69,9 @@ pub struct ApiConfig {
     pub keep_alive_secs: u64,
     /// Seconds a closing connection waits for the client to acknowledge before it is dropped.
     pub disconnect_timeout_secs: u64,
+    /// `/metrics` asks for a token (any role) like the API's reads; off by default, as Prometheus
+    /// scrapes without one unless given it (`authorization` or a header in its scrape config).
+    pub metrics_require_token: bool,
 }
 
 impl Default for ApiConfig {
@@ -81,6 +84,7 @@ impl Default for ApiConfig {
             body_timeout_secs: 10,
             keep_alive_secs: 5,
             disconnect_timeout_secs: 1,
+            metrics_require_token: false,
         }
     }
 }

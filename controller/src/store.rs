@@ -124,6 +124,11 @@ fn make_private(path: &Path) -> std::io::Result<()> {
 
 /// Schema changes after the first release, in order; `PRAGMA user_version` counts those applied, so a
 /// database written by an older controller is brought forward when it is opened and loses nothing.
+///
+/// The list is append-only: a released entry is never edited, reordered or removed (databases in the
+/// field already ran it); a change is a new entry at the end, which [`migrate`] runs in its own
+/// transaction with the version bump. Every `INSERT` names its columns, so a column added here never
+/// shifts a value into the wrong one. `docs/schema-migrations.md` tells the steps and the tests.
 const MIGRATIONS: &[&str] = &[
     // 1: why the last update of a subcloud failed (dcmanager's error_description).
     "ALTER TABLE subclouds ADD COLUMN error_description TEXT",
@@ -147,8 +152,13 @@ const MIGRATIONS: &[&str] = &[
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// [`migrate`] over a given list: the tests add a future migration to a released database.
+fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
     if applied > known {
         // A newer controller wrote it: this one would write rows that database no longer takes.
         return Err(StoreError::Corrupt(format!(
@@ -156,7 +166,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              run the controller that wrote it (downgrades are not supported)"
         )));
     }
-    for (version, sql) in (1..).zip(MIGRATIONS).skip_while(|(v, _)| *v <= applied) {
+    for (version, sql) in (1..).zip(migrations).skip_while(|(v, _)| *v <= applied) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version)?;
@@ -190,7 +200,7 @@ impl SqliteStore {
 
     fn put_group(tx: &rusqlite::Transaction<'_>, g: &Group) -> rusqlite::Result<usize> {
         tx.execute(
-            "INSERT OR REPLACE INTO groups VALUES (?1,?2,?3,?4,?5,?6,?7)",
+            "INSERT OR REPLACE INTO groups (id,name,description,update_apply_type,max_parallel,created_at,updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7)",
             params![
                 g.id,
                 g.name,
@@ -340,7 +350,7 @@ impl Store for SqliteStore {
                 Op::PutStrategy(s) => {
                     tx.execute("DELETE FROM strategy WHERE id<>?1", [s.id])?;
                     tx.execute(
-                        "INSERT OR REPLACE INTO strategy VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                        "INSERT OR REPLACE INTO strategy (id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
                         params![
                             s.id,
                             s.apply_type.as_str(),
@@ -362,13 +372,13 @@ impl Store for SqliteStore {
                 }
                 Op::Revoke { subcloud, before } => {
                     tx.execute(
-                        "INSERT INTO revoked VALUES (?1,?2) ON CONFLICT(subcloud) DO UPDATE SET before=MAX(before, excluded.before)",
+                        "INSERT INTO revoked (subcloud,before) VALUES (?1,?2) ON CONFLICT(subcloud) DO UPDATE SET before=MAX(before, excluded.before)",
                         params![subcloud, before],
                     )?;
                 }
                 Op::PutStep(s) => {
                     tx.execute(
-                        "INSERT OR REPLACE INTO steps VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                        "INSERT OR REPLACE INTO steps (id,subcloud,update_id,stage,state,details,started_at,finished_at,created_at,updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
                         params![
                             s.id,
                             s.subcloud,
@@ -535,7 +545,7 @@ mod tests {
         let old = Connection::open(&path).unwrap();
         old.execute_batch(SCHEMA).unwrap();
         old.execute(
-            "INSERT INTO subclouds VALUES (1,'s1','d','l',1,1,'t',NULL)",
+            "INSERT INTO subclouds (id,name,description,location,group_id,managed,created_at,updated_at) VALUES (1,'s1','d','l',1,1,'t',NULL)",
             [],
         )
         .unwrap();
@@ -562,5 +572,182 @@ mod tests {
             panic!("a newer schema must be refused");
         };
         assert!(e.to_string().contains("schema version 99"), "{e}");
+    }
+
+    /// The database a 0.1.0 controller writes (schema version 4), committed so every later controller
+    /// is tested on opening it. Rewrite it only for a new release, never to make a test pass:
+    /// `cargo test -p dc-controller --lib store::tests::write_the_release_fixture -- --ignored`.
+    const RELEASE_FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/store-0.1.0.sqlite"
+    );
+    /// The schema version of [`RELEASE_FIXTURE`].
+    const RELEASE_FIXTURE_VERSION: i64 = 4;
+
+    /// What the fixture holds: two groups, a subcloud in each, a revoked name, and an applying
+    /// strategy with a step per subcloud (one running, one complete).
+    fn release_records() -> Snapshot {
+        let at = |s: &str| format!("2026-01-02 03:04:{s}.000000");
+        let group = |id, name: &str, apply_type| Group {
+            id,
+            name: name.into(),
+            description: format!("{name} group"),
+            update_apply_type: apply_type,
+            max_parallel: 2,
+            created_at: at("05"),
+            updated_at: None,
+        };
+        let subcloud = |id, name: &str, group_id, error: Option<&str>| Subcloud {
+            id,
+            name: name.into(),
+            description: "lab subcloud".into(),
+            location: "Ottawa".into(),
+            group_id,
+            managed: true,
+            created_at: at("06"),
+            updated_at: Some(at("07")),
+            error_description: error.map(Into::into),
+        };
+        let step = |id, name: &str, state: &str, finished: Option<String>| Step {
+            id,
+            subcloud: name.into(),
+            update_id: format!("update-{name}"),
+            stage: Stage::Apply,
+            state: state.into(),
+            details: format!("{state} on {name}"),
+            started_at: Some(at("09")),
+            finished_at: finished,
+            created_at: at("08"),
+            updated_at: Some(at("10")),
+        };
+        Snapshot {
+            groups: vec![
+                group(1, "Default", ApplyType::Parallel),
+                group(2, "edge", ApplyType::Serial),
+            ],
+            subclouds: vec![
+                subcloud(1, "subcloud1", 1, None),
+                subcloud(
+                    2,
+                    "subcloud2",
+                    2,
+                    Some("hosts update-certs failed: timeout"),
+                ),
+            ],
+            strategy: Some(Strategy {
+                id: 1,
+                apply_type: ApplyType::Parallel,
+                max_parallel: 2,
+                stop_on_failure: true,
+                state: StrategyState::Applying,
+                subject: Some("C=CA O=WR CN=fixture".into()),
+                expiry_date: Some("2028-01-01".into()),
+                cert_file: None,
+                proceed_with_stranded_pods: true,
+                created_at: at("08"),
+                updated_at: Some(at("09")),
+            }),
+            steps: vec![
+                step(1, "subcloud1", step_state::STARTING, None),
+                step(2, "subcloud2", step_state::COMPLETE, Some(at("11"))),
+            ],
+            last_ids: LastIds {
+                group: 2,
+                subcloud: 3,
+                strategy: 1,
+            },
+            revoked: vec![("subcloud3".into(), 1_767_323_045)],
+        }
+    }
+
+    fn assert_release_records(snap: &Snapshot) {
+        let want = release_records();
+        assert_eq!(snap.groups, want.groups);
+        assert_eq!(snap.subclouds, want.subclouds);
+        assert_eq!(snap.strategy, want.strategy);
+        assert_eq!(snap.steps, want.steps);
+        assert_eq!(snap.last_ids, want.last_ids);
+        assert_eq!(snap.revoked, want.revoked);
+    }
+
+    #[test]
+    #[ignore = "rewrites the committed fixture: only for a new release"]
+    fn write_the_release_fixture() {
+        let _ = std::fs::remove_file(RELEASE_FIXTURE);
+        let mut store = SqliteStore::open(Path::new(RELEASE_FIXTURE)).unwrap();
+        let r = release_records();
+        let mut ops: Vec<Op> = r.groups.into_iter().map(Op::PutGroup).collect();
+        ops.extend(r.subclouds.into_iter().map(Op::PutSubcloud));
+        // A third subcloud, deleted: its id stays taken and its name revoked.
+        let mut gone = release_records().subclouds.remove(0);
+        (gone.id, gone.name) = (3, "subcloud3".into());
+        ops.extend([Op::PutSubcloud(gone), Op::DeleteSubcloud(3)]);
+        ops.extend([Op::Revoke {
+            subcloud: "subcloud3".into(),
+            before: 1_767_323_045,
+        }]);
+        ops.extend(r.strategy.map(Op::PutStrategy));
+        ops.extend(r.steps.into_iter().map(Op::PutStep));
+        store.apply(&ops).unwrap();
+        // One self-contained file: the write-ahead log folded in, and no longer used.
+        store
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE; VACUUM;")
+            .unwrap();
+        drop(store);
+        assert_release_records(
+            &SqliteStore::open(Path::new(RELEASE_FIXTURE))
+                .unwrap()
+                .load()
+                .unwrap(),
+        );
+        for side in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{RELEASE_FIXTURE}{side}"));
+        }
+    }
+
+    #[test]
+    fn a_database_written_by_release_0_1_0_opens_and_migrates_forward_losing_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.sqlite");
+        std::fs::copy(RELEASE_FIXTURE, &path).unwrap();
+        let version = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            version(&Connection::open(&path).unwrap()),
+            RELEASE_FIXTURE_VERSION
+        );
+
+        // This controller opens it (applying what came after the release) and finds every record.
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_release_records(&store.load().unwrap());
+        assert_eq!(
+            version(&store.conn),
+            i64::try_from(MIGRATIONS.len()).unwrap()
+        );
+        drop(store);
+
+        // A future migration, appended as docs/schema-migrations.md says, runs on it and loses nothing.
+        let mut conn = Connection::open(&path).unwrap();
+        let future = [
+            MIGRATIONS,
+            &["ALTER TABLE steps ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1"],
+        ]
+        .concat();
+        migrate_with(&mut conn, &future).unwrap();
+        assert_eq!(version(&conn), i64::try_from(future.len()).unwrap());
+        let attempts: i64 = conn
+            .query_row("SELECT MIN(attempts) FROM steps", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(attempts, 1);
+        let mut store = SqliteStore { conn };
+        assert_release_records(&store.load().unwrap());
+        // And the store still writes rows into the widened table.
+        let mut step = release_records().steps.remove(0);
+        step.state = step_state::COMPLETE.into();
+        store.apply(&[Op::PutStep(step.clone())]).unwrap();
+        assert_eq!(store.load().unwrap().steps[0], step);
     }
 }

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use dc_agent::kubeconfig::{ClientCredentials, Kubeconfig, KubeconfigError};
 use libfuzzer_sys::fuzz_target;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 const NEW_CA: &str = "-----BEGIN CERTIFICATE-----\nTkVXIENB\n-----END CERTIFICATE-----\n";
 const NEW_CERT: &str = "-----BEGIN CERTIFICATE-----\nTkVXIENFUlQ=\n-----END CERTIFICATE-----\n";
@@ -74,7 +74,7 @@ fuzz_target!(|text: &str| {
         return;
     };
     assert_eq!(original.text(), text);
-    let yaml_before = serde_yaml::from_str::<Value>(text).ok();
+    let yaml_before = serde_norway::from_str::<Value>(text).ok();
     let mut k = original.clone();
 
     k.set_ca(NEW_CA);
@@ -118,7 +118,7 @@ fuzz_target!(|text: &str| {
         && yaml_agrees(&doc, EDITED[0], original.ca_pem())
         && (client_agreed || !client_edited)
     {
-        let after: Value = serde_yaml::from_str(k.text()).expect("the edited kubeconfig is YAML");
+        let after: Value = serde_norway::from_str(k.text()).expect("the edited kubeconfig is YAML");
         assert_eq!(yaml_field(&after, EDITED[0]), [STANDARD.encode(NEW_CA)]);
         if client_edited {
             assert_eq!(yaml_field(&after, EDITED[1]), [STANDARD.encode(NEW_CERT)]);

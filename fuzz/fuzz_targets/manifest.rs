@@ -6,7 +6,7 @@
 
 use dc_agent::manifest::set_signing_files;
 use libfuzzer_sys::fuzz_target;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 const CERT: &str = "/etc/kubernetes/pki/ca_new.crt";
 const KEY: &str = "/etc/kubernetes/pki/ca_new.key";
@@ -88,7 +88,7 @@ fuzz_target!(|manifest: &str| {
     // the edit keeps it
     // YAML and puts both flags in the list. A line editor cannot promise more: inside a multi-line
     // quoted scalar, say, a line that looks like an item is text.
-    let Ok(before) = serde_yaml::from_str::<Value>(manifest) else {
+    let Ok(before) = serde_norway::from_str::<Value>(manifest) else {
         return;
     };
     let mut had = Vec::new();
@@ -115,7 +115,7 @@ fuzz_target!(|manifest: &str| {
     if !agree || !had.iter().any(|s| s == ENTRY) {
         return;
     }
-    let after: Value = serde_yaml::from_str(&edited).expect("the edited manifest is YAML");
+    let after: Value = serde_norway::from_str(&edited).expect("the edited manifest is YAML");
     let mut has = Vec::new();
     elements(&after, &mut has);
     for wanted in [format!("{}{CERT}", FLAGS[0]), format!("{}{KEY}", FLAGS[1])] {

@@ -12,6 +12,7 @@ use dc_agent::config::{
 };
 use dc_agent::sim::{SimConfig, SlowPhase};
 use dc_certs::inspect::CertSummary;
+use dc_config::logging::LogFormat;
 use dc_controller::config::{
     AgentsConfig, ApiConfig, AuthConfig, ControllerConfig, PkiConfig, Role, TokenConfig,
 };
@@ -116,6 +117,8 @@ pub struct ControllerSettings {
     pub progress_flush_ms: u64,
     /// `[agents] handshake_timeout_secs`.
     pub handshake_timeout_secs: u64,
+    /// `[api] metrics_require_token`.
+    pub metrics_require_token: bool,
 }
 
 impl Default for ControllerSettings {
@@ -126,6 +129,7 @@ impl Default for ControllerSettings {
             agent_wait_secs: 60,
             progress_flush_ms: 200,
             handshake_timeout_secs: AgentsConfig::default().handshake_timeout_secs,
+            metrics_require_token: false,
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct Fleet {
     /// The controller's `[auth]`: [`ADMIN_TOKEN`] and [`READER_TOKEN`] unless a test sets another (the
     /// Keystone tests point it at a real Keystone before [`Self::start_controller`]).
     pub auth: AuthConfig,
+    /// The `--log-format` of the controller and the agents started after it is set.
+    pub log_format: LogFormat,
     controller: Option<Child>,
     agents: Vec<Option<Child>>,
 }
@@ -234,6 +240,7 @@ impl Fleet {
                 ],
                 ..AuthConfig::default()
             },
+            log_format: LogFormat::default(),
             controller: None,
             agents: Vec::new(),
         })
@@ -255,6 +262,7 @@ impl Fleet {
         let values = ControllerConfig {
             api: ApiConfig {
                 listen: listen(&self.api),
+                metrics_require_token: settings.metrics_require_token,
                 ..ApiConfig::default()
             },
             agents: AgentsConfig {
@@ -277,7 +285,12 @@ impl Fleet {
         self.controller = Some(
             Child::spawn(
                 &bin_path("dc-controller"),
-                ["--config".as_ref(), config.as_os_str()],
+                [
+                    "--config".as_ref(),
+                    config.as_os_str(),
+                    "--log-format".as_ref(),
+                    self.log_format.as_str().as_ref(),
+                ],
                 &log,
             )
             .map_err(err)?,
@@ -339,7 +352,12 @@ impl Fleet {
         let config = self.write_agent_config(site, dir)?;
         Child::spawn(
             &bin_path("dc-agent"),
-            ["--config".as_ref(), config.as_os_str()],
+            [
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--log-format".as_ref(),
+                self.log_format.as_str().as_ref(),
+            ],
             &self.log(label),
         )
         .map_err(err)

@@ -82,13 +82,13 @@ impl Runner {
             path: path.clone(),
             reason: reason.to_owned(),
         };
-        let pod: serde_yaml::Value =
-            serde_yaml::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+        let pod: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|e| bad(&e.to_string()))?;
         let container = &pod["spec"]["containers"][0];
         let strings = |key: &str| -> Result<Vec<String>, StaticPodError> {
             match &container[key] {
-                serde_yaml::Value::Null => Ok(Vec::new()),
-                serde_yaml::Value::Sequence(items) => items
+                serde_norway::Value::Null => Ok(Vec::new()),
+                serde_norway::Value::Sequence(items) => items
                     .iter()
                     .map(|v| {
                         v.as_str()

@@ -12,17 +12,14 @@ struct Cli {
     /// The TOML configuration file; `DC_AGENT__...` environment variables override it.
     #[arg(long)]
     config: PathBuf,
+    #[command(flatten)]
+    log: dc_config::logging::LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    dc_config::logging::init(&cli.log, "info")?;
     let config = dc_agent::AgentConfig::load(&cli.config)
         .with_context(|| format!("loading {}", cli.config.display()))?;
     dc_agent::run(config, shutdown_signal()).await?;

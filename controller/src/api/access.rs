@@ -67,7 +67,13 @@ impl Actors {
             .send(persist::Figures)
             .await
             .map_err(stopping)?;
-        Ok(metrics::render(&fleet, &steps))
+        let process = metrics::ProcessFigures::of_this_process();
+        Ok(metrics::render(
+            &fleet,
+            &steps,
+            &process,
+            metrics::BuildInfo::CURRENT,
+        ))
     }
 }
 

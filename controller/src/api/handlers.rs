@@ -2,7 +2,7 @@
 //! ([`crate::requests`]) and asks the actor that owns the answer. Their `utoipa::path` attributes are
 //! the OpenAPI document's paths.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{FromRequest as _, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -232,12 +232,16 @@ pub async fn step(_: Reader, s: Shared, c: web::Path<String>) -> Answer {
     Ok(HttpResponse::Ok().json(s.actors.step(c.into_inner()).await?))
 }
 
-/// Prometheus metrics; no token.
+/// Prometheus metrics; a token (any role) only with `[api] metrics_require_token = true`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(s: Shared) -> Answer {
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "no valid token, with `metrics_require_token`", body = ErrorBody)))]
+pub async fn metrics(req: HttpRequest, s: Shared) -> Answer {
+    if s.config.api.metrics_require_token {
+        Reader::extract(&req).await?;
+    }
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(crate::orchestrator::metrics::CONTENT_TYPE)
         .body(s.actors.metrics().await?))
 }
 

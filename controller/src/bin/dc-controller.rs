@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -19,16 +18,14 @@ struct Cli {
     /// Print the REST API's OpenAPI document and exit.
     #[arg(long)]
     openapi: bool,
+    #[command(flatten)]
+    log: dc_config::logging::LogArgs,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    dc_config::logging::init(&cli.log, "info")?;
     let Some(path) = cli.config.filter(|_| !cli.openapi) else {
         // The document is this mode's output, written whole; stdout is the binary's to write.
         use std::io::Write as _;

@@ -28,7 +28,7 @@ use crate::model::{Step, clip_details, now_string};
 use crate::step::StepProgress;
 use crate::store::{Op, StoreActor, StoreError, Write};
 
-use super::metrics::StepFigures;
+use super::metrics::{self, StepFigures};
 
 /// Write these ops (and the pending progress) now; answered once durable.
 #[derive(Message)]
@@ -188,9 +188,7 @@ impl Handler<StepProgress> for Persist {
             return;
         };
         if let Some((phase, secs)) = msg.phase_done {
-            let e = self.figures.phase_durations.entry(phase).or_default();
-            e.0 += secs;
-            e.1 += 1;
+            metrics::observe_phase(&self.figures.phase_durations, phase, secs);
         }
         let urgent = msg.urgent || step.state != msg.state;
         step.state = msg.state;

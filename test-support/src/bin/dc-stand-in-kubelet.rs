@@ -50,13 +50,7 @@ enum Cmd {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    dc_config::logging::init(&dc_config::logging::LogArgs::default(), "info,kube=warn")?;
     match Args::parse().command {
         Cmd::Run {
             kubeconfig,

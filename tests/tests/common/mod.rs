@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub use dc_config::logging::LogFormat;
 use dc_test_support::fleet::{Fleet, Shape, Site, wait_until};
 use serde_json::Value;
 
@@ -32,11 +33,37 @@ impl std::ops::DerefMut for TestFleet {
 }
 
 pub fn start(sites: Vec<Site>) -> TestFleet {
+    start_logging(sites, LogFormat::Text)
+}
+
+/// [`start`] with the controller and the agents logging in `format`.
+pub fn start_logging(sites: Vec<Site>, format: LogFormat) -> TestFleet {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fleet =
-        Fleet::start(dir.path(), sites).unwrap_or_else(|e| panic!("fleet did not start: {e}"));
+    let mut fleet = Fleet::prepare(dir.path(), sites).unwrap_or_else(|e| panic!("{e}"));
+    fleet.log_format = format;
+    fleet
+        .launch()
+        .unwrap_or_else(|e| panic!("fleet did not start: {e}"));
     fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     TestFleet { fleet, _dir: dir }
+}
+
+/// The fleet's log files (`logs/*.log`) and their text, each checked free of ANSI escape codes: the
+/// processes write to files, never a terminal.
+pub fn logs_without_escape_codes(fleet: &Fleet) -> Vec<(String, String)> {
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(fleet.dir.join("logs")).expect("logs/") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("log");
+        assert!(
+            !text.contains('\x1b'),
+            "{} carries escape codes:\n{text}",
+            path.display()
+        );
+        let name = path.file_stem().unwrap_or_default().to_string_lossy();
+        logs.push((name.into_owned(), text));
+    }
+    logs
 }
 
 pub fn light(names: &[&str]) -> Vec<Site> {
