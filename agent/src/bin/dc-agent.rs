@@ -10,8 +10,11 @@ use clap::Parser;
 #[command(version, about)]
 struct Cli {
     /// The TOML configuration file; `DC_AGENT__...` environment variables override it.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "man")]
+    config: Option<PathBuf>,
+    /// Print the man page (roff) and exit: what the package installs as dc-agent(1).
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 #[tokio::main]
@@ -23,8 +26,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let config = dc_agent::AgentConfig::load(&cli.config)
-        .with_context(|| format!("loading {}", cli.config.display()))?;
+    let Some(path) = cli.config.filter(|_| !cli.man) else {
+        use clap::CommandFactory as _;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(());
+    };
+    let config = dc_agent::AgentConfig::load(&path)
+        .with_context(|| format!("loading {}", path.display()))?;
     dc_agent::run(config, shutdown_signal()).await?;
     Ok(())
 }
