@@ -6,9 +6,15 @@
 //! controller as its unit does: the unit's ExecStart, as its User/Group (setpriv, with the unit's
 //! NoNewPrivileges and empty capability bounding set), with the unit's Environment, a NOTIFY_SOCKET
 //! this test listens on and a watchdog. It awaits READY=1, asks the REST API through the installed
-//! `dcmanager`, sees the watchdog pinged, proves that user cannot read `ca.key` (a controller told to
-//! use it stops with "Permission denied"), then `dpkg --purge` and checks the files are gone. The
-//! packages are purged on failure too.
+//! `dcmanager`, runs the installed agent (root, as its unit says) on the packaged simulated example with
+//! a certificate from the installed `dc-certs issue-agent` until the subcloud is online, sees the
+//! watchdog pinged, proves the controller's user cannot read `ca.key` (a controller told to use it stops
+//! with "Permission denied"), then `dpkg --purge` and checks the files are gone. The packages are purged
+//! on failure too.
+#![allow(
+    clippy::print_stderr,
+    reason = "the test reports what it measured (package build, install and purge times, package sizes, exposure scores)"
+)]
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -172,6 +178,64 @@ fn the_packages_install_run_the_controller_as_its_unit_does_and_purge_clean() {
     let listed = run_ok(dcmanager(&url, READER_TOKEN).args(["subcloud", "list"]));
     assert!(listed.contains("packaged1"), "{listed}");
 
+    // The subcloud's steps, on this same machine: its certificate from the installed dc-certs, the
+    // packaged simulated example as agent.toml, the agent run as its unit runs it.
+    run_ok(Command::new("/usr/bin/dc-certs").args([
+        "issue-agent",
+        "--ca",
+        "/etc/dc-rootca/pki",
+        "--name",
+        "packaged1",
+        "--out",
+        "/etc/dc-rootca/agent",
+    ]));
+    let agents = status
+        .split("agents on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the status names the agent listener: {status}"));
+    let example = std::fs::read_to_string("/usr/share/doc/dc-agent/examples/agent-simulated.toml")
+        .expect("the simulated example");
+    let agent_config = example
+        .replace("subcloud = \"subcloud1\"", "subcloud = \"packaged1\"")
+        .replace(
+            "address = \"controller.example.com:8120\"",
+            &format!("address = \"{agents}\""),
+        )
+        .replace(
+            "server_name = \"controller.example.com\"",
+            "server_name = \"localhost\"",
+        );
+    std::fs::write(Path::new(ETC).join("agent.toml"), agent_config).expect("agent.toml");
+    let agent_log = work.path().join("agent.log");
+    let agent = Unit::read(&agent_unit)
+        .spawn(&notify, &[], &agent_log)
+        .expect("start the agent");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let shown = run_ok(dcmanager(&url, READER_TOKEN).args([
+            "subcloud",
+            "show",
+            "packaged1",
+            "-f",
+            "json",
+        ]));
+        let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+        if shown["availability"] == "online" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the packaged agent did not come online: {shown}; its log: {}",
+            std::fs::read_to_string(&agent_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        Path::new("/var/lib/dc-rootca-agent/update").is_dir(),
+        "the agent's state directory"
+    );
+    drop(agent);
+
     let ping = notify.wait_for("WATCHDOG", Duration::from_secs(10), &log);
     assert_eq!(ping.get("WATCHDOG").map(String::as_str), Some("1"));
     let database = std::fs::metadata("/var/lib/dc-rootca/controller.sqlite").expect("database");
@@ -215,6 +279,7 @@ fn the_packages_install_run_the_controller_as_its_unit_does_and_purge_clean() {
         "/etc/dc-rootca/controller.toml",
         "/etc/dc-rootca/agent.toml",
         "/var/lib/dc-rootca",
+        "/var/lib/dc-rootca-agent",
     ]) {
         assert!(!Path::new(path).exists(), "{path} is gone after the purge");
     }
@@ -376,16 +441,14 @@ impl Unit {
         let text = std::fs::read_to_string(path).expect("read the unit");
         let mut settings: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut in_service = false;
-        for line in text.lines().map(str::trim) {
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
             if line.starts_with('[') {
                 in_service = line == "[Service]";
             } else if let (true, Some((key, value))) = (in_service, line.split_once('=')) {
-                if !line.starts_with('#') {
-                    settings
-                        .entry(key.to_owned())
-                        .or_default()
-                        .push(value.to_owned());
-                }
+                settings
+                    .entry(key.to_owned())
+                    .or_default()
+                    .push(value.to_owned());
             }
         }
         Self(settings)
@@ -397,7 +460,7 @@ impl Unit {
 
     /// The unit's user and group, with what setpriv can apply of its sandbox.
     fn setpriv(&self) -> Vec<String> {
-        let user = self.get("User").expect("User=");
+        let user = self.get("User").unwrap_or("root");
         let group = self.get("Group").unwrap_or(user);
         let mut args = vec![
             format!("--reuid={user}"),
@@ -415,7 +478,7 @@ impl Unit {
 
     /// The environment systemd gives the service: its Environment= lines and the user's basics.
     fn environment(&self) -> Vec<String> {
-        let user = self.get("User").expect("User=");
+        let user = self.get("User").unwrap_or("root");
         let mut env = vec![
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin".to_owned(),
             format!("USER={user}"),
