@@ -67,7 +67,7 @@ mod tests {
             for word in [
                 "kube-rootca-update-strategy",
                 "subcloud",
-                "--max-parallel-subclouds",
+                "max-parallel-subclouds",
             ] {
                 assert!(script.contains(word), "{shell:?} lacks {word}");
             }

@@ -60,8 +60,9 @@ pub async fn watchdog(actors: Actors) {
     }
 }
 
-/// Whether the orchestrator and the progress writer both answer a read.
-async fn alive(actors: &Actors) -> Result<(), actix::MailboxError> {
+/// Whether the orchestrator and the progress writer both answer a read: what each watchdog ping stands
+/// for.
+pub async fn alive(actors: &Actors) -> Result<(), actix::MailboxError> {
     actors.orchestrator.send(Figures).await?;
     actors.persist.send(StepFigures).await?;
     Ok(())
