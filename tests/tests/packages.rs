@@ -80,12 +80,13 @@ fn the_packages_install_run_the_controller_as_its_unit_does_and_purge_clean() {
         "it holds the tokens"
     );
     assert_eq!((meta.uid(), meta.gid()), (0, user.gid.as_raw()));
-    let conffiles =
-        run_ok(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", "dc-controller"]));
-    assert!(
-        conffiles.contains("/etc/dc-rootca/controller.toml"),
-        "{conffiles}"
-    );
+    for (package, conffile) in [
+        ("dc-controller", "/etc/dc-rootca/controller.toml"),
+        ("dc-agent", "/etc/dc-rootca/agent.toml"),
+    ] {
+        let listed = run_ok(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", package]));
+        assert!(listed.contains(conffile), "{package}: {listed}");
+    }
 
     let controller_unit = unit_path("dc-controller");
     let agent_unit = unit_path("dc-agent");
