@@ -345,22 +345,29 @@ fn check_files() {
     );
 }
 
-/// Builds the three packages from this run's binaries; returns their paths.
+/// Builds the three packages from this run's binaries, or takes those in `DC_ROOTCA_DEBS` (a directory
+/// holding only them, e.g. the release build's `target/debian`); returns their paths.
 fn build_packages(work: &Path) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let binaries = bin_path("dc-controller")
-        .parent()
-        .expect("the binaries' directory")
-        .to_owned();
-    let out = work.join("debs");
     let started = Instant::now();
-    run_ok(
-        Command::new("bash")
-            .arg(root.join("deploy/debian/build-packages.sh"))
-            .arg("--binaries")
-            .arg(&binaries)
-            .arg(&out),
-    );
+    let out = match std::env::var_os("DC_ROOTCA_DEBS") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let binaries = bin_path("dc-controller")
+                .parent()
+                .expect("the binaries' directory")
+                .to_owned();
+            let out = work.join("debs");
+            run_ok(
+                Command::new("bash")
+                    .arg(root.join("deploy/debian/build-packages.sh"))
+                    .arg("--binaries")
+                    .arg(&binaries)
+                    .arg(&out),
+            );
+            out
+        }
+    };
     let mut debs: Vec<PathBuf> = std::fs::read_dir(&out)
         .expect("the packages' directory")
         .map(|e| e.expect("entry").path())
