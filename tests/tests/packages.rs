@@ -385,7 +385,7 @@ fn build_packages(work: &Path) -> Vec<PathBuf> {
         })
         .collect();
     eprintln!(
-        "packages built in {:?}: {}",
+        "packages ready (built, or from DC_ROOTCA_DEBS) in {:?}: {}",
         started.elapsed(),
         sizes.join(", ")
     );
