@@ -6,6 +6,10 @@
 //! Layout of a PKI directory (`dc-certs init --out DIR`): `ca.crt`, `ca.key`, `controller.crt`,
 //! `controller.key`. Layout of an agent directory (`dc-certs issue-agent ... --out DIR`): `ca.crt`,
 //! `agent.crt`, `agent.key`. Keys are written with mode 0600 and every file atomically.
+//!
+//! The packaged layout splits the first: the CA (`ca.crt`, `ca.key`) in a root-only directory, and the
+//! controller's own files (`ca.crt`, `controller.crt`, `controller.key`) in a directory of their own that
+//! the controller's group may read ([`ControllerFiles`]), so the service reads its key and never the CA's.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +58,40 @@ pub enum PkiError {
     Leaf(#[from] LeafError),
     #[error("certificate signing request refused: {0}")]
     Request(String),
+    #[error(
+        "{0} holds the CA key: a group may read the controller's files only in a directory of their own (--controller-out)"
+    )]
+    GroupBesideCaKey(PathBuf),
+}
+
+/// Where `init` writes the controller's own files (`ca.crt`, `controller.crt`, `controller.key`) and which
+/// group may read them. The controller runs as an unprivileged user: it must read its own key, and it
+/// must not read the CA's, so a group is only given access to a directory that does not hold `ca.key`.
+#[derive(Debug, Clone, Copy)]
+pub struct ControllerFiles<'a> {
+    pub dir: &'a Path,
+    /// The group (id) that may read the directory and the key: mode 0750 and 0640, owner unchanged.
+    /// `None` keeps them owner-only (0700 and 0600).
+    pub group: Option<u32>,
+}
+
+impl ControllerFiles<'_> {
+    /// Refuses a group beside the CA key, which would hand the CA to the service.
+    fn check(&self, ca_dir: &Path) -> Result<(), PkiError> {
+        if self.group.is_some() && same_dir(self.dir, ca_dir) {
+            return Err(PkiError::GroupBesideCaKey(self.dir.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Whether two paths name one directory (as given, or once both exist, as resolved).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 /// Checks a subcloud name: it becomes a certificate CN and DNS SAN, a URL path segment and a file name.
@@ -79,6 +117,20 @@ pub fn init(
     force: bool,
     now: UnixTime,
 ) -> Result<CertifiedCa, PkiError> {
+    let beside = ControllerFiles { dir, group: None };
+    init_with(dir, names, force, now, &beside)
+}
+
+/// [`init`] with the controller's files where `controller` says (the packaged layout: a directory of
+/// their own, readable by the controller's group).
+pub fn init_with(
+    dir: &Path,
+    names: &[String],
+    force: bool,
+    now: UnixTime,
+    controller: &ControllerFiles<'_>,
+) -> Result<CertifiedCa, PkiError> {
+    controller.check(dir)?;
     if !force && dir.join(CA_KEY).exists() {
         return Err(PkiError::AlreadyInitialised(dir.to_owned()));
     }
@@ -95,13 +147,46 @@ pub fn init(
         now + CA_VALIDITY_SECS,
         KeyAlgorithm::EcdsaP256,
     )?;
-    let controller = issue_controller(&ca, names, now)?;
     // The key first: a CA certificate without its key on disk would be a PKI nobody can extend.
     write(dir, CA_KEY, &ca.key_pem(), PRIVATE)?;
     write(dir, CA_CERT, ca.cert_pem(), PUBLIC)?;
-    write(dir, CONTROLLER_KEY, &controller.key_pem, PRIVATE)?;
-    write(dir, CONTROLLER_CERT, &controller.cert_pem, PUBLIC)?;
+    write_controller(&ca, names, controller, now)?;
     Ok(ca)
+}
+
+/// Issues the controller's server certificate and writes it, its key and the CA certificate the
+/// controller verifies agents with into `files.dir`; with a group, that group may read them.
+pub fn write_controller(
+    ca: &CertifiedCa,
+    names: &[String],
+    files: &ControllerFiles<'_>,
+    now: UnixTime,
+) -> Result<(), PkiError> {
+    let dir = files.dir;
+    let leaf = issue_controller(ca, names, now)?;
+    create_private_dir(dir).map_err(|source| PkiError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    write(dir, CONTROLLER_KEY, &leaf.key_pem, PRIVATE)?;
+    write(dir, CONTROLLER_CERT, &leaf.cert_pem, PUBLIC)?;
+    write(dir, CA_CERT, ca.cert_pem(), PUBLIC)?;
+    if let Some(gid) = files.group {
+        // Group first, then the bits: the key is never readable by a group other than the one named.
+        share_with_group(&dir.join(CONTROLLER_KEY), gid, 0o640)?;
+        share_with_group(dir, gid, 0o750)?;
+    }
+    Ok(())
+}
+
+fn share_with_group(path: &Path, gid: u32, mode: u32) -> Result<(), PkiError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::os::unix::fs::chown(path, None, Some(gid))
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)))
+        .map_err(|source| PkiError::Write {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Loads the system CA from a PKI directory.
@@ -320,6 +405,53 @@ mod tests {
             Err(PkiError::AlreadyInitialised(_))
         ));
         assert_eq!(std::fs::read(dir.path().join(CA_KEY)).unwrap(), before);
+    }
+
+    #[test]
+    fn the_controllers_files_go_to_their_own_directory_readable_by_its_group_and_the_ca_key_does_not()
+     {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        // A group this unprivileged test may give files to: its own.
+        let gid = std::fs::metadata(dir.path()).unwrap().gid();
+        let (ca_dir, controller_dir) = (dir.path().join("pki"), dir.path().join("controller"));
+        let files = ControllerFiles {
+            dir: &controller_dir,
+            group: Some(gid),
+        };
+        let now = crate::now();
+        init_with(&ca_dir, &[], false, now, &files).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ca_dir), 0o700);
+        assert_eq!(mode(&ca_dir.join(CA_KEY)), 0o600);
+        assert!(!ca_dir.join(CONTROLLER_KEY).exists());
+        assert_eq!(mode(&controller_dir), 0o750);
+        assert_eq!(mode(&controller_dir.join(CONTROLLER_KEY)), 0o640);
+        assert_eq!(mode(&controller_dir.join(CONTROLLER_CERT)), 0o644);
+        assert_eq!(
+            std::fs::metadata(controller_dir.join(CONTROLLER_KEY))
+                .unwrap()
+                .gid(),
+            gid
+        );
+        assert!(!controller_dir.join(CA_KEY).exists());
+        let ca_pem = std::fs::read_to_string(controller_dir.join(CA_CERT)).unwrap();
+        let cert = std::fs::read_to_string(controller_dir.join(CONTROLLER_CERT)).unwrap();
+        verify_chain(&cert, &ca_pem, Usage::Server, now).unwrap();
+        let key = std::fs::read_to_string(controller_dir.join(CONTROLLER_KEY)).unwrap();
+        assert!(holds_key(&cert, &key));
+    }
+
+    #[test]
+    fn a_group_is_never_given_the_directory_of_the_ca_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ControllerFiles {
+            dir: dir.path(),
+            group: Some(0),
+        };
+        let e = init_with(dir.path(), &[], false, crate::now(), &files).unwrap_err();
+        assert!(matches!(e, PkiError::GroupBesideCaKey(_)), "{e}");
+        assert!(!dir.path().join(CA_KEY).exists(), "nothing was written");
     }
 
     #[test]

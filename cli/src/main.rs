@@ -11,6 +11,7 @@ mod client;
 mod examples;
 mod follow;
 mod format;
+mod generated;
 mod keystone;
 mod request;
 mod summary;
@@ -67,6 +68,11 @@ enum Command {
     /// Add, list, show, update and delete subcloud groups, and list their subclouds.
     #[command(name = "subcloud-group", subcommand)]
     Group(GroupCommand),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completion(generated::CompletionArgs),
+    /// Write the man pages (what the package installs).
+    #[command(hide = true)]
+    Man(generated::ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -342,6 +348,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Subcloud(command) => subcloud(&client, command).await,
         Command::Group(command) => group(&client, command).await,
+        Command::Completion(args) => {
+            generated::completion(
+                &args,
+                <Cli as clap::CommandFactory>::command(),
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(args) => {
+            generated::man_pages(&args, <Cli as clap::CommandFactory>::command())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

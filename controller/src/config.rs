@@ -456,7 +456,14 @@ role = "reader"
         assert_eq!(c.agent_wait_secs, 600);
         assert_eq!(c.auth.tokens.len(), 2);
         assert_eq!(c.agents.certificate_days, 90);
-        assert!(c.pki.ca_key.is_some(), "renewal is on in the example");
+        assert!(
+            c.pki.ca_key.is_none(),
+            "renewal is off in the packaged example: the service reads no key but its own"
+        );
+        assert_eq!(
+            c.pki.key,
+            Path::new("/etc/dc-rootca/controller/controller.key")
+        );
         assert_eq!(
             (c.api.request_timeout_secs, c.api.body_timeout_secs),
             (5, 10)

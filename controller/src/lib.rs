@@ -13,6 +13,7 @@
 //! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions.
 //! - [`store`]: persistence behind a trait (SQLite by default), on its own thread.
 //! - [`config`], [`error`]: the TOML/env configuration (the loader shared with the agent) and errors.
+//! - [`systemd`]: readiness and the watchdog for the packaged unit (`Type=notify`).
 //!
 //! Imports follow that flow and never come back up: an actor owns the messages it is sent, and
 //! reports upward through the `Recipient`s its parent gave it ([`session::Upstream`],
@@ -32,6 +33,7 @@ pub mod rules;
 pub mod session;
 pub mod step;
 pub mod store;
+pub mod systemd;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -10,8 +10,11 @@ use clap::Parser;
 #[command(version, about)]
 struct Cli {
     /// The TOML configuration file; `DC_AGENT__...` environment variables override it.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "man")]
+    config: Option<PathBuf>,
+    /// Print the man page (roff) and exit: what the package installs as dc-agent(1).
+    #[arg(long, hide = true)]
+    man: bool,
     #[command(flatten)]
     log: dc_config::logging::LogArgs,
 }
@@ -19,9 +22,14 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let Some(path) = cli.config.filter(|_| !cli.man) else {
+        use clap::CommandFactory as _;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(());
+    };
     dc_config::logging::init(&cli.log, "info")?;
-    let config = dc_agent::AgentConfig::load(&cli.config)
-        .with_context(|| format!("loading {}", cli.config.display()))?;
+    let config = dc_agent::AgentConfig::load(&path)
+        .with_context(|| format!("loading {}", path.display()))?;
     dc_agent::run(config, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `dc-controller --config FILE`: runs the controller until SIGINT or SIGTERM.
 //! `dc-controller --openapi`: prints the REST API's OpenAPI document (`docs/openapi.json`).
+//! Under systemd (`Type=notify`) it reports readiness once both listeners are bound, and pings the
+//! watchdog while its actors answer (`dc_controller::systemd`).
 
 use std::path::PathBuf;
 
@@ -13,18 +15,26 @@ use clap::Parser;
 )]
 struct Cli {
     /// TOML configuration; `DC_CONTROLLER__SECTION__KEY` environment variables override it.
-    #[arg(long, required_unless_present = "openapi")]
+    #[arg(long, required_unless_present_any = ["openapi", "man"])]
     config: Option<PathBuf>,
     /// Print the REST API's OpenAPI document and exit.
     #[arg(long)]
     openapi: bool,
     #[command(flatten)]
     log: dc_config::logging::LogArgs,
+    /// Print the man page (roff) and exit: what the package installs as dc-controller(1).
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.man {
+        use clap::CommandFactory as _;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(());
+    }
     dc_config::logging::init(&cli.log, "info")?;
     let Some(path) = cli.config.filter(|_| !cli.openapi) else {
         // The document is this mode's output, written whole; stdout is the binary's to write.
@@ -36,6 +46,8 @@ async fn main() -> anyhow::Result<()> {
     let running = dc_controller::start(config)
         .await
         .context("cannot start the controller")?;
+    dc_controller::systemd::ready(running.api_addr, running.agents_addr);
+    actix_rt::spawn(dc_controller::systemd::watchdog(running.actors()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut store_failure = running.store_failure();
     tokio::select! {
@@ -49,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    dc_controller::systemd::stopping();
     running.stop().await;
     Ok(())
 }

@@ -1,0 +1,104 @@
+//! The service manager's readiness and watchdog protocol, for the packaged unit (`Type=notify`,
+//! `WatchdogSec=`). Without `NOTIFY_SOCKET` (tests, `dc-demo`, a shell) every call does nothing.
+//!
+//! Readiness is sent once both listeners are bound, so `systemctl start` returns when agents and
+//! operators can connect. The watchdog is pinged only while the orchestrator and the progress writer
+//! both answer a message: a wedged actor system stops the pings, and systemd restarts the controller,
+//! which resumes from its database.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+use crate::api::Actors;
+use crate::orchestrator::Figures;
+use crate::orchestrator::persist::Figures as StepFigures;
+
+/// What `systemctl status` shows under the unit once the controller is ready.
+pub fn status_line(api: SocketAddr, agents: SocketAddr) -> String {
+    format!("ready: REST API on {api}, agents on {agents}")
+}
+
+/// How often to ping: half the watchdog timeout, as sd_watchdog_enabled(3) advises, so one slow ping
+/// is not yet a restart.
+pub fn ping_period(timeout: Duration) -> Duration {
+    timeout / 2
+}
+
+/// Tells the service manager the controller is ready, and where it listens.
+pub fn ready(api: SocketAddr, agents: SocketAddr) {
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&status_line(api, agents)),
+    ]);
+}
+
+/// Tells the service manager the controller is stopping.
+pub fn stopping() {
+    notify(&[NotifyState::Stopping]);
+}
+
+/// Pings the watchdog every half `WATCHDOG_USEC` for as long as the actors answer; returns at once when
+/// no watchdog was asked for. Spawn it on the controller's actix system, so it runs only while that does.
+pub async fn watchdog(actors: Actors) {
+    let Some(timeout) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(ping_period(timeout));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match alive(&actors).await {
+            Ok(()) => notify(&[NotifyState::Watchdog]),
+            Err(e) => {
+                // No ping: systemd restarts the controller once the timeout passes.
+                tracing::error!(error = %e, "an actor no longer answers; the watchdog is not pinged");
+                return;
+            }
+        }
+    }
+}
+
+/// Whether the orchestrator and the progress writer both answer a read: what each watchdog ping stands
+/// for.
+pub async fn alive(actors: &Actors) -> Result<(), actix::MailboxError> {
+    actors.orchestrator.send(Figures).await?;
+    actors.persist.send(StepFigures).await?;
+    Ok(())
+}
+
+fn notify(state: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_at_half_the_timeout() {
+        assert_eq!(
+            ping_period(Duration::from_secs(30)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            ping_period(Duration::from_micros(3)),
+            Duration::from_nanos(1500)
+        );
+    }
+
+    #[test]
+    fn the_status_names_both_listeners() {
+        let line = status_line(
+            "127.0.0.1:8119".parse().unwrap(),
+            "0.0.0.0:8120".parse().unwrap(),
+        );
+        assert_eq!(
+            line,
+            "ready: REST API on 127.0.0.1:8119, agents on 0.0.0.0:8120"
+        );
+    }
+}
