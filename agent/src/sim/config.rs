@@ -93,6 +93,20 @@ pub struct Faults {
     /// A phase that takes this much longer.
     #[serde(default)]
     pub slow_phase: Option<SlowPhase>,
+    /// Hosts whose node is not Ready (a health-gate finding).
+    #[serde(default)]
+    pub not_ready: Vec<String>,
+    /// Hosts whose node is cordoned (a health-gate finding).
+    #[serde(default)]
+    pub cordoned: Vec<String>,
+    /// Workloads (`namespace/name`) whose pods are in CrashLoopBackOff (a health-gate finding in a
+    /// system namespace).
+    #[serde(default)]
+    pub crash_looping: Vec<String>,
+    /// Certificates the update does not replace, as `host/path` (`controller-0/pki/front-proxy-ca.crt`),
+    /// re-issued at open to expire in a week (a health-gate finding).
+    #[serde(default)]
+    pub expiring: Vec<String>,
 }
 
 /// A phase slowed down by `delay_ms`.
