@@ -50,6 +50,8 @@ pub enum Shape {
     /// [`SimConfig::typical`]: two controllers and two workers, every workload kind, RollingUpdate and
     /// OnDelete.
     Typical,
+    /// [`SimConfig::wide`]: two controllers and fifty workers whose restarts take a second.
+    Wide,
 }
 
 impl Shape {
@@ -58,6 +60,7 @@ impl Shape {
         match self {
             Self::Light => SimConfig::light(),
             Self::Typical => SimConfig::typical(),
+            Self::Wide => SimConfig::wide(),
         }
     }
 }
