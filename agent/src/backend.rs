@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cluster::{
-    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Pod, PublishedBundle,
+    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Node, Pod, PublishedBundle,
     Workload, WorkloadRef,
 };
 use crate::config::ClusterConfig;
@@ -124,6 +124,9 @@ impl Cluster for Backend {
     }
     async fn all_pods(&self) -> Result<Vec<Pod>, ClusterError> {
         forward!(self, b => b.all_pods().await)
+    }
+    async fn nodes(&self) -> Result<Vec<Node>, ClusterError> {
+        forward!(self, b => b.nodes().await)
     }
     fn phase_delay(&self, phase: dc_protocol::Phase) -> Duration {
         forward!(self, b => b.phase_delay(phase))

@@ -83,6 +83,16 @@ pub enum HostFile {
     ApiserverKubeletClientKey,
     /// `pki/front-proxy-ca.crt`: a separate CA the update leaves untouched.
     FrontProxyCaCert,
+    /// `pki/front-proxy-client.crt`, issued by the front-proxy CA: untouched.
+    FrontProxyClientCert,
+    /// `pki/etcd/ca.crt`, a local etcd's own CA: untouched.
+    EtcdCaCert,
+    /// `pki/etcd/server.crt`, issued by the etcd CA: untouched.
+    EtcdServerCert,
+    /// `pki/etcd/peer.crt`, issued by the etcd CA: untouched.
+    EtcdPeerCert,
+    /// `pki/apiserver-etcd-client.crt`, issued by the etcd CA: untouched.
+    ApiserverEtcdClientCert,
     /// A kubeconfig, embedding its CA data and (except kubeadm's `kubelet.conf`) its client certificate.
     Kubeconfig(KubeconfigFile),
     /// `manifests/kube-controller-manager.yaml`: carries the cluster-signing flags.
@@ -93,6 +103,18 @@ pub enum HostFile {
 }
 
 impl HostFile {
+    /// The certificates of a controller the update does not replace (where present: an external etcd
+    /// has none of its own here); the health gate warns of their expiry, since a cluster whose
+    /// front-proxy or etcd certificate runs out fails whatever its root CA.
+    pub const UNTOUCHED_CERTS: [HostFile; 6] = [
+        Self::FrontProxyCaCert,
+        Self::FrontProxyClientCert,
+        Self::EtcdCaCert,
+        Self::EtcdServerCert,
+        Self::EtcdPeerCert,
+        Self::ApiserverEtcdClientCert,
+    ];
+
     /// The directory the file lives in.
     pub fn dir(self) -> HostDir {
         match self {
@@ -113,6 +135,11 @@ impl HostFile {
             Self::ApiserverKubeletClientCert => "pki/apiserver-kubelet-client.crt",
             Self::ApiserverKubeletClientKey => "pki/apiserver-kubelet-client.key",
             Self::FrontProxyCaCert => "pki/front-proxy-ca.crt",
+            Self::FrontProxyClientCert => "pki/front-proxy-client.crt",
+            Self::EtcdCaCert => "pki/etcd/ca.crt",
+            Self::EtcdServerCert => "pki/etcd/server.crt",
+            Self::EtcdPeerCert => "pki/etcd/peer.crt",
+            Self::ApiserverEtcdClientCert => "pki/apiserver-etcd-client.crt",
             Self::Kubeconfig(k) => k.path(),
             Self::ControllerManagerManifest => "manifests/kube-controller-manager.yaml",
             Self::KubeletClientCurrent => "kubelet-client-current.pem",
@@ -326,6 +353,19 @@ pub struct Pod {
     /// Succeeded or Failed: it runs no more, so it trusts nothing.
     #[serde(default)]
     pub finished: bool,
+    /// A container of it waits in `CrashLoopBackOff` (the health gate's finding in system namespaces).
+    #[serde(default)]
+    pub crash_looping: bool,
+}
+
+/// A node as the API server shows it, for the health gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    /// Its `Ready` condition is `True`.
+    pub ready: bool,
+    /// Cordoned (`spec.unschedulable`).
+    pub unschedulable: bool,
 }
 
 /// A pod's controlling owner.
@@ -428,6 +468,8 @@ pub trait Cluster: Sync {
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
     /// Every pod of the cluster (the trust invariant checks each running pod).
     fn all_pods(&self) -> impl Future<Output = Result<Vec<Pod>, ClusterError>> + Send;
+    /// Every node (the health gate).
+    fn nodes(&self) -> impl Future<Output = Result<Vec<Node>, ClusterError>> + Send;
     /// Extra time a phase takes (fault injection); zero for real clusters.
     fn phase_delay(&self, phase: dc_protocol::Phase) -> std::time::Duration;
 }

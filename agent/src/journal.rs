@@ -75,9 +75,17 @@ pub struct UpdateRecord {
     /// the strategy said to proceed); sent with every phase result, so it reaches the step's details.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The health gate's findings under `alarm-restriction-type relaxed`, reported the same way.
+    #[serde(default)]
+    pub health: Vec<String>,
 }
 
 impl UpdateRecord {
+    /// What every phase result tells the operator besides its outcome.
+    pub fn all_warnings(&self) -> Vec<String> {
+        self.health.iter().chain(&self.warnings).cloned().collect()
+    }
+
     /// Share of the whole update done.
     pub fn percent(&self, phase_percent: u8) -> u8 {
         if self.run == RunState::Completed {
@@ -106,7 +114,7 @@ impl UpdateRecord {
             last_seq: self.last_seq,
             since: self.since,
             new_ca: self.new_ca.clone(),
-            warnings: self.warnings.clone(),
+            warnings: self.all_warnings(),
         }
     }
 }
@@ -263,6 +271,7 @@ impl Journal {
             since: Some(dc_certs::now()),
             new_ca: None,
             warnings: Vec::new(),
+            health: Vec::new(),
         };
         let mut guard = self.lock();
         self.save(&record)?;
@@ -343,7 +352,7 @@ impl Journal {
                         )
                         .to_owned(),
                     percent: r.percent(0),
-                    warnings: r.warnings.clone(),
+                    warnings: r.all_warnings(),
                 }))
             },
         )

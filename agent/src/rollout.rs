@@ -272,6 +272,7 @@ mod tests {
             trust_bundle: None,
             owner: None,
             finished: false,
+            crash_looping: false,
         }
     }
 

@@ -73,6 +73,8 @@ enum ShapeArg {
     Light,
     /// Two controllers and two workers, four workloads of every kind.
     Typical,
+    /// Two controllers and fifty workers whose restarts take a second.
+    Wide,
 }
 
 const SUBJECT: &str = "C=CA O=bench CN=fleet-bench-root-ca";
@@ -177,6 +179,7 @@ fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> 
     let shape = match args.shape {
         ShapeArg::Light => Shape::Light,
         ShapeArg::Typical => Shape::Typical,
+        ShapeArg::Wide => Shape::Wide,
     };
     // Every root CA expires within the 30-day threshold: every subcloud is out-of-sync and targeted.
     let sites = (1..=n)
@@ -433,6 +436,7 @@ async fn measure(
         shape: match args.shape {
             ShapeArg::Light => "light",
             ShapeArg::Typical => "typical",
+            ShapeArg::Wide => "wide",
         }
         .to_owned(),
         git_commit: prepared.commit,

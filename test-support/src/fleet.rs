@@ -51,6 +51,8 @@ pub enum Shape {
     /// [`SimConfig::typical`]: two controllers and two workers, every workload kind, RollingUpdate and
     /// OnDelete.
     Typical,
+    /// [`SimConfig::wide`]: two controllers and fifty workers whose restarts take a second.
+    Wide,
 }
 
 impl Shape {
@@ -59,6 +61,7 @@ impl Shape {
         match self {
             Self::Light => SimConfig::light(),
             Self::Typical => SimConfig::typical(),
+            Self::Wide => SimConfig::wide(),
         }
     }
 }

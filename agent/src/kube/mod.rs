@@ -21,7 +21,7 @@ use std::time::Duration;
 use ::kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use ::kube::{Client, Resource};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod as KubePod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node as KubeNode, Pod as KubePod, Secret};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
@@ -29,7 +29,7 @@ pub use config::{HealthCommands, HostConfig, KubernetesConfig, RestartCommands};
 pub use host::{HostAccess, HostError};
 
 use crate::cluster::{
-    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Pod, PublishedBundle,
+    Cluster, ClusterError, Component, Host, HostFile, LabelSelector, Node, Pod, PublishedBundle,
     Workload, WorkloadKind, WorkloadRef,
 };
 use objects::ObjectError;
@@ -545,6 +545,21 @@ impl Cluster for KubeCluster {
     async fn all_pods(&self) -> Result<Vec<Pod>, ClusterError> {
         let pods: Vec<KubePod> = self.list_all("pods", ListParams::default()).await?;
         Ok(pods.iter().map(objects::pod).collect())
+    }
+
+    /// One page is enough: a subcloud has tens of nodes, not thousands.
+    async fn nodes(&self) -> Result<Vec<Node>, ClusterError> {
+        let nodes = self
+            .call(
+                || "list nodes".to_owned(),
+                |client| async move {
+                    Api::<KubeNode>::all(client)
+                        .list(&ListParams::default())
+                        .await
+                },
+            )
+            .await?;
+        Ok(nodes.items.iter().map(objects::node).collect())
     }
 
     fn phase_delay(&self, _phase: dc_protocol::Phase) -> Duration {

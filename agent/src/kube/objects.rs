@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Pod as KubePod;
+use k8s_openapi::api::core::v1::{Node as KubeNode, Pod as KubePod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as KubeSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cluster::{
-    LabelExpression, LabelOperator, LabelSelector, Pod, PodOwner, RolloutStatus, UpdateStrategy,
-    Workload, WorkloadKind, WorkloadRef,
+    LabelExpression, LabelOperator, LabelSelector, Node, Pod, PodOwner, RolloutStatus,
+    UpdateStrategy, Workload, WorkloadKind, WorkloadRef,
 };
 
 /// The DaemonSet annotation carrying its template generation; its pods carry the same number in the
@@ -326,6 +326,35 @@ pub fn pod(p: &KubePod) -> Pod {
             .as_ref()
             .and_then(|s| s.phase.as_deref())
             .is_some_and(|phase| matches!(phase, "Succeeded" | "Failed")),
+        crash_looping: p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+            .any(|reason| reason == "CrashLoopBackOff"),
+    }
+}
+
+/// A node as the health gate sees it.
+pub fn node(n: &KubeNode) -> Node {
+    Node {
+        name: n.metadata.name.clone().unwrap_or_default(),
+        ready: n
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            }),
+        unschedulable: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
     }
 }
 

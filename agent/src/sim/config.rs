@@ -93,6 +93,20 @@ pub struct Faults {
     /// A phase that takes this much longer.
     #[serde(default)]
     pub slow_phase: Option<SlowPhase>,
+    /// Hosts whose node is not Ready (a health-gate finding).
+    #[serde(default)]
+    pub not_ready: Vec<String>,
+    /// Hosts whose node is cordoned (a health-gate finding).
+    #[serde(default)]
+    pub cordoned: Vec<String>,
+    /// Workloads (`namespace/name`) whose pods are in CrashLoopBackOff (a health-gate finding in a
+    /// system namespace).
+    #[serde(default)]
+    pub crash_looping: Vec<String>,
+    /// Certificates the update does not replace, as `host/path` (`controller-0/pki/front-proxy-ca.crt`),
+    /// re-issued at open to expire in a week (a health-gate finding).
+    #[serde(default)]
+    pub expiring: Vec<String>,
 }
 
 /// A phase slowed down by `delay_ms`.
@@ -225,6 +239,24 @@ impl SimConfig {
             faults: Faults::default(),
         }
     }
+
+    /// A standard subcloud at the wide end: two controllers and fifty workers whose restarted
+    /// components take a second to serve again (a kubelet on a busy node), with the light shape's
+    /// workloads and a DaemonSet on every host. Where `worker-apply-type` matters.
+    pub fn wide() -> Self {
+        let mut wide = Self::light();
+        wide.controllers = 2;
+        wide.workers = 50;
+        wide.restart_ms = 1000;
+        wide.workloads.push(WorkloadSpec::new(
+            WorkloadKind::DaemonSet,
+            "default",
+            "node-exporter",
+            1,
+            ROLLING,
+        ));
+        wide
+    }
 }
 
 #[cfg(test)]
@@ -233,10 +265,15 @@ mod tests {
 
     /// What the README says of the benchmark's shapes.
     #[test]
-    fn light_is_one_controller_and_two_workloads_typical_four_hosts_and_seven() {
+    fn light_is_one_controller_and_two_workloads_typical_four_hosts_and_seven_wide_fifty_two() {
         let light = SimConfig::light();
         assert_eq!((light.controllers, light.workers), (1, 0));
         assert_eq!(light.workloads.len(), 2);
+        let wide = SimConfig::wide();
+        assert_eq!(
+            (wide.controllers, wide.workers, wide.restart_ms),
+            (2, 50, 1000)
+        );
         let typical = SimConfig::typical();
         assert_eq!((typical.controllers, typical.workers), (2, 2));
         assert_eq!(typical.workloads.len(), 7);

@@ -37,7 +37,7 @@ pub use model::{Publication, SimPod, SimState, SimWorkload};
 pub use pki::{client_identity, controller_manager_manifest};
 
 use crate::cluster::{
-    Cluster, ClusterError, Component, Host, HostDir, HostFile, HostRole, LabelSelector, Pod,
+    Cluster, ClusterError, Component, Host, HostDir, HostFile, HostRole, LabelSelector, Node, Pod,
     PublishedBundle, RESTARTED_AT_ANNOTATION, Workload, WorkloadRef,
 };
 use crate::rollout::selector_matches;
@@ -84,7 +84,28 @@ impl SimCluster {
             started: Instant::now(),
         };
         cluster.save(&cluster.lock())?;
+        for entry in &config.faults.expiring {
+            cluster.expire_soon(entry)?;
+        }
         Ok(cluster)
+    }
+
+    /// The `expiring` fault: `host/path` of a certificate the update leaves alone, re-issued to end
+    /// in a week.
+    fn expire_soon(&self, entry: &str) -> Result<(), SimError> {
+        let unknown = || {
+            SimError::Config(format!(
+                "faults.expiring: {entry:?} is not host/<an untouched certificate>"
+            ))
+        };
+        let (host, path) = entry.split_once('/').ok_or_else(unknown)?;
+        let file = HostFile::UNTOUCHED_CERTS
+            .into_iter()
+            .find(|f| f.path() == path)
+            .ok_or_else(unknown)?;
+        self.known_host(host)?;
+        let pem = pki::expiring_soon(path, dc_certs::now())?;
+        write_host_file(&host_path(&self.dir, host, file), &pem, false)
     }
 
     fn create(dir: &Path, config: &SimConfig) -> Result<SimState, SimError> {
@@ -192,6 +213,16 @@ impl SimCluster {
         w.pod_view(pod, now_ms, &self.faults)
     }
 
+    /// A host's node as the API server shows it (for a fake Kubernetes API too).
+    pub fn node_view(&self, host: &str) -> Node {
+        let named = |hosts: &[String]| hosts.iter().any(|h| h == host);
+        Node {
+            name: host.to_owned(),
+            ready: !named(&self.faults.not_ready),
+            unschedulable: named(&self.faults.cordoned),
+        }
+    }
+
     /// The bundle published as `kube-root-ca.crt` in a [`Self::snapshot`] (for a fake Kubernetes API).
     pub fn published_bundle_of(&self, state: &SimState) -> Result<String, SimError> {
         self.published_bundle(&state.publication, &state.hosts)
@@ -215,6 +246,7 @@ impl SimCluster {
             trust_bundle: Some(trust_bundle.to_owned()),
             owner: None,
             finished: false,
+            crash_looping: false,
         });
         self.save(&state)
     }
@@ -562,6 +594,16 @@ impl Cluster for SimCluster {
         let mut pods = self.pods(|_| true)?;
         pods.extend(self.lock().bare_pods.iter().cloned());
         Ok(pods)
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>, ClusterError> {
+        api_call().await;
+        Ok(self
+            .lock()
+            .hosts
+            .iter()
+            .map(|h| self.node_view(&h.name))
+            .collect())
     }
 
     fn phase_delay(&self, phase: Phase) -> Duration {

@@ -257,6 +257,7 @@ impl SimWorkload {
                 name: self.spec.name.clone(),
             }),
             finished: false,
+            crash_looping: faults.crash_looping.contains(&self.spec.key()),
         }
     }
 }

@@ -113,6 +113,22 @@ pub fn host_files(
     Ok(files)
 }
 
+/// A certificate named after `path` that ends a week and half a day after `now` (the `expiring`
+/// fault: seven whole days left whenever it is looked at that day).
+pub fn expiring_soon(path: &str, now: UnixTime) -> Result<String, SimError> {
+    let dn = dc_certs::Subject::parse(&format!("CN={path}"))
+        .map(|s| s.distinguished_name())
+        .map_err(err)?;
+    let cert = CertifiedCa::generate(
+        dn,
+        now - 86400,
+        now + 7 * 86400 + 43200,
+        KeyAlgorithm::EcdsaP256,
+    )
+    .map_err(err)?;
+    Ok(cert.cert_pem().to_owned())
+}
+
 /// Generates the current root CA (expiring `expiry_days` from now, possibly in the past) and the
 /// front-proxy CA.
 pub fn current_cas(

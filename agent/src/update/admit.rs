@@ -81,6 +81,7 @@ mod tests {
             since: None,
             new_ca: None,
             warnings: Vec::new(),
+            health: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod admit;
 pub mod apply_type;
 pub mod complete;
 pub mod context;
+pub mod health;
 pub mod hosts;
 pub mod join;
 pub mod new_ca;
@@ -142,7 +143,7 @@ impl<C: Cluster> Updater<C> {
                             outcome: PhaseOutcome::Succeeded,
                             state: r.state().to_owned(),
                             percent: 100,
-                            warnings: r.warnings.clone(),
+                            warnings: r.all_warnings(),
                         }))
                     },
                 )?;

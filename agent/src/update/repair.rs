@@ -63,7 +63,12 @@ pub fn intact(file: HostFile, text: &str) -> bool {
         | HostFile::CaNewCert
         | HostFile::ApiserverCert
         | HostFile::ApiserverKubeletClientCert
-        | HostFile::FrontProxyCaCert => certificates(),
+        | HostFile::FrontProxyCaCert
+        | HostFile::FrontProxyClientCert
+        | HostFile::EtcdCaCert
+        | HostFile::EtcdServerCert
+        | HostFile::EtcdPeerCert
+        | HostFile::ApiserverEtcdClientCert => certificates(),
         HostFile::CaKey
         | HostFile::CaNewKey
         | HostFile::ApiserverKey

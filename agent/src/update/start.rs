@@ -1,5 +1,5 @@
 //! The start phase: checks everything before anything changes (the operator's parameters, every host
-//! reachable, every workload healthy, no pod left on the old CA unless the strategy allows it, the
+//! reachable, the health gate, every workload healthy, no pod left on the old CA unless the strategy allows it, the
 //! trust invariants) and records the current root CA, from which
 //! the host phases build their trust bundles.
 
@@ -11,6 +11,7 @@ use crate::rollout::healthy;
 
 use super::apply_type;
 use super::context::{PhaseContext, PhaseError};
+use super::health;
 use super::new_ca::new_ca_spec;
 use super::plan::{HostAction, HostPlan};
 use super::stranded;
@@ -29,6 +30,7 @@ pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
         })?;
     }
     preflight(cx, &hosts).await?;
+    health::gate(cx, &hosts).await?;
     for workload in cx
         .cluster
         .list_workloads(&cx.settings.exclude_namespaces)

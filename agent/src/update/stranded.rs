@@ -182,6 +182,7 @@ mod tests {
                 name: name.into(),
             }),
             finished: false,
+            crash_looping: false,
         }
     }
 

@@ -6,7 +6,7 @@
 
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
     ServerAddressByClientCIDR,
@@ -87,6 +87,7 @@ pub fn core_v1() -> APIResourceList {
                 &["cm"],
             ),
             resource::<Namespace>("namespace", false, &["get", "list", "watch"], &["ns"]),
+            resource::<Node>("node", false, &["get", "list"], &["no"]),
             resource::<Pod>("pod", true, &["delete", "get", "list", "watch"], &["po"]),
             resource::<Secret>("secret", true, &["list"], &[]),
         ],
@@ -135,7 +136,7 @@ mod tests {
             .iter()
             .map(|r| r["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["ConfigMap", "Namespace", "Pod", "Secret"]);
+        assert_eq!(kinds, ["ConfigMap", "Namespace", "Node", "Pod", "Secret"]);
         assert_eq!(core["resources"][1]["namespaced"], false);
     }
 }

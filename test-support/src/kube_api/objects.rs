@@ -19,8 +19,9 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetStatus, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, NamespaceSpec, NamespaceStatus, Pod, PodCondition, PodSpec, PodStatus,
-    PodTemplateSpec,
+    Container, ContainerState, ContainerStateWaiting, ContainerStatus, Namespace, NamespaceSpec,
+    NamespaceStatus, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec,
+    PodStatus, PodTemplateSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector as K8sSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference, Time,
@@ -114,6 +115,35 @@ impl Served for Pod {
         view.workloads
             .iter()
             .flat_map(|w| w.pods.iter().map(move |p| pod(w, p, epoch)))
+            .collect()
+    }
+}
+
+/// Every host as its node: Ready unless the simulated cluster says not, cordoned where it says.
+impl Served for Node {
+    fn from_view(view: &ApiView, epoch: Epoch) -> Vec<Self> {
+        view.nodes
+            .iter()
+            .map(|n| Node {
+                metadata: ObjectMeta {
+                    name: Some(n.name.clone()),
+                    uid: Some(uid(&["Node", &n.name])),
+                    creation_timestamp: Some(epoch.time(0)),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(NodeSpec {
+                    unschedulable: n.unschedulable.then_some(true),
+                    ..NodeSpec::default()
+                }),
+                status: Some(NodeStatus {
+                    conditions: Some(vec![NodeCondition {
+                        type_: "Ready".to_owned(),
+                        status: if n.ready { "True" } else { "False" }.to_owned(),
+                        ..NodeCondition::default()
+                    }]),
+                    ..NodeStatus::default()
+                }),
+            })
             .collect()
     }
 }
@@ -556,6 +586,21 @@ pub fn pod(w: &ApiWorkload, p: &ApiPod, epoch: Epoch) -> Pod {
                 condition("ContainersReady", ready, ready_at),
                 condition("Ready", ready, ready_at),
             ]),
+            container_statuses: p.pod.crash_looping.then(|| {
+                vec![ContainerStatus {
+                    name: "main".to_owned(),
+                    image: IMAGE.to_owned(),
+                    restart_count: 5,
+                    state: Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("CrashLoopBackOff".to_owned()),
+                            ..ContainerStateWaiting::default()
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    ..ContainerStatus::default()
+                }]
+            }),
             ..PodStatus::default()
         }),
     }
@@ -606,6 +651,7 @@ mod tests {
                     trust_bundle: None,
                     owner: None,
                     finished: false,
+                    crash_looping: false,
                 },
                 created_ms: 1500,
                 ready_ms: 1600,

@@ -14,7 +14,7 @@ use dc_agent::rollout::selector_matches;
 use dc_agent::sim::SimCluster;
 use k8s_openapi::List;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde::Deserialize;
 
@@ -143,6 +143,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/apis/apps/v1",
         web::get().to(|| async { HttpResponse::Ok().json(discovery::apps_v1()) }),
     )
+    .route("/api/v1/nodes", web::get().to(list_all::<Node>))
+    .route("/api/v1/nodes/{name}", web::get().to(get_cluster::<Node>))
     .route("/api/v1/namespaces", web::get().to(list_all::<Namespace>))
     .route(
         "/api/v1/namespaces/{name}",

@@ -3,7 +3,7 @@
 //! belongs to which workload, the spec it came from, when each pod was created). Read from one
 //! [`SimCluster::snapshot`], so a response never mixes two instants of the model.
 
-use dc_agent::cluster::{Pod, Workload};
+use dc_agent::cluster::{Node, Pod, Workload};
 use dc_agent::sim::{SimCluster, SimError, WorkloadSpec};
 
 /// Every workload with its pods, read at one instant of the simulated clock.
@@ -14,6 +14,8 @@ pub struct ApiView {
     pub workloads: Vec<ApiWorkload>,
     /// Every namespace of the cluster.
     pub namespaces: Vec<String>,
+    /// Every host's node.
+    pub nodes: Vec<Node>,
     /// What the controller-manager publishes as every namespace's `kube-root-ca.crt`.
     pub published_bundle: String,
     /// `kube-public/cluster-info`'s kubeconfig, when the cluster has one.
@@ -64,6 +66,7 @@ impl ApiView {
             clock_ms: now,
             workloads,
             namespaces: state.namespaces().into_iter().map(str::to_owned).collect(),
+            nodes: state.hosts.iter().map(|h| sim.node_view(&h.name)).collect(),
             published_bundle: sim.published_bundle_of(&state)?,
             cluster_info: state.cluster_info.clone(),
         })
