@@ -50,6 +50,7 @@ pub const GROUP_UPDATE: &str = example!("subcloud-group update edge --max_parall
 pub const GROUP_LIST_SUBCLOUDS: &str =
     example!("subcloud-group list-subclouds edge -c name -c kube-rootca_sync_status");
 pub const GROUP_DELETE: &str = example!("subcloud-group delete edge --yes");
+pub const COMPLETION: &str = example!("completion bash");
 
 /// The words of a command line as a POSIX shell splits it, for the few forms the examples use:
 /// blanks between words, single quotes around words with spaces.
@@ -80,7 +81,8 @@ mod tests {
     /// Every leaf command: its path of names and its help's example lines.
     fn leaves(command: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
         if command.has_subcommands() {
-            for sub in command.get_subcommands() {
+            // Hidden commands (the packaging's man-page writer) are not for operators.
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
                 let mut path = path.clone();
                 path.push(sub.get_name().to_owned());
                 leaves(sub, path, out);

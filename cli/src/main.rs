@@ -69,6 +69,7 @@ enum Command {
     #[command(name = "subcloud-group", subcommand)]
     Group(GroupCommand),
     /// Print the shell completion script for bash, zsh or fish.
+    #[command(after_help = examples::COMPLETION)]
     Completion(generated::CompletionArgs),
     /// Write the man pages (what the package installs).
     #[command(hide = true)]
