@@ -295,15 +295,14 @@ pub fn pod(p: &KubePod) -> Pod {
         .find_map(|key| labels.get(*key))
         .cloned()
         .unwrap_or_default();
-    let ready = p
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        });
+    let ready = ready(
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (c.type_.as_str(), c.status.as_str())),
+    );
     Pod {
         namespace: p.metadata.namespace.clone().unwrap_or_default(),
         name: p.metadata.name.clone().unwrap_or_default(),
@@ -337,19 +336,23 @@ pub fn pod(p: &KubePod) -> Pod {
     }
 }
 
+/// Whether the `Ready` condition (of a pod or a node; given as type and status) is `True`.
+fn ready<'a>(mut conditions: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+    conditions.any(|(type_, status)| type_ == "Ready" && status == "True")
+}
+
 /// A node as the health gate sees it.
 pub fn node(n: &KubeNode) -> Node {
     Node {
         name: n.metadata.name.clone().unwrap_or_default(),
-        ready: n
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            }),
+        ready: ready(
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|c| (c.type_.as_str(), c.status.as_str())),
+        ),
         unschedulable: n
             .spec
             .as_ref()
