@@ -68,6 +68,45 @@ enum Command {
     /// Add, list, show, update and delete subcloud groups, and list their subclouds.
     #[command(name = "subcloud-group", subcommand)]
     Group(GroupCommand),
+    /// The options subclouds update with (sw-update-options): the defaults, or per subcloud.
+    #[command(name = "strategy-config", subcommand)]
+    Options(OptionsCommand),
+}
+
+#[derive(Subcommand)]
+enum OptionsCommand {
+    /// Update strategy options, defaults or per subcloud; options not given keep their value.
+    #[command(after_help = examples::OPTIONS_UPDATE)]
+    Update {
+        #[command(flatten)]
+        fields: request::OptionsFields,
+        /// Subcloud name or id, omit to set default options.
+        subcloud: Option<String>,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// Show strategy options, defaults or per subcloud.
+    #[command(after_help = examples::OPTIONS_SHOW)]
+    Show {
+        /// Subcloud name or id, omit to show default options.
+        subcloud: Option<String>,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// List strategy options: the defaults, then each subcloud's own.
+    #[command(after_help = examples::OPTIONS_LIST)]
+    List {
+        #[command(flatten)]
+        out: ListOutput,
+    },
+    /// Delete per subcloud strategy options: the subcloud then uses the defaults.
+    #[command(after_help = examples::OPTIONS_DELETE)]
+    Delete {
+        /// Subcloud name or id.
+        subcloud: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
 }
 
 #[derive(Subcommand)]
@@ -344,7 +383,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Subcloud(command) => subcloud(&client, command).await,
         Command::Group(command) => group(&client, command).await,
+        Command::Options(command) => options(&client, command).await,
     }
+}
+
+/// The original's region name for the default options.
+const DEFAULT_REGION_NAME: &str = "SystemController";
+
+async fn options(client: &Client, command: OptionsCommand) -> anyhow::Result<ExitCode> {
+    let path = |subcloud: Option<&str>| {
+        format!(
+            "/sw-update-options/{}",
+            segment(subcloud.unwrap_or(DEFAULT_REGION_NAME))
+        )
+    };
+    let (answer, out) = match command {
+        OptionsCommand::Update {
+            fields,
+            subcloud,
+            out,
+        } => (
+            client
+                .post(&path(subcloud.as_deref()), &fields.body()?)
+                .await?,
+            out,
+        ),
+        OptionsCommand::Show { subcloud, out } => {
+            (client.get(&path(subcloud.as_deref())).await?, out)
+        }
+        OptionsCommand::List { out } => {
+            let answer = client.get("/sw-update-options").await?;
+            return print_list(
+                &views::listing(answer.get("sw-update-options"), views::OPTIONS_LIST),
+                &out,
+            );
+        }
+        OptionsCommand::Delete { subcloud, confirm } => {
+            if !confirmed(&confirm)? {
+                return Ok(ExitCode::FAILURE);
+            }
+            client.delete(&path(Some(&subcloud))).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print_one(&views::record(&answer, views::OPTIONS), &out)
 }
 
 async fn strategy(client: &Client, command: StrategyCommand) -> anyhow::Result<ExitCode> {
