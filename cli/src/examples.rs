@@ -52,7 +52,7 @@ pub const GROUP_LIST_SUBCLOUDS: &str =
 pub const GROUP_DELETE: &str = example!("subcloud-group delete edge --yes");
 pub const OPTIONS_UPDATE: &str = example!(
     "strategy-config update --worker-apply-type parallel --max-parallel-workers 4 subcloud1",
-    "strategy-config update --alarm-restriction-type strict"
+    "strategy-config update --alarm-restriction-type relaxed --max-parallel-workers 8"
 );
 pub const OPTIONS_SHOW: &str = example!("strategy-config show subcloud1");
 pub const OPTIONS_LIST: &str = example!("strategy-config list");

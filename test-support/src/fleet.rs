@@ -50,6 +50,9 @@ pub enum Shape {
     /// [`SimConfig::typical`]: two controllers and two workers, every workload kind, RollingUpdate and
     /// OnDelete.
     Typical,
+    /// [`SimConfig::light`] with this many workers besides its controller, whose restarted
+    /// components take `restart_ms` to serve again (so workers updated at once overlap).
+    Workers { workers: u32, restart_ms: u64 },
 }
 
 impl Shape {
@@ -58,6 +61,14 @@ impl Shape {
         match self {
             Self::Light => SimConfig::light(),
             Self::Typical => SimConfig::typical(),
+            Self::Workers {
+                workers,
+                restart_ms,
+            } => SimConfig {
+                workers,
+                restart_ms,
+                ..SimConfig::light()
+            },
         }
     }
 }
