@@ -47,7 +47,10 @@ fn init_keeps_the_ca_key_apart_from_the_controllers_group_readable_files_and_nev
 
     assert_eq!(mode(&pki), 0o700);
     assert_eq!(mode(&pki.join("ca.key")), 0o600);
-    assert!(!controller.join("ca.key").exists(), "the CA key stays apart");
+    assert!(
+        !controller.join("ca.key").exists(),
+        "the CA key stays apart"
+    );
     assert_eq!(mode(&controller), 0o750);
     assert_eq!(mode(&controller.join("controller.key")), 0o640);
     for file in ["ca.crt", "controller.crt"] {

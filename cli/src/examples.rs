@@ -51,6 +51,13 @@ pub const GROUP_LIST_SUBCLOUDS: &str =
     example!("subcloud-group list-subclouds edge -c name -c kube-rootca_sync_status");
 pub const GROUP_DELETE: &str = example!("subcloud-group delete edge --yes");
 pub const COMPLETION: &str = example!("completion bash");
+pub const OPTIONS_UPDATE: &str = example!(
+    "strategy-config update --worker-apply-type parallel --max-parallel-workers 4 subcloud1",
+    "strategy-config update --alarm-restriction-type relaxed --max-parallel-workers 8"
+);
+pub const OPTIONS_SHOW: &str = example!("strategy-config show subcloud1");
+pub const OPTIONS_LIST: &str = example!("strategy-config list");
+pub const OPTIONS_DELETE: &str = example!("strategy-config delete subcloud1 --yes");
 
 /// The words of a command line as a POSIX shell splits it, for the few forms the examples use:
 /// blanks between words, single quotes around words with spaces.

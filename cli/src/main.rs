@@ -74,6 +74,45 @@ enum Command {
     /// Write the man pages (what the package installs).
     #[command(hide = true)]
     Man(generated::ManArgs),
+    /// The options subclouds update with (sw-update-options): the defaults, or per subcloud.
+    #[command(name = "strategy-config", subcommand)]
+    Options(OptionsCommand),
+}
+
+#[derive(Subcommand)]
+enum OptionsCommand {
+    /// Update strategy options, defaults or per subcloud; options not given keep their value.
+    #[command(after_help = examples::OPTIONS_UPDATE)]
+    Update {
+        #[command(flatten)]
+        fields: request::OptionsFields,
+        /// Subcloud name or id, omit to set default options.
+        subcloud: Option<String>,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// Show strategy options, defaults or per subcloud.
+    #[command(after_help = examples::OPTIONS_SHOW)]
+    Show {
+        /// Subcloud name or id, omit to show default options.
+        subcloud: Option<String>,
+        #[command(flatten)]
+        out: OneOutput,
+    },
+    /// List strategy options: the defaults, then each subcloud's own.
+    #[command(after_help = examples::OPTIONS_LIST)]
+    List {
+        #[command(flatten)]
+        out: ListOutput,
+    },
+    /// Delete per subcloud strategy options: the subcloud then uses the defaults.
+    #[command(after_help = examples::OPTIONS_DELETE)]
+    Delete {
+        /// Subcloud name or id.
+        subcloud: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
 }
 
 #[derive(Subcommand)]
@@ -361,7 +400,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             generated::man_pages(&args, <Cli as clap::CommandFactory>::command())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Options(command) => options(&client, command).await,
     }
+}
+
+/// The original's region name for the default options.
+const DEFAULT_REGION_NAME: &str = "SystemController";
+
+async fn options(client: &Client, command: OptionsCommand) -> anyhow::Result<ExitCode> {
+    let path = |subcloud: Option<&str>| {
+        format!(
+            "/sw-update-options/{}",
+            segment(subcloud.unwrap_or(DEFAULT_REGION_NAME))
+        )
+    };
+    let (answer, out) = match command {
+        OptionsCommand::Update {
+            fields,
+            subcloud,
+            out,
+        } => (
+            client
+                .post(&path(subcloud.as_deref()), &fields.body()?)
+                .await?,
+            out,
+        ),
+        OptionsCommand::Show { subcloud, out } => {
+            (client.get(&path(subcloud.as_deref())).await?, out)
+        }
+        OptionsCommand::List { out } => {
+            let answer = client.get("/sw-update-options").await?;
+            return print_list(
+                &views::listing(answer.get("sw-update-options"), views::OPTIONS_LIST),
+                &out,
+            );
+        }
+        OptionsCommand::Delete { subcloud, confirm } => {
+            if !confirmed(&confirm)? {
+                return Ok(ExitCode::FAILURE);
+            }
+            client.delete(&path(Some(&subcloud))).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    print_one(&views::record(&answer, views::OPTIONS), &out)
 }
 
 async fn strategy(client: &Client, command: StrategyCommand) -> anyhow::Result<ExitCode> {

@@ -37,6 +37,11 @@ pub enum ValidationError {
     NothingToUpdate,
     #[error("Nothing to update: give at least one of --description, --location, --group")]
     NothingToUpdateSubcloud,
+    #[error(
+        "Nothing to update: give at least one of --storage-apply-type, --worker-apply-type, \
+         --max-parallel-workers, --alarm-restriction-type, --default-instance-action"
+    )]
+    NothingToUpdateOptions,
 }
 
 // `kube-rootca-update-strategy create` options (a plain comment: a doc comment would become the
@@ -250,6 +255,51 @@ impl GroupFields {
     }
 }
 
+// `strategy-config update` options, with the original's names and choices (`ignore` added for
+// workers). The original requires all five; here those left out keep their current value.
+#[derive(Debug, Default, clap::Args)]
+pub struct OptionsFields {
+    /// Storage node apply type (parallel or serial); shown for compatibility only.
+    #[arg(long, value_parser = ["parallel", "serial"])]
+    pub storage_apply_type: Option<String>,
+    /// Worker node apply type: parallel (up to --max-parallel-workers at once), serial, or ignore.
+    #[arg(long, value_parser = ["parallel", "serial", "ignore"])]
+    pub worker_apply_type: Option<String>,
+    /// Maximum number of workers updated at once with parallel (1 to 1000).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_parallel_workers: Option<u16>,
+    /// Whether the update may start if subcloud alarms are present (strict, relaxed).
+    #[arg(long, value_parser = ["strict", "relaxed"])]
+    pub alarm_restriction_type: Option<String>,
+    /// How instances should be handled (stop-start, migrate); shown for compatibility only.
+    #[arg(long, value_parser = ["stop-start", "migrate"])]
+    pub default_instance_action: Option<String>,
+}
+
+impl OptionsFields {
+    /// The body of `POST /sw-update-options/{subcloud}`: only the options given.
+    pub fn body(&self) -> Result<Value, ValidationError> {
+        let mut body = Map::new();
+        for (key, value) in [
+            ("storage-apply-type", &self.storage_apply_type),
+            ("worker-apply-type", &self.worker_apply_type),
+            ("alarm-restriction-type", &self.alarm_restriction_type),
+            ("default-instance-action", &self.default_instance_action),
+        ] {
+            if let Some(value) = value {
+                body.insert(key.into(), json!(value));
+            }
+        }
+        if let Some(n) = self.max_parallel_workers {
+            body.insert("max-parallel-workers".into(), json!(n));
+        }
+        if body.is_empty() {
+            return Err(ValidationError::NothingToUpdateOptions);
+        }
+        Ok(Value::Object(body))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +410,23 @@ mod tests {
         assert_eq!(
             UpdateSubcloud::default().body(),
             Err(ValidationError::NothingToUpdateSubcloud)
+        );
+    }
+
+    #[test]
+    fn strategy_config_update_sends_only_the_options_given() {
+        let fields = OptionsFields {
+            worker_apply_type: Some("parallel".into()),
+            max_parallel_workers: Some(4),
+            ..OptionsFields::default()
+        };
+        assert_eq!(
+            fields.body().unwrap(),
+            json!({"worker-apply-type": "parallel", "max-parallel-workers": 4})
+        );
+        assert_eq!(
+            OptionsFields::default().body(),
+            Err(ValidationError::NothingToUpdateOptions)
         );
     }
 }

@@ -83,6 +83,21 @@ pub const GROUP: &Spec = &[
     ("updated_at", "updated-at"),
 ];
 
+/// `strategy-config show|update`: the original's `options_detail_format`.
+pub const OPTIONS: &Spec = &[
+    ("cloud", "name"),
+    ("storage apply type", "storage-apply-type"),
+    ("worker apply type", "worker-apply-type"),
+    ("max parallel workers", "max-parallel-workers"),
+    ("alarm restriction type", "alarm-restriction-type"),
+    ("default instance action", "default-instance-action"),
+    ("created_at", "created-at"),
+    ("updated_at", "updated-at"),
+];
+
+/// `strategy-config list`: the original's `options_list_format`, without the timestamps.
+pub const OPTIONS_LIST: &Spec = OPTIONS.split_at(6).0;
+
 fn fields(object: &Value, spec: &Spec) -> impl Iterator<Item = (String, Value)> {
     spec.iter().map(|(column, key)| {
         (

@@ -10,7 +10,9 @@
 //!   [`orchestrator::metrics`] renders `/metrics`.
 //! - [`step`]: one light actor per running step, driving its agent.
 //! - [`session`]: the mutual-TLS agent listener and one actor per agent connection.
-//! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions.
+//! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions;
+//!   [`options`]: the sw-update-options (`strategy-config`) entries and the options a subcloud's
+//!   update runs with.
 //! - [`store`]: persistence behind a trait (SQLite by default), on its own thread.
 //! - [`config`], [`error`]: the TOML/env configuration (the loader shared with the agent) and errors.
 //! - [`systemd`]: readiness and the watchdog for the packaged unit (`Type=notify`).
@@ -27,6 +29,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod options;
 pub mod orchestrator;
 pub mod requests;
 pub mod rules;

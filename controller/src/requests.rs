@@ -11,7 +11,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use dc_protocol::{AlarmRestrictionType, DefaultInstanceAction, StorageApplyType, WorkerApplyType};
+
 use crate::model::{ApplyType, MAX_PARALLEL_LIMIT, STRATEGY_TYPE};
+use crate::options::{MAX_PARALLEL_WORKERS_LIMIT, OptionValues};
 
 /// A request body: parsed from JSON, then checked.
 pub trait Body: Sized {
@@ -434,6 +437,107 @@ impl StrategyAction {
     }
 }
 
+/// An option value by its upstream name ([`dc_protocol::options`]); a value that is not one says
+/// which are (dcmanager itself stored any string and left the refusal to the subcloud's VIM).
+fn option_value<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = dc_protocol::options::OptionValueError>,
+{
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v => T::from_str(&shown(&v)).map(Some).map_err(D::Error::custom),
+    }
+}
+
+fn max_parallel_workers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v => number(&v)
+            .filter(|n| (1..=i64::from(MAX_PARALLEL_WORKERS_LIMIT)).contains(n))
+            .and_then(|n| u16::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                D::Error::custom(format!(
+                    "{:?} is not a valid max-parallel-workers: use a whole number from 1 to {MAX_PARALLEL_WORKERS_LIMIT}",
+                    shown(&v)
+                ))
+            }),
+    }
+}
+
+/// `POST /v1.0/sw-update-options/{subcloud}`: dcmanager's body (its client sends all five keys). A
+/// key left out keeps the entry's value; a new subcloud entry starts from the default entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub struct UpdateOptions {
+    /// `parallel` or `serial`; accepted and shown for compatibility (no storage phase here).
+    #[serde(
+        default,
+        rename = "storage-apply-type",
+        deserialize_with = "option_value"
+    )]
+    #[schema(value_type = Option<String>, example = "parallel")]
+    pub storage_apply_type: Option<StorageApplyType>,
+    /// `parallel` (up to `max-parallel-workers` workers at once), `serial` or `ignore` (refused
+    /// where the subcloud has workers).
+    #[serde(
+        default,
+        rename = "worker-apply-type",
+        deserialize_with = "option_value"
+    )]
+    #[schema(value_type = Option<String>, example = "parallel")]
+    pub worker_apply_type: Option<WorkerApplyType>,
+    /// 1 to 1000 (a number or a string of digits).
+    #[serde(
+        default,
+        rename = "max-parallel-workers",
+        deserialize_with = "max_parallel_workers"
+    )]
+    #[schema(example = 10)]
+    pub max_parallel_workers: Option<u16>,
+    /// `strict` or `relaxed`.
+    #[serde(
+        default,
+        rename = "alarm-restriction-type",
+        deserialize_with = "option_value"
+    )]
+    #[schema(value_type = Option<String>, example = "relaxed")]
+    pub alarm_restriction_type: Option<AlarmRestrictionType>,
+    /// `migrate` or `stop-start`; accepted and shown for compatibility (no instances are moved).
+    #[serde(
+        default,
+        rename = "default-instance-action",
+        deserialize_with = "option_value"
+    )]
+    #[schema(value_type = Option<String>, example = "migrate")]
+    pub default_instance_action: Option<DefaultInstanceAction>,
+}
+
+impl Body for UpdateOptions {
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        typed(body)
+    }
+}
+
+impl UpdateOptions {
+    /// `base` with the values this body sets.
+    pub fn applied_to(&self, base: OptionValues) -> OptionValues {
+        OptionValues {
+            storage_apply_type: self.storage_apply_type.unwrap_or(base.storage_apply_type),
+            worker_apply_type: self.worker_apply_type.unwrap_or(base.worker_apply_type),
+            max_parallel_workers: self
+                .max_parallel_workers
+                .unwrap_or(base.max_parallel_workers),
+            alarm_restriction_type: self
+                .alarm_restriction_type
+                .unwrap_or(base.alarm_restriction_type),
+            default_instance_action: self
+                .default_instance_action
+                .unwrap_or(base.default_instance_action),
+        }
+    }
+}
+
 /// Parses a request body: not JSON, or not an object (or an empty one where fields are needed), is
 /// refused before any field is read.
 pub fn parse<T: Body>(body: &[u8]) -> Result<T, ApiError> {
@@ -590,5 +694,53 @@ mod tests {
         assert_eq!(g.max_parallel_subclouds, Some(9));
         let e = parse::<PatchSubcloud>(br#"{"management-state": "maybe"}"#).expect_err("refused");
         assert_eq!(e.message, "Invalid management-state");
+    }
+
+    #[test]
+    fn options_take_upstreams_names_and_refuse_other_values_saying_which_are_taken() {
+        let ok: UpdateOptions = parse(
+            json!({"storage-apply-type": "serial", "worker-apply-type": "serial",
+                "max-parallel-workers": "4", "alarm-restriction-type": "strict",
+                "default-instance-action": "stop-start"})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let v = ok.applied_to(OptionValues::default());
+        assert_eq!(
+            (v.worker_apply_type, v.max_parallel_workers),
+            (WorkerApplyType::Serial, 4)
+        );
+        // A key left out keeps the base's value.
+        let only: UpdateOptions = parse(br#"{"max-parallel-workers": 3}"#).unwrap();
+        assert_eq!(
+            only.applied_to(v),
+            OptionValues {
+                max_parallel_workers: 3,
+                ..v
+            }
+        );
+        let refused = |body: Value| {
+            parse::<UpdateOptions>(body.to_string().as_bytes())
+                .map(|_| ())
+                .unwrap_err()
+        };
+        let e = refused(json!({"worker-apply-type": "sideways"}));
+        assert_eq!(
+            (e.status.as_u16(), e.message.as_str()),
+            (
+                400,
+                "\"sideways\" is not a valid worker-apply-type: use one of serial parallel ignore"
+            )
+        );
+        assert_eq!(
+            refused(json!({"default-instance-action": 1})).message,
+            "\"1\" is not a valid default-instance-action: use one of stop-start migrate"
+        );
+        assert_eq!(
+            refused(json!({"max-parallel-workers": 0})).message,
+            "\"0\" is not a valid max-parallel-workers: use a whole number from 1 to 1000"
+        );
+        assert_eq!(refused(json!({})).message, "Body required");
     }
 }

@@ -219,7 +219,7 @@ impl StepActor {
             RunState::Completed => {
                 self.finish(
                     step_state::COMPLETE,
-                    completed_details(&status.warnings),
+                    completed_details(&status.warnings, &self.params.options),
                     ctx,
                 );
                 true
@@ -393,7 +393,11 @@ impl Handler<FromAgent> for StepActor {
             }
             AgentMessage::PhaseResult(r) => match r.outcome {
                 PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
-                    self.finish(step_state::COMPLETE, completed_details(&r.warnings), ctx);
+                    self.finish(
+                        step_state::COMPLETE,
+                        completed_details(&r.warnings, &self.params.options),
+                        ctx,
+                    );
                 }
                 PhaseOutcome::Succeeded => {
                     let took = if self.phase == Some(r.phase) {
@@ -427,9 +431,10 @@ impl Handler<FromAgent> for StepActor {
     }
 }
 
-/// A completed step's details, with the warnings the update completed with.
-fn completed_details(warnings: &[String]) -> String {
-    let mut details = "update completed; update 100% complete".to_owned();
+/// A completed step's details: the options it ran with (so `strategy-step show` says which were used
+/// once progress has replaced the start's details), then the warnings the update completed with.
+fn completed_details(warnings: &[String], options: &dc_protocol::SubcloudOptions) -> String {
+    let mut details = format!("update completed; update 100% complete; options: {options}");
     for warning in warnings {
         details.push_str(&format!("; {WARNING}{warning}"));
     }
@@ -608,7 +613,9 @@ mod tests {
                 assert_eq!(state, step_state::COMPLETE);
                 assert_eq!(
                     details,
-                    "update completed; update 100% complete; warning: 1 running pod(s) would keep the old root CA alone"
+                    "update completed; update 100% complete; options: worker-apply-type parallel, \
+                     max-parallel-workers 10, alarm-restriction-type relaxed; \
+                     warning: 1 running pod(s) would keep the old root CA alone"
                 );
             }
             other => panic!("{other:?}"),

@@ -12,6 +12,7 @@ use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{ApplyType, Group, Stage, Step, Strategy, StrategyState, Subcloud};
+use crate::options::OptionsEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +46,10 @@ pub enum Op {
         subcloud: String,
         before: i64,
     },
+    /// Creates or replaces the sw-update-options entry of its `subcloud_id` (0: the default entry).
+    PutOptions(OptionsEntry),
+    /// Deletes the sw-update-options entry of this `subcloud_id`.
+    DeleteOptions(i64),
 }
 
 /// The highest id each kind of record has ever had, deleted rows included: a new record never takes a
@@ -66,6 +71,8 @@ pub struct Snapshot {
     pub last_ids: LastIds,
     /// Per subcloud name: certificates issued at or before this Unix time are revoked.
     pub revoked: Vec<(String, i64)>,
+    /// The sw-update-options entries, the default one included when it was set.
+    pub options: Vec<OptionsEntry>,
 }
 
 /// A durable store of the controller's records.
@@ -148,6 +155,14 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE revoked (subcloud TEXT PRIMARY KEY, before INTEGER NOT NULL)",
     // 4: the strategy's choice to go on although pods that nothing restarts keep the old CA alone.
     "ALTER TABLE strategy ADD COLUMN proceed_with_stranded_pods INTEGER NOT NULL DEFAULT 0",
+    // 5: sw-update-options (strategy-config), dcmanager's sw_update_opts and sw_update_opts_default
+    // in one table: subcloud_id 0 is the default entry. A subcloud's entry goes with the subcloud.
+    "CREATE TABLE sw_update_opts (id INTEGER PRIMARY KEY, subcloud_id INTEGER NOT NULL UNIQUE,
+       storage_apply_type TEXT NOT NULL, worker_apply_type TEXT NOT NULL,
+       max_parallel_workers INTEGER NOT NULL, alarm_restriction_type TEXT NOT NULL,
+       default_instance_action TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT);
+     CREATE TRIGGER subclouds_sw_update_opts AFTER DELETE ON subclouds BEGIN
+       DELETE FROM sw_update_opts WHERE subcloud_id = OLD.id; END;",
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
@@ -308,6 +323,11 @@ impl Store for SqliteStore {
             .prepare("SELECT subcloud, before FROM revoked ORDER BY subcloud")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
+        let options = self
+            .conn
+            .prepare("SELECT id,subcloud_id,storage_apply_type,worker_apply_type,max_parallel_workers,alarm_restriction_type,default_instance_action,created_at,updated_at FROM sw_update_opts ORDER BY subcloud_id")?
+            .query_map([], options_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Snapshot {
             groups,
             subclouds,
@@ -315,6 +335,7 @@ impl Store for SqliteStore {
             steps,
             last_ids,
             revoked,
+            options,
         })
     }
 
@@ -376,6 +397,13 @@ impl Store for SqliteStore {
                         params![subcloud, before],
                     )?;
                 }
+                Op::PutOptions(o) => put_options(&tx, o)?,
+                Op::DeleteOptions(subcloud_id) => {
+                    tx.execute(
+                        "DELETE FROM sw_update_opts WHERE subcloud_id=?1",
+                        [subcloud_id],
+                    )?;
+                }
                 Op::PutStep(s) => {
                     tx.execute(
                         "INSERT OR REPLACE INTO steps (id,subcloud,update_id,stage,state,details,started_at,finished_at,created_at,updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -404,6 +432,43 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+}
+
+/// A sw-update-options row, its values by upstream's names.
+fn options_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OptionsEntry> {
+    fn named<T: std::str::FromStr>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+        let v: String = r.get(i)?;
+        v.parse().map_err(|_| corrupt("sw-update option", &v))
+    }
+    Ok(OptionsEntry {
+        id: r.get(0)?,
+        subcloud_id: r.get(1)?,
+        storage_apply_type: named(r, 2)?,
+        worker_apply_type: named(r, 3)?,
+        max_parallel_workers: r.get(4)?,
+        alarm_restriction_type: named(r, 5)?,
+        default_instance_action: named(r, 6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+fn put_options(tx: &rusqlite::Transaction<'_>, o: &OptionsEntry) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO sw_update_opts (id,subcloud_id,storage_apply_type,worker_apply_type,max_parallel_workers,alarm_restriction_type,default_instance_action,created_at,updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+        params![
+            o.id,
+            o.subcloud_id,
+            o.storage_apply_type.as_str(),
+            o.worker_apply_type.as_str(),
+            o.max_parallel_workers,
+            o.alarm_restriction_type.as_str(),
+            o.default_instance_action.as_str(),
+            o.created_at,
+            o.updated_at
+        ],
+    )?;
+    Ok(())
 }
 
 /// Whether this op removes an uploaded CA's private key from the database.
@@ -749,5 +814,53 @@ mod tests {
         step.state = step_state::COMPLETE.into();
         store.apply(&[Op::PutStep(step.clone())]).unwrap();
         assert_eq!(store.load().unwrap().steps[0], step);
+    #[test]
+    fn sw_update_options_round_trip_and_go_with_their_subcloud() {
+        use crate::options::OptionsEntry;
+        use dc_protocol::{
+            AlarmRestrictionType, DefaultInstanceAction, StorageApplyType, WorkerApplyType,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut store = SqliteStore::open(&path).unwrap();
+        let entry = |id, subcloud_id| OptionsEntry {
+            id,
+            subcloud_id,
+            storage_apply_type: StorageApplyType::Serial,
+            worker_apply_type: WorkerApplyType::Serial,
+            max_parallel_workers: 4,
+            alarm_restriction_type: AlarmRestrictionType::Strict,
+            default_instance_action: DefaultInstanceAction::StopStart,
+            created_at: "t".into(),
+            updated_at: Some("u".into()),
+        };
+        let s1 = Subcloud {
+            id: 1,
+            name: "s1".into(),
+            description: String::new(),
+            location: String::new(),
+            group_id: 1,
+            managed: true,
+            created_at: "t".into(),
+            updated_at: None,
+            error_description: None,
+        };
+        store
+            .apply(&[
+                Op::PutSubcloud(s1),
+                Op::PutOptions(entry(1, 0)),
+                Op::PutOptions(entry(2, 1)),
+            ])
+            .unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.load().unwrap().options,
+            vec![entry(1, 0), entry(2, 1)]
+        );
+        store.apply(&[Op::DeleteSubcloud(1)]).unwrap();
+        assert_eq!(store.load().unwrap().options, vec![entry(1, 0)]);
+        store.apply(&[Op::DeleteOptions(0)]).unwrap();
+        assert!(store.load().unwrap().options.is_empty());
     }
 }

@@ -850,3 +850,190 @@ async fn every_refusal_is_the_documented_json() {
         assert_eq!(r.2.as_deref(), Some(allow), "{method} {uri}");
     }
 }
+
+/// sw-update-options (`strategy-config`) with dcmanager's names, codes and messages
+/// (`sw_update_options.py`, `sw_update_opts_w_name_db_model_to_dict`), kept across a restart.
+#[actix_web::test]
+async fn sw_update_options_round_trip_with_upstreams_names() {
+    let mut h = Harness::new(600).await;
+    h.register("subcloud1").await;
+    h.register("subcloud2").await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(&h)))
+            .configure(routes),
+    )
+    .await;
+    let (a, r) = (Some(ADMIN), Some(READER));
+    const ALL: &str = "/v1.0/sw-update-options";
+    let upstream_defaults = json!({"name": "all clouds default", "storage-apply-type": "parallel",
+        "worker-apply-type": "parallel", "max-parallel-workers": 10,
+        "alarm-restriction-type": "relaxed", "default-instance-action": "migrate",
+        "created-at": null, "updated-at": null});
+
+    // Nothing set: the list holds upstream's defaults alone; a subcloud has no entry of its own.
+    let got = call!(&app, "GET", ALL, r, None);
+    assert_eq!(
+        got.1,
+        json!({"sw-update-options": [upstream_defaults.clone()]})
+    );
+    let got = call!(&app, "GET", &format!("{ALL}/SystemController"), r, None);
+    assert_eq!(got, (StatusCode::OK, upstream_defaults.clone()));
+    let got = call!(&app, "GET", &format!("{ALL}/subcloud1"), r, None);
+    assert_error(
+        &got,
+        404,
+        "No options found for Subcloud with id 1, defaults will be used.",
+    );
+    assert_error(
+        &call!(&app, "GET", &format!("{ALL}/nowhere"), r, None),
+        404,
+        "Subcloud not found",
+    );
+
+    // Upstream's client body: all five keys.
+    let full = json!({"storage-apply-type": "serial", "worker-apply-type": "serial",
+        "max-parallel-workers": 2, "alarm-restriction-type": "strict",
+        "default-instance-action": "stop-start"});
+    let got = call!(&app, "POST", &format!("{ALL}/subcloud1"), a, Some(full));
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    for (key, value) in [
+        ("name", json!("subcloud1")),
+        ("subcloud-id", json!(1)),
+        ("storage-apply-type", json!("serial")),
+        ("worker-apply-type", json!("serial")),
+        ("max-parallel-workers", json!(2)),
+        ("alarm-restriction-type", json!("strict")),
+        ("default-instance-action", json!("stop-start")),
+        ("updated-at", json!(null)),
+    ] {
+        assert_eq!(got.1[key], value, "{key}: {}", got.1);
+    }
+    assert!(got.1["id"].is_i64() && got.1["created-at"].is_string());
+    let own = got.1;
+
+    // The default entry, by RegionOne as older clients name it; a key left out keeps its value.
+    let got = call!(
+        &app,
+        "POST",
+        &format!("{ALL}/RegionOne"),
+        a,
+        Some(json!({"max-parallel-workers": "4"}))
+    );
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(
+        (
+            &got.1["name"],
+            &got.1["subcloud-id"],
+            &got.1["max-parallel-workers"]
+        ),
+        (&json!("all clouds default"), &json!(0), &json!(4))
+    );
+    assert_eq!(got.1["worker-apply-type"], "parallel");
+    // Updating by id keeps the entry and stamps updated-at.
+    let got = call!(
+        &app,
+        "POST",
+        &format!("{ALL}/1"),
+        a,
+        Some(json!({"worker-apply-type": "ignore"}))
+    );
+    assert_eq!(
+        (got.1["id"].clone(), got.1["worker-apply-type"].clone()),
+        (own["id"].clone(), json!("ignore"))
+    );
+    assert!(got.1["updated-at"].is_string());
+
+    // Bad values: 400 saying which are taken; nothing changes.
+    for (body, message) in [
+        (
+            json!({"worker-apply-type": "sideways"}),
+            "\"sideways\" is not a valid worker-apply-type: use one of serial parallel ignore",
+        ),
+        (
+            json!({"storage-apply-type": "ignore"}),
+            "\"ignore\" is not a valid storage-apply-type: use one of serial parallel",
+        ),
+        (
+            json!({"alarm-restriction-type": "lenient"}),
+            "\"lenient\" is not a valid alarm-restriction-type: use one of strict relaxed",
+        ),
+        (
+            json!({"default-instance-action": "evacuate"}),
+            "\"evacuate\" is not a valid default-instance-action: use one of stop-start migrate",
+        ),
+        (
+            json!({"max-parallel-workers": 0}),
+            "\"0\" is not a valid max-parallel-workers: use a whole number from 1 to 1000",
+        ),
+        (
+            json!({"max-parallel-workers": "many"}),
+            "\"many\" is not a valid max-parallel-workers: use a whole number from 1 to 1000",
+        ),
+        (json!({}), "Body required"),
+    ] {
+        let got = call!(&app, "POST", &format!("{ALL}/subcloud2"), a, Some(body));
+        assert_error(&got, 400, message);
+    }
+    assert_eq!(
+        call!(&app, "GET", &format!("{ALL}/subcloud2"), r, None).0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A reader may read, never write.
+    let forbidden = "Forbidden: a reader token may not change anything";
+    let body = Some(json!({"worker-apply-type": "serial"}));
+    assert_error(
+        &call!(&app, "POST", &format!("{ALL}/subcloud2"), r, body),
+        403,
+        forbidden,
+    );
+    assert_error(
+        &call!(&app, "DELETE", &format!("{ALL}/subcloud1"), r, None),
+        403,
+        forbidden,
+    );
+    assert_eq!(
+        call!(&app, "GET", ALL, None, None).0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The list: the default entry first, then each subcloud's own.
+    let got = call!(&app, "GET", ALL, r, None);
+    let names: Vec<&Value> = got.1["sw-update-options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["name"])
+        .collect();
+    assert_eq!(names, [&json!("all clouds default"), &json!("subcloud1")]);
+
+    // Kept across a restart.
+    drop(app);
+    h.restart().await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(&h)))
+            .configure(routes),
+    )
+    .await;
+    assert_eq!(call!(&app, "GET", ALL, r, None).1, got.1);
+
+    // Delete a subcloud's entry: it then uses the default entry; a second delete is upstream's 404.
+    let got = call!(&app, "DELETE", &format!("{ALL}/subcloud1"), a, None);
+    assert_eq!(got, (StatusCode::OK, Value::Null));
+    assert_error(
+        &call!(&app, "DELETE", &format!("{ALL}/subcloud1"), a, None),
+        404,
+        "Subcloud patch options not found",
+    );
+    // The default entry cannot be removed: its delete puts upstream's defaults back, as upstream's.
+    let got = call!(&app, "DELETE", &format!("{ALL}/SystemController"), a, None);
+    assert_eq!(got.0, StatusCode::OK);
+    let got = call!(&app, "GET", &format!("{ALL}/SystemController"), r, None);
+    assert_eq!(got, (StatusCode::OK, upstream_defaults.clone()));
+    assert_eq!(
+        call!(&app, "GET", ALL, r, None).1,
+        json!({"sw-update-options": [upstream_defaults]})
+    );
+}

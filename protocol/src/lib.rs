@@ -19,7 +19,9 @@ pub mod tls;
 
 pub use frame::{Connection, FrameError, MAX_FRAME_LEN};
 pub use message::*;
-pub use options::{AlarmRestrictionType, SubcloudOptions, WorkerApplyType};
+pub use options::{
+    AlarmRestrictionType, DefaultInstanceAction, StorageApplyType, SubcloudOptions, WorkerApplyType,
+};
 pub use phase::{Phase, PhaseState};
 
 /// The protocol version this build speaks. Bump it for any change an older peer cannot ignore.

@@ -31,6 +31,26 @@ pub enum AlarmRestrictionType {
     Relaxed,
 }
 
+/// How storage hosts are updated (upstream `storage-apply-type`). A root CA update has no storage
+/// phase of its own: accepted, stored and shown for compatibility, never carried to an agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageApplyType {
+    Serial,
+    #[default]
+    Parallel,
+}
+
+/// What happens to instances on a host being updated (upstream `default-instance-action`). Nothing
+/// here migrates instances: accepted, stored and shown for compatibility, never carried to an agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultInstanceAction {
+    StopStart,
+    #[default]
+    Migrate,
+}
+
 /// The options one subcloud's update runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -123,6 +143,8 @@ macro_rules! option_names {
 
 option_names!(WorkerApplyType, "worker-apply-type", Serial => "serial", Parallel => "parallel", Ignore => "ignore");
 option_names!(AlarmRestrictionType, "alarm-restriction-type", Strict => "strict", Relaxed => "relaxed");
+option_names!(StorageApplyType, "storage-apply-type", Serial => "serial", Parallel => "parallel");
+option_names!(DefaultInstanceAction, "default-instance-action", StopStart => "stop-start", Migrate => "migrate");
 
 #[cfg(test)]
 mod tests {
@@ -143,6 +165,14 @@ mod tests {
             "\"paralel\" is not a valid worker-apply-type: use one of serial parallel ignore"
         );
         assert_eq!("strict".parse(), Ok(AlarmRestrictionType::Strict));
+        assert_eq!("stop-start".parse(), Ok(DefaultInstanceAction::StopStart));
+        assert_eq!(
+            "ignore"
+                .parse::<StorageApplyType>()
+                .unwrap_err()
+                .to_string(),
+            "\"ignore\" is not a valid storage-apply-type: use one of serial parallel"
+        );
     }
 
     #[test]

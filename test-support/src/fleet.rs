@@ -53,6 +53,9 @@ pub enum Shape {
     Typical,
     /// [`SimConfig::wide`]: two controllers and fifty workers whose restarts take a second.
     Wide,
+    /// [`SimConfig::light`] with this many workers besides its controller, whose restarted
+    /// components take `restart_ms` to serve again (so workers updated at once overlap).
+    Workers { workers: u32, restart_ms: u64 },
 }
 
 impl Shape {
@@ -62,6 +65,14 @@ impl Shape {
             Self::Light => SimConfig::light(),
             Self::Typical => SimConfig::typical(),
             Self::Wide => SimConfig::wide(),
+            Self::Workers {
+                workers,
+                restart_ms,
+            } => SimConfig {
+                workers,
+                restart_ms,
+                ..SimConfig::light()
+            },
         }
     }
 }

@@ -92,6 +92,20 @@ fn every_help_example_works_against_a_real_controller() {
     assert!(run_examples(&fleet, &["subcloud", "add"]).contains("subcloud9"));
     run_examples(&fleet, &["subcloud", "delete"]);
 
+    // Options: subcloud1's own and the defaults; the strategy below runs with them.
+    let set = run_examples(&fleet, &["strategy-config", "update"]);
+    assert!(
+        set.contains("subcloud1") && set.contains("all clouds default"),
+        "{set}"
+    );
+    let shown = run_examples(&fleet, &["strategy-config", "show"]);
+    assert!(shown.contains("| 4 "), "{shown}");
+    let listed = run_examples(&fleet, &["strategy-config", "list"]);
+    assert!(
+        listed.contains("| 8 ") && listed.contains("subcloud1"),
+        "{listed}"
+    );
+
     // A strategy applied then aborted while its subclouds are in the slow pods phase, deleted, and
     // made again: the update resumes and completes.
     run_examples(&fleet, &["kube-rootca-update-strategy", "create"]);
@@ -114,7 +128,14 @@ fn every_help_example_works_against_a_real_controller() {
             .trim_end()
             .ends_with("strategy complete")
     );
-    assert!(run_examples(&fleet, &["strategy-step", "show"]).contains("complete"));
+    let step = run_examples(&fleet, &["strategy-step", "show"]);
+    assert!(
+        step.contains("complete")
+            && step.contains("options: worker-apply-type parallel, max-parallel-workers 4"),
+        "{step}"
+    );
+    run_examples(&fleet, &["strategy-config", "delete"]);
+    assert!(!run_examples(&fleet, &["strategy-config", "list"]).contains("subcloud1"));
 
     // The group's example deletes it: it must be empty first.
     fleet

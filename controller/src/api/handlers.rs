@@ -11,6 +11,7 @@ use crate::model::STRATEGY_TYPE;
 use crate::orchestrator::ApiRequest;
 use crate::requests::{
     self, AddSubcloud, CreateStrategy, GroupBody, GroupRef, PatchSubcloud, StrategyAction,
+    UpdateOptions,
 };
 
 use super::access::{Admin, ApiState, Reader};
@@ -230,6 +231,52 @@ pub async fn steps(_: Reader, s: Shared) -> Answer {
     security(("token" = [])))]
 pub async fn step(_: Reader, s: Shared, c: web::Path<String>) -> Answer {
     Ok(HttpResponse::Ok().json(s.actors.step(c.into_inner()).await?))
+}
+
+/// The sw-update-options (`strategy-config`): the default entry first, then each subcloud's own.
+#[utoipa::path(get, path = "/v1.0/sw-update-options", tag = "sw-update-options",
+    responses((status = 200, description = "`{\"sw-update-options\": [entry, ...]}`", body = Value),
+        (status = 401, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn list_options(_: Reader, s: Shared) -> Answer {
+    ask(&s, ApiRequest::ListOptions).await
+}
+
+/// The default entry (`SystemController` or `RegionOne`), or a subcloud's own (by name or id): 404
+/// for a subcloud without one ("defaults will be used").
+#[utoipa::path(get, path = "/v1.0/sw-update-options/{subcloud}", tag = "sw-update-options",
+    params(("subcloud" = String, Path, description = "`SystemController` for the default entry, or a subcloud's name or id")),
+    responses((status = 200, description = "entry JSON", body = Value),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn show_options(_: Reader, s: Shared, r: web::Path<String>) -> Answer {
+    ask(&s, ApiRequest::ShowOptions(r.into_inner())).await
+}
+
+/// Creates or updates the default entry or a subcloud's own; read when a subcloud's step starts.
+#[utoipa::path(post, path = "/v1.0/sw-update-options/{subcloud}", tag = "sw-update-options",
+    params(("subcloud" = String, Path, description = "`SystemController` for the default entry, or a subcloud's name or id")),
+    request_body = UpdateOptions,
+    responses((status = 200, description = "entry JSON", body = Value),
+        (status = 400, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn update_options(_: Admin, s: Shared, r: web::Path<String>, Body(b): Body) -> Answer {
+    let body: UpdateOptions = requests::parse(&b)?;
+    ask(&s, ApiRequest::UpdateOptions(r.into_inner(), body)).await
+}
+
+/// Deletes a subcloud's own entry (it then runs with the default entry); for `SystemController`,
+/// puts upstream's defaults back.
+#[utoipa::path(delete, path = "/v1.0/sw-update-options/{subcloud}", tag = "sw-update-options",
+    params(("subcloud" = String, Path, description = "`SystemController` for the default entry, or a subcloud's name or id")),
+    responses((status = 200, description = "`null`", body = Value),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn delete_options(_: Admin, s: Shared, r: web::Path<String>) -> Answer {
+    ask(&s, ApiRequest::DeleteOptions(r.into_inner())).await
 }
 
 /// Prometheus metrics; a token (any role) only with `[api] metrics_require_token = true`.

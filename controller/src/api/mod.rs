@@ -86,6 +86,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     Routes::at(&["/sw-update-strategy/steps/{cloud}"])
                         .on(M::GET, step)
                         .done(),
+                )
+                .service(
+                    Routes::at(&["/sw-update-options", "/sw-update-options/"])
+                        .on(M::GET, list_options)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/sw-update-options/{r}"])
+                        .on(M::GET, show_options)
+                        .on(M::POST, update_options)
+                        .on(M::DELETE, delete_options)
+                        .done(),
                 ),
         )
         .default_service(web::to(not_found));

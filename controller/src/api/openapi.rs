@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::ErrorBody;
 use crate::requests::{
     Action, AddSubcloud, CreateStrategy, GroupBody, ManagementState, PatchSubcloud, StrategyAction,
+    UpdateOptions,
 };
 
 use super::handlers;
@@ -34,7 +35,7 @@ impl Modify for Token {
 #[openapi(
     info(
         title = "dc-rootca controller",
-        description = "The dcmanager-compatible REST API of dc-rootca: subclouds, subcloud groups and the kube-rootca-update strategy. Errors are `{\"code\", \"title\", \"message\"}`."
+        description = "The dcmanager-compatible REST API of dc-rootca: subclouds, subcloud groups, the kube-rootca-update strategy and its sw-update-options. Errors are `{\"code\", \"title\", \"message\"}`."
     ),
     paths(
         handlers::list_subclouds,
@@ -54,6 +55,10 @@ impl Modify for Token {
         handlers::strategy_action,
         handlers::steps,
         handlers::step,
+        handlers::list_options,
+        handlers::show_options,
+        handlers::update_options,
+        handlers::delete_options,
         handlers::metrics,
         handlers::health,
         serve,
@@ -66,7 +71,8 @@ impl Modify for Token {
         GroupBody,
         CreateStrategy,
         StrategyAction,
-        Action
+        Action,
+        UpdateOptions
     )),
     modifiers(&Token)
 )]

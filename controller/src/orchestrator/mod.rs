@@ -13,6 +13,7 @@
 //! hands it to the step, and the step to the progress writer.
 
 pub mod metrics;
+pub mod options;
 pub mod persist;
 pub mod registry;
 pub mod state;
@@ -35,7 +36,7 @@ use crate::config::ControllerConfig;
 use crate::error::ApiError;
 use crate::model::{DEFAULT_GROUP_ID, Group, Stage, Step, StrategyState, now_string};
 use crate::requests::{
-    AddSubcloud, CreateStrategy, GroupBody, GroupRef, PatchSubcloud, StrategyAction,
+    AddSubcloud, CreateStrategy, GroupBody, GroupRef, PatchSubcloud, StrategyAction, UpdateOptions,
 };
 use crate::session::{self, Accepted, Close, Closed, Heartbeat, Hello, Renew, Upstream};
 use crate::step::{
@@ -78,6 +79,10 @@ pub enum ApiRequest {
     ShowStrategy,
     DeleteStrategy,
     Action(StrategyAction),
+    ListOptions,
+    ShowOptions(String),
+    UpdateOptions(String, UpdateOptions),
+    DeleteOptions(String),
 }
 
 #[derive(Message)]
@@ -248,7 +253,7 @@ impl Orchestrator {
             id: step.id,
             subcloud: step.subcloud.clone(),
             update_id: step.update_id.clone(),
-            params: strategy::update_params(&self.state),
+            params: strategy::update_params(&self.state, &step.subcloud),
             abort: strategy::stop_reason(&self.state),
             agent_wait: Duration::from_secs(self.cfg.agent_wait_secs),
             state: step.state.clone(),
@@ -294,6 +299,10 @@ impl Orchestrator {
             ApiRequest::ShowStrategy => answer(strategy::show(st)),
             ApiRequest::DeleteStrategy => strategy::delete(st),
             ApiRequest::Action(b) => strategy::action(st, b.action()?),
+            ApiRequest::ListOptions => answer(Ok(options::list(st))),
+            ApiRequest::ShowOptions(r) => answer(options::show(st, &r)),
+            ApiRequest::UpdateOptions(r, b) => options::update(st, &r, b),
+            ApiRequest::DeleteOptions(r) => options::delete(st, &r),
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::model::{Group, LiveView, Step, Strategy, Subcloud, SyncStatus};
+use crate::options::OptionsEntry;
 use crate::requests::GroupRef;
 use crate::rules;
 use crate::session::{FromAgent, Session};
@@ -61,6 +62,8 @@ pub struct State {
     pub offline_after: Duration,
     /// A root CA expiring within this many days makes its subcloud out-of-sync.
     pub expiring_days: u32,
+    /// The sw-update-options entries by `subcloud_id` (0: the default entry, when it was set).
+    pub options: BTreeMap<i64, OptionsEntry>,
 }
 
 /// What to do once a change's ops are durable.
@@ -141,6 +144,11 @@ impl State {
                     }),
             },
             revoked: snapshot.revoked.into_iter().collect(),
+            options: snapshot
+                .options
+                .into_iter()
+                .map(|o| (o.subcloud_id, o))
+                .collect(),
             groups: snapshot.groups.into_iter().map(|g| (g.id, g)).collect(),
             subclouds: snapshot
                 .subclouds
@@ -171,7 +179,17 @@ impl State {
                     self.last_ids.subcloud = self.last_ids.subcloud.max(s.id);
                     self.subclouds.insert(s.name.clone(), s);
                 }
-                Op::DeleteSubcloud(id) => self.subclouds.retain(|_, s| s.id != id),
+                Op::DeleteSubcloud(id) => {
+                    // Its options entry goes with it, as the store's trigger removes the row.
+                    self.options.remove(&id);
+                    self.subclouds.retain(|_, s| s.id != id);
+                }
+                Op::PutOptions(o) => {
+                    self.options.insert(o.subcloud_id, o);
+                }
+                Op::DeleteOptions(subcloud_id) => {
+                    self.options.remove(&subcloud_id);
+                }
                 Op::PutStrategy(s) => {
                     self.last_ids.strategy = self.last_ids.strategy.max(s.id);
                     self.strategy = Some(s);

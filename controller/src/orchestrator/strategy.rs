@@ -13,6 +13,7 @@ use crate::requests::{Action, CreateStrategy};
 use crate::rules::{self, Candidate, Scope};
 use crate::store::Op;
 
+use super::options;
 use super::state::{Change, FollowUp, State};
 
 fn not_found() -> ApiError {
@@ -217,8 +218,10 @@ pub fn stop_reason(st: &State) -> Option<String> {
     }
 }
 
-/// What every agent of the strategy is told to do.
-pub fn update_params(st: &State) -> UpdateParams {
+/// What the subcloud's agent is told to do: the strategy's CA, and the subcloud's effective
+/// sw-update-options read now, when its step starts (as dcmanager reads them when it creates the
+/// subcloud's VIM strategy).
+pub fn update_params(st: &State, subcloud: &str) -> UpdateParams {
     st.strategy
         .as_ref()
         .map(|s| UpdateParams {
@@ -226,8 +229,7 @@ pub fn update_params(st: &State) -> UpdateParams {
             expiry_date: s.expiry_date.clone(),
             cert_file: s.cert_file.clone(),
             proceed_with_stranded_pods: s.proceed_with_stranded_pods,
-            // Upstream's strategy-config defaults: parallel workers, 10 at once, relaxed.
-            options: Default::default(),
+            options: options::effective_for(st, subcloud).subcloud_options(),
         })
         .unwrap_or_default()
 }
@@ -302,7 +304,10 @@ fn start_steps(st: &State, ids: &[i64]) -> Change {
             Some(sc) if sc.managed => Step {
                 stage: Stage::Apply,
                 state: step_state::STARTING.to_owned(),
-                details: "start sent to the agent".to_owned(),
+                details: format!(
+                    "start sent to the agent; options: {}",
+                    options::effective_for(st, &s.subcloud).subcloud_options()
+                ),
                 started_at: Some(now.clone()),
                 updated_at: Some(now.clone()),
                 ..s.clone()
@@ -466,6 +471,57 @@ mod tests {
             c.follow_ups,
             [FollowUp::SpawnSteps(vec![2, 3]), FollowUp::Drive]
         );
+    }
+
+    #[test]
+    fn each_subcloud_starts_with_its_options_read_at_its_start_and_says_which() {
+        use crate::options::OptionsEntry;
+        use dc_protocol::WorkerApplyType;
+        let mut st = with_strategy(
+            state(2),
+            StrategyState::Applying,
+            1,
+            &[
+                (Stage::Create, step_state::INITIAL),
+                (Stage::Create, step_state::INITIAL),
+            ],
+        );
+        let own = |id, subcloud_id, worker, max| OptionsEntry {
+            id,
+            subcloud_id,
+            worker_apply_type: worker,
+            max_parallel_workers: max,
+            ..OptionsEntry {
+                id: 0,
+                subcloud_id: 0,
+                storage_apply_type: Default::default(),
+                worker_apply_type: Default::default(),
+                max_parallel_workers: 10,
+                alarm_restriction_type: Default::default(),
+                default_instance_action: Default::default(),
+                created_at: now_string(),
+                updated_at: None,
+            }
+        };
+        st.apply(vec![Op::PutOptions(own(1, 1, WorkerApplyType::Serial, 10))]);
+        let c = drive(&st).expect("s1 starts");
+        assert_eq!(
+            put_steps(&c)[0].details,
+            "start sent to the agent; options: worker-apply-type serial, alarm-restriction-type relaxed"
+        );
+        assert_eq!(
+            update_params(&st, "s1").options.worker_apply_type,
+            WorkerApplyType::Serial
+        );
+        st.apply(c.ops);
+        // s2 has no entry of its own: the default entry set after the strategy was created applies.
+        st.apply(vec![Op::PutOptions(own(
+            2,
+            0,
+            WorkerApplyType::Parallel,
+            4,
+        ))]);
+        assert_eq!(update_params(&st, "s2").options.max_parallel_workers, 4);
     }
 
     #[test]
