@@ -722,6 +722,8 @@ mod tests {
                 strategy: 1,
             },
             revoked: vec![("subcloud3".into(), 1_767_323_045)],
+            // Release 0.1.0 had no sw-update-options.
+            options: Vec::new(),
         }
     }
 
@@ -733,6 +735,7 @@ mod tests {
         assert_eq!(snap.steps, want.steps);
         assert_eq!(snap.last_ids, want.last_ids);
         assert_eq!(snap.revoked, want.revoked);
+        assert_eq!(snap.options, want.options);
     }
 
     #[test]
@@ -814,6 +817,8 @@ mod tests {
         step.state = step_state::COMPLETE.into();
         store.apply(&[Op::PutStep(step.clone())]).unwrap();
         assert_eq!(store.load().unwrap().steps[0], step);
+    }
+
     #[test]
     fn sw_update_options_round_trip_and_go_with_their_subcloud() {
         use crate::options::OptionsEntry;
