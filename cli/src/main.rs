@@ -363,6 +363,23 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // What needs no controller is answered before any login: a build host with an openrc sourced
+    // generates completions and man pages without reaching Keystone.
+    match &cli.command {
+        Command::Completion(args) => {
+            generated::completion(
+                args,
+                <Cli as clap::CommandFactory>::command(),
+                &mut std::io::stdout(),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man(args) => {
+            generated::man_pages(args, <Cli as clap::CommandFactory>::command())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let cacert = cli.os_cacert.as_deref();
     let (url, token) =
         keystone::connection(cli.dcmanager_url, cli.os_auth_token, cacert, &cli.openrc).await?;
@@ -388,19 +405,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Subcloud(command) => subcloud(&client, command).await,
         Command::Group(command) => group(&client, command).await,
-        Command::Completion(args) => {
-            generated::completion(
-                &args,
-                <Cli as clap::CommandFactory>::command(),
-                &mut std::io::stdout(),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Man(args) => {
-            generated::man_pages(&args, <Cli as clap::CommandFactory>::command())?;
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Options(command) => options(&client, command).await,
+        Command::Completion(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -745,3 +745,35 @@ fn https_with_os_cacert() {
         "ERROR: could not reach the dcmanager API at {url}/subclouds: "
     )));
 }
+
+/// Completions and man pages need no controller: with an openrc sourced (here one whose Keystone
+/// cannot be reached and without a password) they are still written, without a login.
+#[test]
+fn completion_and_man_pages_need_no_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let openrc = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dcmanager"))
+            .args(args)
+            .env("OS_AUTH_URL", "http://127.0.0.1:9/v3")
+            .env("OS_USERNAME", "admin")
+            .env_remove("OS_PASSWORD")
+            .env_remove("OS_AUTH_TOKEN")
+            .env_remove("DCMANAGER_URL")
+            .output()
+            .unwrap()
+    };
+    let out = openrc(&["completion", "bash"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("dcmanager"), "{}", stdout(&out));
+    let man_dir = dir.path().to_str().unwrap();
+    let out = openrc(&["man", "--out-dir", man_dir]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(dir.path().join("dcmanager.1").is_file());
+    // Anything that needs the controller still logs in, and says what is missing.
+    let out = openrc(&["subcloud", "list"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OS_PASSWORD"),
+        "{out:?}"
+    );
+}

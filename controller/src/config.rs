@@ -199,6 +199,9 @@ pub struct KeystoneConfig {
     pub cache_size: usize,
     /// Seconds one request to Keystone may take before the API answers 503.
     pub timeout_secs: u64,
+    /// The projects whose tokens count (as dcmanager's policy: `admin` and `services`); a token
+    /// scoped to any other project, a domain or the system gets 403 whatever its roles.
+    pub allowed_projects: Vec<String>,
 }
 
 impl Default for KeystoneConfig {
@@ -214,6 +217,7 @@ impl Default for KeystoneConfig {
             cache_ttl_secs: 60,
             cache_size: 10_000,
             timeout_secs: 5,
+            allowed_projects: vec!["admin".to_owned(), "services".to_owned()],
         }
     }
 }

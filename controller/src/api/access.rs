@@ -132,14 +132,17 @@ async fn role(req: HttpRequest) -> Result<Role, ApiError> {
         Ok(Verdict::Granted(role)) => Ok(role),
         Ok(Verdict::NoRole) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "Forbidden: the Keystone token has none of the roles admin, member or reader",
+            "Forbidden: the Keystone token has none of the roles admin, member or reader in an allowed project (auth.keystone.allowed_projects)",
         )),
         Ok(Verdict::Unknown) => Err(unauthenticated()),
         Err(e) => {
             tracing::warn!(error = %e, "cannot validate a token with Keystone");
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("Cannot validate the token: {e}"),
+                format!(
+                    "Cannot validate the token: {}; the controller's log says why",
+                    e.public()
+                ),
             ))
         }
     }

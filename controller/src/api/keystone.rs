@@ -51,6 +51,19 @@ pub enum KeystoneError {
     BadAnswer { url: String, reason: String },
 }
 
+impl KeystoneError {
+    /// What an API caller is told: no URL, user or Keystone message (those go to the log).
+    pub fn public(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "Keystone is unreachable",
+            Self::ServiceLogin { .. } | Self::NotAllowed { .. } => {
+                "the controller cannot use Keystone with its service credentials"
+            }
+            Self::BadAnswer { .. } => "Keystone gave an answer the controller cannot read",
+        }
+    }
+}
+
 /// The controller's service token, renewed ahead of its expiry.
 #[derive(Debug, Clone)]
 struct ServiceToken {
@@ -124,8 +137,12 @@ impl Keystone {
             .await?;
             match status {
                 StatusCode::OK => {
-                    let (verdict, remaining) = validated(&body, OffsetDateTime::now_utc())
-                        .map_err(|reason| KeystoneError::BadAnswer { url, reason })?;
+                    let (verdict, remaining) = validated(
+                        &body,
+                        OffsetDateTime::now_utc(),
+                        &self.config.allowed_projects,
+                    )
+                    .map_err(|reason| KeystoneError::BadAnswer { url, reason })?;
                     let now = Instant::now();
                     let ttl = Duration::from_secs(self.config.cache_ttl_secs);
                     self.cache
@@ -299,9 +316,18 @@ pub fn role_from<'a>(roles: impl IntoIterator<Item = &'a str>) -> Option<Role> {
     found
 }
 
-/// The verdict and remaining lifetime of a validated token's JSON (`{"token": {"roles", "expires_at"}}`).
-fn validated(body: &[u8], now: OffsetDateTime) -> Result<(Verdict, Duration), String> {
+/// The verdict and remaining lifetime of a validated token's JSON (`{"token": {"roles", "project",
+/// "expires_at"}}`): its roles count only when it is scoped to one of `allowed_projects`.
+fn validated(
+    body: &[u8],
+    now: OffsetDateTime,
+    allowed_projects: &[String],
+) -> Result<(Verdict, Duration), String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let project = value["token"]["project"]["name"].as_str();
+    if !project.is_some_and(|p| allowed_projects.iter().any(|a| a == p)) {
+        return Ok((Verdict::NoRole, expires_in(&value, now)?));
+    }
     let roles = value["token"]["roles"]
         .as_array()
         .map(|roles| {
@@ -365,19 +391,48 @@ mod tests {
     #[test]
     fn a_validated_token_gives_its_verdict_and_remaining_life() {
         let now = OffsetDateTime::parse("2026-12-05T20:00:00Z", &Rfc3339).unwrap();
+        let allowed = ["admin".to_owned(), "services".to_owned()];
         let body = br#"{"token": {"expires_at": "2026-12-05T21:00:00.000000Z",
+            "project": {"name": "admin"},
             "roles": [{"id": "1", "name": "reader"}, {"id": "2", "name": "member"}]}}"#;
         assert_eq!(
-            validated(body, now).unwrap(),
+            validated(body, now, &allowed).unwrap(),
             (Verdict::Granted(Role::Reader), Duration::from_secs(3600))
         );
-        let no_role = br#"{"token": {"expires_at": "2026-12-05T19:00:00Z", "roles": []}}"#;
+        let no_role = br#"{"token": {"expires_at": "2026-12-05T19:00:00Z",
+            "project": {"name": "admin"}, "roles": []}}"#;
         assert_eq!(
-            validated(no_role, now).unwrap(),
+            validated(no_role, now, &allowed).unwrap(),
             (Verdict::NoRole, Duration::ZERO)
         );
-        let e = validated(br#"{"token": {"roles": []}}"#, now).unwrap_err();
+        let e = validated(br#"{"token": {"roles": []}}"#, now, &allowed).unwrap_err();
         assert!(e.contains("no expires_at"), "{e}");
+    }
+
+    /// As dcmanager's policy: an admin of a tenant's project, or a token scoped to a domain or the
+    /// system, is not an admin of the distributed cloud.
+    #[test]
+    fn roles_count_only_in_the_allowed_projects() {
+        let now = OffsetDateTime::parse("2026-12-05T20:00:00Z", &Rfc3339).unwrap();
+        let allowed = ["admin".to_owned(), "services".to_owned()];
+        let admin_of = |scope: &str| {
+            format!(
+                r#"{{"token": {{"expires_at": "2026-12-05T21:00:00Z", {scope}
+                "roles": [{{"name": "admin"}}]}}}}"#
+            )
+        };
+        for (scope, verdict) in [
+            (
+                r#""project": {"name": "services"},"#,
+                Verdict::Granted(Role::Admin),
+            ),
+            (r#""project": {"name": "tenant-a"},"#, Verdict::NoRole),
+            (r#""domain": {"name": "Default"},"#, Verdict::NoRole),
+            (r#""system": {"all": true},"#, Verdict::NoRole),
+        ] {
+            let (got, _) = validated(admin_of(scope).as_bytes(), now, &allowed).unwrap();
+            assert_eq!(got, verdict, "{scope}");
+        }
     }
 
     #[test]
