@@ -13,6 +13,8 @@ pub struct Figures {
     pub subclouds: usize,
     pub max_parallel: u32,
     pub shape: String,
+    /// The subclouds' worker options (strategy-config's default entry).
+    pub worker_options: String,
     pub git_commit: String,
     pub cores: usize,
     pub started_at: String,
@@ -117,6 +119,7 @@ impl Figures {
                     self.subclouds, self.max_parallel, self.shape
                 ),
             ),
+            ("subcloud options", self.worker_options.clone()),
             (
                 "machine",
                 format!("{} cores, commit {}", self.cores, self.git_commit),

@@ -50,6 +50,13 @@ struct Args {
     /// The simulated clusters' shape.
     #[arg(long, value_enum, default_value_t = ShapeArg::Light)]
     shape: ShapeArg,
+    /// The subclouds' worker-apply-type (strategy-config's default entry; upstream's default:
+    /// parallel).
+    #[arg(long, value_parser = ["serial", "parallel"])]
+    worker_apply_type: Option<String>,
+    /// The subclouds' max-parallel-workers (strategy-config's default entry; upstream's default: 10).
+    #[arg(long)]
+    max_parallel_workers: Option<u16>,
     /// Where state and logs go (default: a fresh directory under the system's temp dir).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -325,6 +332,28 @@ async fn measure(
     let connect_secs = secs(t.elapsed());
     let connected = procstat::sample(pid)?;
 
+    // The subclouds' options, as an operator sets them before creating the strategy.
+    let mut options = serde_json::Map::new();
+    if let Some(t) = &args.worker_apply_type {
+        options.insert("worker-apply-type".into(), json!(t));
+    }
+    if let Some(n) = args.max_parallel_workers {
+        options.insert("max-parallel-workers".into(), json!(n));
+    }
+    if !options.is_empty() {
+        http.post(
+            "/v1.0/sw-update-options/SystemController",
+            &serde_json::Value::Object(options),
+        )
+        .await?;
+    }
+    let options: serde_json::Value = http.get("/v1.0/sw-update-options/SystemController").await?;
+    let worker_options = format!(
+        "worker-apply-type {}, max-parallel-workers {}",
+        options["worker-apply-type"].as_str().unwrap_or("?"),
+        options["max-parallel-workers"]
+    );
+
     let expiry = dc_certs::ExpiryDate::of(dc_certs::now() + 2 * 365 * 86400)
         .context("expiry date")?
         .to_string();
@@ -439,6 +468,7 @@ async fn measure(
             ShapeArg::Wide => "wide",
         }
         .to_owned(),
+        worker_options,
         git_commit: prepared.commit,
         cores: prepared.cores,
         started_at: prepared.started_at,
