@@ -470,3 +470,91 @@ fn an_unreachable_host_refuses_the_start_and_changes_nothing() {
     let snapshot = fleet.sim().snapshot().expect("snapshot");
     assert!(snapshot.workloads.iter().all(|w| w.restarts == 0));
 }
+
+/// The health gate read from the Kubernetes API and the hosts' files: a not-Ready node, a cordoned
+/// one, a crash-looping system pod and an expiring front-proxy CA each refuse a strict start with a
+/// line of their own, before anything changes. The way on that an operator takes without repairing
+/// them: `alarm-restriction-type relaxed` for that subcloud, and the update finishes, reporting them.
+#[test]
+fn the_health_gate_reads_the_api_strict_refuses_and_relaxed_finishes() {
+    let mut config = SimConfig::typical();
+    config.workloads.push(dc_agent::sim::WorkloadSpec::new(
+        WorkloadKind::DaemonSet,
+        "kube-system",
+        "calico-node",
+        1,
+        UpdateStrategy::OnDelete,
+    ));
+    config.faults.not_ready = vec!["worker-1".into()];
+    config.faults.cordoned = vec!["worker-0".into()];
+    config.faults.crash_looping = vec!["kube-system/calico-node".into()];
+    config.faults.expiring = vec!["controller-1/pki/front-proxy-ca.crt".into()];
+    let fleet = start_kube(config, |_| {});
+    // What the API itself shows, read back with the real kubectl.
+    let nodes: Value = serde_json::from_str(&fleet.kubectl(&["get", "nodes", "-o", "json"]))
+        .expect("kubectl prints JSON");
+    let node = |name: &str| {
+        nodes["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|n| n["metadata"]["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("node {name} in {nodes:#}"))
+    };
+    assert_eq!(node("worker-0")["spec"]["unschedulable"], true);
+    let ready = node("worker-1")["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| c["status"].clone());
+    assert_eq!(ready, Some(Value::from("False")));
+
+    let lines = [
+        "node worker-1 is not Ready",
+        "node worker-0 is cordoned",
+        "pod kube-system/calico-node-controller-0 is in CrashLoopBackOff",
+        "controller-1: pki/front-proxy-ca.crt expires in 7 day(s) (the update does not replace it)",
+    ];
+    fleet
+        .dcmanager_ok(&[
+            "strategy-config",
+            "update",
+            "--alarm-restriction-type",
+            "strict",
+            NAME,
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    create_and_apply(&fleet, &[]);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "failed", "{steps:#?}");
+    let details = steps[0]["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("health gate (alarm-restriction-type strict)")
+            && lines.iter().all(|line| details.contains(line)),
+        "every finding is a line of the refusal: {details}"
+    );
+    assert_untouched(&fleet, 0);
+    let snapshot = fleet.sim().snapshot().expect("snapshot");
+    assert!(snapshot.workloads.iter().all(|w| w.restarts == 0));
+
+    // The way on: relaxed for this subcloud, a new strategy, the update finishes and says what it found.
+    delete_strategy(&fleet);
+    fleet
+        .dcmanager_ok(&[
+            "strategy-config",
+            "update",
+            "--alarm-restriction-type",
+            "relaxed",
+            NAME,
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let not_after = create_and_apply(&fleet, &[]);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "complete", "{steps:#?}");
+    let details = steps[0]["details"].as_str().unwrap_or_default();
+    assert!(
+        lines
+            .iter()
+            .all(|line| details.contains(&format!("health gate (relaxed): {line}"))),
+        "the finished step reports every finding: {details}"
+    );
+    assert_new_ca(&fleet, 0, not_after);
+}
