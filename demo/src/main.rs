@@ -34,6 +34,11 @@ struct Args {
     /// Where the fleet's state goes (default: a fresh directory under the system's temp dir).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Wide subclouds (2 controllers and 50 workers whose restarted components take a second to serve
+    /// again), updated with `worker-apply-type parallel` and `max-parallel-workers 10`, set with
+    /// `dcmanager strategy-config` as the fleet's default.
+    #[arg(long)]
+    wide: bool,
 }
 
 const SUBJECT: &str = "C=CA ST=ON L=OTT O=WR OU=STX CN=demo-root-ca";
@@ -54,20 +59,27 @@ fn main() -> anyhow::Result<()> {
         "dcmanager",
     ])?;
 
-    let result = run(&state, args.subclouds, args.max_parallel);
+    let result = run(&state, fleet(args.subclouds, args.wide), args.max_parallel);
     println!("dc-demo: logs and state are in {}", state.display());
     result
 }
 
-fn fleet(n: u32) -> Vec<Site> {
+/// `n` subclouds: alternately typical and light, or all wide.
+fn fleet(n: u32, wide: bool) -> Vec<Site> {
     (1..=n)
         .map(|i| {
-            let shape = if i % 2 == 1 {
+            let shape = if wide {
+                Shape::Wide
+            } else if i % 2 == 1 {
                 Shape::Typical
             } else {
                 Shape::Light
             };
             let mut site = Site::new(&format!("subcloud{i}"), shape);
+            if wide {
+                // Fifty-two hosts restart in each host phase: far longer than a small cluster's phase.
+                site.phase_timeout_secs = 600;
+            }
             // The last one stays in-sync; the others are expired or expire within the 30-day threshold.
             site.ca_days = if i == n {
                 3650
@@ -79,8 +91,9 @@ fn fleet(n: u32) -> Vec<Site> {
         .collect()
 }
 
-fn run(state: &Path, n: u32, max_parallel: u32) -> anyhow::Result<()> {
-    let fleet = Fleet::start(state, fleet(n))?;
+fn run(state: &Path, sites: Vec<Site>, max_parallel: u32) -> anyhow::Result<()> {
+    let wide = sites.iter().any(|s| s.shape == Shape::Wide);
+    let fleet = Fleet::start(state, sites)?;
     println!(
         "dc-demo: controller API on http://{}/v1.0, agents on {}; {} agents started",
         fleet.api,
@@ -91,6 +104,19 @@ fn run(state: &Path, n: u32, max_parallel: u32) -> anyhow::Result<()> {
     println!("\n$ dcmanager subcloud list   (once every agent has reported)");
     fleet.wait_online(Duration::from_secs(60))?;
     show(&fleet, &["subcloud", "list"])?;
+
+    if wide {
+        let options = [
+            "strategy-config",
+            "update",
+            "--worker-apply-type",
+            "parallel",
+            "--max-parallel-workers",
+            "10",
+        ];
+        println!("\n$ dcmanager {}", options.join(" "));
+        show(&fleet, &options)?;
+    }
 
     let expiry = dc_certs::ExpiryDate::of(dc_certs::now() + 2 * 365 * 86400)
         .context("date")?
