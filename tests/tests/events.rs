@@ -325,3 +325,66 @@ fn a_reconnect_with_last_event_id_gets_exactly_the_missed_events() {
         }
     });
 }
+
+/// The watch process, killed if the test fails before it exits.
+struct Watch(std::process::Child);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn the_cli_watch_follows_the_stream_to_complete() {
+    let fleet = start(light(&["w1", "w2"]));
+    let (date, _) = expiry();
+    fleet
+        .dcmanager_ok(&[
+            "kube-rootca-update-strategy",
+            "create",
+            "--subject",
+            SUBJECT,
+            "--expiry-date",
+            &date,
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = fleet.dir.join("watch.out");
+    let err = fleet.dir.join("watch.err");
+    // An hour between redraws: a polling watch would poll once and sleep past the test's timeout; the
+    // stream's watch draws at once when the strategy ends.
+    let mut watch = Watch(
+        fleet
+            .dcmanager(&["strategy-step", "list", "--watch", "--interval", "3600"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(std::fs::File::create(&err).expect("err"))
+            .spawn()
+            .expect("dcmanager starts"),
+    );
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "apply"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let mut status = None;
+    dc_test_support::fleet::wait_until(TIMEOUT, || {
+        status = watch.0.try_wait().map_err(|e| {
+            dc_test_support::fleet::FleetError(format!("waiting for the watch: {e}"))
+        })?;
+        Ok(status.is_some())
+    })
+    .unwrap_or_else(|e| panic!("{e}; watch printed {:?} {:?}", read(&out), read(&err)));
+    let (stdout, stderr) = (read(&out), read(&err));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.trim_end().ends_with(" strategy complete"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(" w1 complete") && stdout.contains(" w2 complete"),
+        "{stdout}"
+    );
+}
