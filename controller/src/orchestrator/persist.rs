@@ -414,6 +414,67 @@ mod tests {
         assert_eq!(rows[1].details, "pending for 2");
     }
 
+    #[actix::test]
+    async fn each_visible_step_change_is_published_once_as_the_steps_list_shows_it() {
+        let store = start_store(Box::new(Recorder(Arc::new(Mutex::new(Vec::new())))));
+        let (failure, _) = watch::channel(None);
+        let events = EventHub::with("e".into(), 100, 100);
+        let persist = Persist::new(
+            store,
+            vec![running(1)],
+            Duration::from_secs(3600),
+            failure,
+            events.clone(),
+        )
+        .start();
+        persist.do_send(progress(1, step_state::STARTING, "10% complete"));
+        persist.do_send(progress(1, step_state::STARTING, "10% complete"));
+        persist.do_send(progress(1, "updating-host-trust-both-cas", "20% complete"));
+        let mut end = running(1);
+        end.stage = Stage::Complete;
+        end.state = step_state::COMPLETE.into();
+        persist
+            .send(Durable(vec![Op::PutStep(end)]))
+            .await
+            .expect("answered")
+            .expect("durable");
+        let Some(crate::events::Subscription {
+            start: crate::events::Start::Backlog(frames),
+            ..
+        }) = events.subscribe(Some("e-0"))
+        else {
+            panic!("every event is still in the ring")
+        };
+        let shown: Vec<(String, String)> = frames
+            .iter()
+            .map(|f| {
+                let text = std::str::from_utf8(&f.bytes).expect("utf-8");
+                let data = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .expect("data");
+                let step: serde_json::Value = serde_json::from_str(data).expect("JSON");
+                assert!(text.contains("\nevent: step\n"), "{text}");
+                (
+                    step["state"].as_str().unwrap_or_default().to_owned(),
+                    step["details"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (step_state::STARTING.to_owned(), "10% complete".to_owned()),
+                (
+                    "updating-host-trust-both-cas".to_owned(),
+                    "20% complete".to_owned()
+                ),
+                (step_state::COMPLETE.to_owned(), String::new()),
+            ],
+            "the repeated progress is not published again"
+        );
+    }
+
     /// A store whose disk is full.
     struct Full;
 
