@@ -181,6 +181,53 @@ async fn rest_steps(fleet: &Fleet) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Each subcloud's (availability, sync, root CA expiry) after applying `events` to `snapshot`.
+fn subclouds_after(snapshot: &Event, events: &[Event]) -> BTreeMap<String, [Value; 3]> {
+    let status = |s: &Value| {
+        [
+            s["availability-status"].clone(),
+            s["sync_status"].clone(),
+            s["kube-rootca-expiry"].clone(),
+        ]
+    };
+    let mut subclouds: BTreeMap<String, [Value; 3]> = snapshot.data["subclouds"]
+        .as_array()
+        .expect("subclouds")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().into(), status(s)))
+        .collect();
+    for e in events.iter().filter(|e| e.name == "subcloud") {
+        subclouds.insert(e.data["name"].as_str().unwrap().into(), status(&e.data));
+    }
+    subclouds
+}
+
+/// The same, as the REST subcloud list gives them.
+async fn rest_subclouds(fleet: &Fleet) -> BTreeMap<String, [Value; 3]> {
+    let mut resp = client()
+        .get(format!("http://{}/v1.0/subclouds", fleet.api))
+        .insert_header(("X-Auth-Token", READER_TOKEN))
+        .send()
+        .await
+        .expect("subcloud list");
+    let list: Value = resp.json().limit(64 << 20).await.expect("subclouds JSON");
+    list["subclouds"]
+        .as_array()
+        .expect("subclouds")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                [
+                    s["availability-status"].clone(),
+                    s["sync_status"].clone(),
+                    s["kube-rootca-expiry"].clone(),
+                ],
+            )
+        })
+        .collect()
+}
+
 fn assert_strictly_increasing(events: &[Event]) {
     for pair in events.windows(2) {
         assert_eq!(pair[0].epoch(), pair[1].epoch(), "{pair:?}");
@@ -259,6 +306,27 @@ fn the_stream_shows_a_snapshot_then_every_change_through_to_complete() {
         let seen = steps_after(&snapshot, &events);
         assert_eq!(seen, rest_steps(&fleet).await);
         assert!(seen.values().all(|s| s == "complete"), "{seen:?}");
+
+        // The subclouds' sync follows their agents' next reports: the events carry each one to
+        // in-sync with the new CA's expiry, as the subcloud list shows it.
+        let mut events = events;
+        loop {
+            let now = subclouds_after(&snapshot, &events);
+            if now == rest_subclouds(&fleet).await
+                && now
+                    .values()
+                    .all(|[a, s, _]| a == "online" && s == "in-sync")
+            {
+                let before = subclouds_after(&snapshot, &[]);
+                assert!(
+                    now.iter()
+                        .all(|(name, [_, _, expiry])| *expiry != before[name][2]),
+                    "the new CA's expiry: {before:?} then {now:?}"
+                );
+                break;
+            }
+            events.push(stream.next().await);
+        }
     });
 }
 
