@@ -235,6 +235,13 @@ impl EventHub {
         Some(Subscription { start, rx })
     }
 
+    /// A receiver that gets every event from now on, and the sequence number of the newest event
+    /// before it: where a fresh snapshot stands.
+    fn rejoin(&self) -> Option<(u64, broadcast::Receiver<Arc<Frame>>)> {
+        let inner = self.lock();
+        Some((inner.seq, inner.tx.as_ref()?.subscribe()))
+    }
+
     /// The snapshot frame at `seq`, encoded for the one subscriber that needs it.
     pub fn snapshot(&self, seq: u64, data: &Value) -> Bytes {
         frame(&self.epoch, seq, Kind::Snapshot, data)
@@ -251,14 +258,11 @@ impl Subscription {
     pub async fn next(&mut self, hub: &EventHub) -> Next {
         match self.rx.recv().await {
             Ok(f) => Next::Frame(f),
-            Err(broadcast::error::RecvError::Lagged(missed)) => match hub.subscribe(None) {
-                Some(fresh) => {
+            Err(broadcast::error::RecvError::Lagged(missed)) => match hub.rejoin() {
+                Some((seq, rx)) => {
                     tracing::info!(missed, "a slow event subscriber gets a fresh snapshot");
-                    *self = fresh;
-                    match self.start {
-                        Start::Snapshot(seq) => Next::Snapshot(seq),
-                        Start::Backlog(_) => Next::Closed,
-                    }
+                    self.rx = rx;
+                    Next::Snapshot(seq)
                 }
                 None => Next::Closed,
             },
