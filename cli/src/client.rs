@@ -76,6 +76,39 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 
+    /// Opens a streaming GET (the event stream), with `Last-Event-ID` when given: the response whose
+    /// body the caller reads as it comes, or the error a refusal carries.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<awc::ClientResponse, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .get(&url)
+            .insert_header(("Accept", "text/event-stream"));
+        if let Some(token) = &self.token {
+            request = request.insert_header(("X-Auth-Token", token.as_str()));
+        }
+        if let Some(id) = last_event_id {
+            request = request.insert_header(("Last-Event-ID", id));
+        }
+        let mut response = request.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.body().limit(BODY_LIMIT).await.unwrap_or_default();
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            message: error_message(status.as_u16(), &bytes),
+        })
+    }
+
     async fn send(
         &self,
         method: Method,

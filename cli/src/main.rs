@@ -8,6 +8,7 @@
 )]
 
 mod client;
+mod events;
 mod examples;
 mod follow;
 mod format;
@@ -328,7 +329,8 @@ struct WatchArgs {
     /// Rides out a controller restart (reconnects with backoff); a large fleet is summed up.
     #[arg(long)]
     watch: bool,
-    /// Seconds between polls when watching.
+    /// Seconds between redraws when watching (between polls against a controller without the event
+    /// stream).
     #[arg(long, default_value = "1", value_parser = parse_interval, requires = "watch")]
     interval: Duration,
 }

@@ -8,6 +8,8 @@
 //!   answer a data [`orchestrator::state::Change`], applied in one place; [`orchestrator::persist`]
 //!   is the one writer to the store (transitions durable before acted on, progress batched);
 //!   [`orchestrator::metrics`] renders `/metrics`.
+//! - [`events`]: the event stream's ring and broadcast (published by the orchestrator and the
+//!   progress writer, served by `api::events`).
 //! - [`step`]: one light actor per running step, driving its agent.
 //! - [`session`]: the mutual-TLS agent listener and one actor per agent connection.
 //! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions;
@@ -28,6 +30,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod options;
 pub mod orchestrator;
@@ -95,6 +98,8 @@ impl RunningController {
     /// Steps in progress stay recorded as running, so a new controller on the same database resumes them.
     pub async fn stop(self) {
         self.listener.abort();
+        // Open event streams end now, or the graceful stop below would wait for them.
+        self.actors.events.close();
         if let Err(e) = self.actors.orchestrator.send(Shutdown).await {
             tracing::warn!(error = %e, "orchestrator already stopped");
         }
@@ -168,15 +173,23 @@ pub async fn start_with_store(
 
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (failure_tx, failure_rx) = watch::channel(None);
+    let events = events::EventHub::new();
     let persist = Persist::new(
         store,
         snapshot.steps.clone(),
         Duration::from_millis(config.progress_flush_ms.max(10)),
         failure_tx,
+        events.clone(),
     )
     .start();
-    let orchestrator =
-        Orchestrator::new(config.clone(), persist.clone(), snapshot, status_tx).start();
+    let orchestrator = Orchestrator::new(
+        config.clone(),
+        persist.clone(),
+        snapshot,
+        status_tx,
+        events.clone(),
+    )
+    .start();
 
     let agents = tokio::net::TcpListener::bind(&config.agents.listen)
         .await
@@ -207,6 +220,7 @@ pub async fn start_with_store(
     let actors = Actors {
         orchestrator,
         persist,
+        events,
     };
     let state = api::ApiState::new(actors.clone(), config.clone())?;
     let bind_err = |source| ControllerError::Bind {

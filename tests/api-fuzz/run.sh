@@ -99,6 +99,9 @@ log "controller $controller at http://$api; $examples examples per operation, se
 args=(run "http://$api/v1.0/openapi.json" --url "http://$api"
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method,allow_header_conformance
   --header "X-Auth-Token: $admin"
+  # The event stream answers 200 and then never ends while the controller runs: every case would only
+  # wait for its timeout. tests/tests/events.rs covers it (and the 401) against a real fleet.
+  --exclude-path /v1.0/sw-update-strategy/events
   --max-examples "$examples" --seed "$seed"
   --workers 2 --request-timeout 20
   --report ndjson --report-ndjson-path "$work/events.ndjson")

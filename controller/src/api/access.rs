@@ -12,17 +12,19 @@ use serde_json::Value;
 use super::keystone::{Keystone, Verdict};
 use crate::config::{AuthKind, ControllerConfig, Role};
 use crate::error::{ApiError, ControllerError};
+use crate::events::EventHub;
 use crate::model::Step;
 use crate::orchestrator::persist::{self, Persist, StepOf, StepRows};
 use crate::orchestrator::registry::keyed_list;
 use crate::orchestrator::{self, Api, ApiRequest, Orchestrator, metrics};
 
 /// The actors behind the API, and which of them answers what: the orchestrator owns the records, the
-/// progress writer the steps as they stand now.
+/// progress writer the steps as they stand now; the event stream both publish to.
 #[derive(Clone)]
 pub struct Actors {
     pub orchestrator: Addr<Orchestrator>,
     pub persist: Addr<Persist>,
+    pub events: Arc<EventHub>,
 }
 
 fn stopping(e: actix::MailboxError) -> ApiError {
@@ -43,6 +45,22 @@ impl Actors {
             "strategy-steps",
             rows.iter().map(Step::to_json).collect(),
         ))
+    }
+
+    /// The event stream's snapshot: `{"strategy": strategy or null, "strategy-steps": [...],
+    /// "subclouds": [status, ...]}`, each as now or newer than the moment the caller subscribed.
+    pub async fn watched(&self) -> Result<Value, ApiError> {
+        let watched = self
+            .orchestrator
+            .send(orchestrator::WatchedState)
+            .await
+            .map_err(stopping)?;
+        let rows = self.persist.send(StepRows).await.map_err(stopping)?;
+        Ok(serde_json::json!({
+            "strategy": watched.strategy,
+            "strategy-steps": rows.iter().map(Step::to_json).collect::<Vec<_>>(),
+            "subclouds": watched.subclouds,
+        }))
     }
 
     /// One subcloud's step.

@@ -3,9 +3,11 @@
 //!
 //! Layout: [`access`] (tokens, and the actors that answer), [`keystone`] and [`token_cache`] (tokens
 //! validated by Keystone with `auth.kind = "keystone"`), [`handlers`] (one per call, typed bodies),
+//! [`events`] (the Server-Sent Events stream),
 //! [`openapi`] (the document built from the handlers and request types); this file mounts them.
 
 pub mod access;
+pub mod events;
 pub mod handlers;
 pub mod input;
 pub mod keystone;
@@ -80,6 +82,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(
                     Routes::at(&["/sw-update-strategy/steps"])
                         .on(M::GET, steps)
+                        .done(),
+                )
+                .service(
+                    Routes::at(&["/sw-update-strategy/events"])
+                        .on(M::GET, events::events)
                         .done(),
                 )
                 .service(

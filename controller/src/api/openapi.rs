@@ -55,6 +55,7 @@ impl Modify for Token {
         handlers::strategy_action,
         handlers::steps,
         handlers::step,
+        super::events::events,
         handlers::list_options,
         handlers::show_options,
         handlers::update_options,

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod state;
 pub mod strategy;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use tokio::time::Instant;
 
 use crate::config::ControllerConfig;
 use crate::error::ApiError;
+use crate::events::{EventHub, Kind};
 use crate::model::{DEFAULT_GROUP_ID, Group, Stage, Step, StrategyState, now_string};
 use crate::requests::{
     AddSubcloud, CreateStrategy, GroupBody, GroupRef, PatchSubcloud, StrategyAction, UpdateOptions,
@@ -99,6 +101,40 @@ pub struct Figures;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// What the event stream's snapshot takes from the orchestrator: the strategy (`null` without one)
+/// and every subcloud's status ([`subcloud_status`]).
+#[derive(Message)]
+#[rtype(result = "Watched")]
+pub struct WatchedState;
+
+pub struct Watched {
+    pub strategy: Value,
+    pub subclouds: Vec<Value>,
+}
+
+/// How often subclouds whose heartbeats stopped are looked for, to announce them offline.
+const OFFLINE_SWEEP: Duration = Duration::from_secs(1);
+
+/// A subcloud's part of the event stream: its availability, sync status and root CA expiry, with the
+/// keys and values of the subcloud list.
+pub fn subcloud_status(st: &State, s: &crate::model::Subcloud) -> Value {
+    let full = st.subcloud_json(s, true);
+    let mut status = serde_json::Map::new();
+    for key in [
+        "id",
+        "name",
+        "availability-status",
+        "sync_status",
+        "kube-rootca-expiry",
+    ] {
+        status.insert(
+            key.to_owned(),
+            full.get(key).cloned().unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(status)
+}
+
 /// Refill the window and settle the strategy's state.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -109,8 +145,11 @@ pub struct Orchestrator {
     cfg: Arc<ControllerConfig>,
     persist: Addr<Persist>,
     state: State,
-    running: std::collections::HashMap<String, Addr<StepActor>>,
+    running: HashMap<String, Addr<StepActor>>,
     status: watch::Sender<Status>,
+    events: Arc<EventHub>,
+    /// Each subcloud's status as last published, so only changes are.
+    announced: HashMap<String, Value>,
 }
 
 impl Orchestrator {
@@ -119,6 +158,7 @@ impl Orchestrator {
         persist: Addr<Persist>,
         snapshot: Snapshot,
         status: watch::Sender<Status>,
+        events: Arc<EventHub>,
     ) -> Self {
         let state = State::new(
             snapshot,
@@ -131,6 +171,8 @@ impl Orchestrator {
             state,
             running: Default::default(),
             status,
+            events,
+            announced: HashMap::new(),
         }
     }
 
@@ -165,7 +207,17 @@ impl Orchestrator {
                 .map(
                     move |res, act, ctx| match res.map_err(|e| e.to_string()).and_then(|r| r) {
                         Ok(()) => {
+                            let strategy = ops
+                                .iter()
+                                .any(|op| matches!(op, Op::PutStrategy(_) | Op::DeleteStrategy));
+                            let subclouds = act.subclouds_named(&ops);
                             act.state.apply(ops);
+                            if strategy {
+                                act.announce_strategy();
+                            }
+                            for name in &subclouds {
+                                act.announce_subcloud(name);
+                            }
                             act.follow_up(follow_ups, ctx);
                             act.publish();
                             Ok(answer)
@@ -218,6 +270,65 @@ impl Orchestrator {
                 }
                 FollowUp::Drive => ctx.notify(Drive),
             }
+        }
+    }
+
+    /// The subclouds `ops` put or delete, by name (taken before they apply: a deleted one's name is
+    /// gone after).
+    fn subclouds_named(&self, ops: &[Op]) -> Vec<String> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::PutSubcloud(s) => Some(s.name.clone()),
+                Op::DeleteSubcloud(id) => self
+                    .state
+                    .subclouds
+                    .values()
+                    .find(|s| s.id == *id)
+                    .map(|s| s.name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn announce_strategy(&self) {
+        let strategy = self
+            .state
+            .strategy
+            .as_ref()
+            .map_or(Value::Null, crate::model::Strategy::to_json);
+        self.events.publish(Kind::Strategy, &strategy);
+    }
+
+    /// Publishes the subcloud's status if it changed since it was last published.
+    fn announce_subcloud(&mut self, name: &str) {
+        let status = match self.state.subclouds.get(name) {
+            Some(s) => subcloud_status(&self.state, s),
+            None => serde_json::json!({"name": name, "deleted": true}),
+        };
+        if self.announced.get(name) == Some(&status) {
+            return;
+        }
+        self.events.publish(Kind::Subcloud, &status);
+        if self.state.subclouds.contains_key(name) {
+            self.announced.insert(name.to_owned(), status);
+        } else {
+            self.announced.remove(name);
+        }
+    }
+
+    /// Announces the subclouds last announced online whose heartbeats have since stopped: nothing
+    /// else happens when an agent goes quiet without closing its connection.
+    fn sweep_offline(&mut self) {
+        let quiet: Vec<String> = self
+            .announced
+            .iter()
+            .filter(|(name, status)| {
+                status["availability-status"] == "online" && !self.state.online(name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in quiet {
+            self.announce_subcloud(&name);
         }
     }
 
@@ -311,6 +422,7 @@ impl Actor for Orchestrator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(OFFLINE_SWEEP, |act, _| act.sweep_offline());
         if !self.state.groups.contains_key(&DEFAULT_GROUP_ID) {
             let change = Change::write(vec![Op::PutGroup(Group::default_group())], Value::Null);
             self.carry_out_now(change, ctx);
@@ -374,6 +486,25 @@ impl Handler<StepFinished> for Orchestrator {
             self.state.route(&msg.subcloud, None);
         }
         self.carry_out_now(change, ctx);
+    }
+}
+
+impl Handler<WatchedState> for Orchestrator {
+    type Result = MessageResult<WatchedState>;
+
+    fn handle(&mut self, _: WatchedState, _: &mut Context<Self>) -> Self::Result {
+        let st = &self.state;
+        MessageResult(Watched {
+            strategy: st
+                .strategy
+                .as_ref()
+                .map_or(Value::Null, crate::model::Strategy::to_json),
+            subclouds: st
+                .subclouds
+                .values()
+                .map(|s| subcloud_status(st, s))
+                .collect(),
+        })
     }
 }
 
@@ -498,6 +629,7 @@ impl Handler<Heartbeat> for Orchestrator {
                 });
             }
         }
+        self.announce_subcloud(&msg.subcloud);
         if first {
             self.publish();
         }
@@ -521,6 +653,7 @@ impl Handler<Closed> for Orchestrator {
             if let Some(step) = self.running.get(&msg.subcloud) {
                 step.do_send(Detach);
             }
+            self.announce_subcloud(&msg.subcloud);
             self.publish();
         }
     }

@@ -16,6 +16,7 @@
 //! (steps re-driven from the agents' own records) instead of a strategy stranded by a dropped follow-up.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{
@@ -24,6 +25,7 @@ use actix::{
 };
 use tokio::sync::watch;
 
+use crate::events::{EventHub, Kind};
 use crate::model::{Step, clip_details, now_string};
 use crate::step::StepProgress;
 use crate::store::{Op, StoreActor, StoreError, Write};
@@ -81,6 +83,8 @@ pub struct Persist {
     figures: StepFigures,
     /// Where a failed write is announced (the first one wins).
     failure: watch::Sender<Option<String>>,
+    /// Every step change is published here as it becomes visible in the steps list.
+    events: Arc<EventHub>,
 }
 
 impl Persist {
@@ -89,6 +93,7 @@ impl Persist {
         steps: Vec<Step>,
         flush_every: Duration,
         failure: watch::Sender<Option<String>>,
+        events: Arc<EventHub>,
     ) -> Self {
         Self {
             store,
@@ -100,6 +105,7 @@ impl Persist {
             flush_every,
             figures: StepFigures::default(),
             failure,
+            events,
         }
     }
 
@@ -161,6 +167,7 @@ impl Persist {
                 Op::PutStep(row) => {
                     self.settling.remove(&row.id);
                     self.rows.insert(row.id, row.clone());
+                    self.events.publish(Kind::Step, &row.to_json());
                 }
                 Op::DeleteStrategy => self.rows.clear(),
                 _ => {}
@@ -191,9 +198,14 @@ impl Handler<StepProgress> for Persist {
             metrics::observe_phase(&self.figures.phase_durations, phase, secs);
         }
         let urgent = msg.urgent || step.state != msg.state;
+        let details = clip_details(msg.details);
+        let changed = step.state != msg.state || step.details != details;
         step.state = msg.state;
-        step.details = clip_details(msg.details);
+        step.details = details;
         step.updated_at = Some(now_string());
+        if changed {
+            self.events.publish(Kind::Step, &step.to_json());
+        }
         self.dirty.insert(msg.id);
         if urgent {
             self.urgent = true;
@@ -350,7 +362,14 @@ mod tests {
         let store = start_store(Box::new(Recorder(written.clone())));
         let hour = Duration::from_secs(3600);
         let (failure, _) = watch::channel(None);
-        let persist = Persist::new(store, vec![running(1), running(2)], hour, failure).start();
+        let persist = Persist::new(
+            store,
+            vec![running(1), running(2)],
+            hour,
+            failure,
+            EventHub::new(),
+        )
+        .start();
         let taken = || std::mem::take(&mut *written.lock().expect("lock"));
         // Details alone are coalesced: a hundred messages, one row per step, in one transaction.
         for i in 0..100 {
@@ -395,6 +414,67 @@ mod tests {
         assert_eq!(rows[1].details, "pending for 2");
     }
 
+    #[actix::test]
+    async fn each_visible_step_change_is_published_once_as_the_steps_list_shows_it() {
+        let store = start_store(Box::new(Recorder(Arc::new(Mutex::new(Vec::new())))));
+        let (failure, _) = watch::channel(None);
+        let events = EventHub::with("e".into(), 100, 100);
+        let persist = Persist::new(
+            store,
+            vec![running(1)],
+            Duration::from_secs(3600),
+            failure,
+            events.clone(),
+        )
+        .start();
+        persist.do_send(progress(1, step_state::STARTING, "10% complete"));
+        persist.do_send(progress(1, step_state::STARTING, "10% complete"));
+        persist.do_send(progress(1, "updating-host-trust-both-cas", "20% complete"));
+        let mut end = running(1);
+        end.stage = Stage::Complete;
+        end.state = step_state::COMPLETE.into();
+        persist
+            .send(Durable(vec![Op::PutStep(end)]))
+            .await
+            .expect("answered")
+            .expect("durable");
+        let Some(crate::events::Subscription {
+            start: crate::events::Start::Backlog(frames),
+            ..
+        }) = events.subscribe(Some("e-0"))
+        else {
+            panic!("every event is still in the ring")
+        };
+        let shown: Vec<(String, String)> = frames
+            .iter()
+            .map(|f| {
+                let text = std::str::from_utf8(&f.bytes).expect("utf-8");
+                let data = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .expect("data");
+                let step: serde_json::Value = serde_json::from_str(data).expect("JSON");
+                assert!(text.contains("\nevent: step\n"), "{text}");
+                (
+                    step["state"].as_str().unwrap_or_default().to_owned(),
+                    step["details"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (step_state::STARTING.to_owned(), "10% complete".to_owned()),
+                (
+                    "updating-host-trust-both-cas".to_owned(),
+                    "20% complete".to_owned()
+                ),
+                (step_state::COMPLETE.to_owned(), String::new()),
+            ],
+            "the repeated progress is not published again"
+        );
+    }
+
     /// A store whose disk is full.
     struct Full;
 
@@ -414,8 +494,14 @@ mod tests {
     async fn a_failed_write_is_refused_to_the_caller_and_announced_once() {
         let store = start_store(Box::new(Full));
         let (failure, mut announced) = watch::channel(None);
-        let persist =
-            Persist::new(store, vec![running(1)], Duration::from_secs(3600), failure).start();
+        let persist = Persist::new(
+            store,
+            vec![running(1)],
+            Duration::from_secs(3600),
+            failure,
+            EventHub::new(),
+        )
+        .start();
         let mut end = running(1);
         end.state = step_state::COMPLETE.into();
         let answer = persist
