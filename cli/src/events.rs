@@ -1,6 +1,6 @@
 //! `--watch` over the controller's event stream (`GET /v1.0/sw-update-strategy/events`, see
-//! docs/rest-api.md): the Server-Sent Events text cut into events, the strategy and steps they add
-//! up to, and what to do when the stream cannot be opened. Pure; the reading loop is `follow`.
+//! docs/rest-api.md): the strategy and steps its events (cut by [`dc_sse::Parser`]) add up to, and
+//! what to do when the stream cannot be opened. Pure; the reading loop is `follow`.
 
 use std::collections::BTreeMap;
 
@@ -8,60 +8,10 @@ use serde_json::Value;
 
 use crate::client::ClientError;
 
+pub use dc_sse::{Event, Parser};
+
 /// The stream's path under the API's base URL.
 pub const EVENTS_PATH: &str = "/sw-update-strategy/events";
-
-/// One event: its `id:`, `event:` name and `data:` text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    pub id: Option<String>,
-    pub name: String,
-    pub data: String,
-}
-
-/// Cuts the stream's bytes into events, whatever the chunks' boundaries.
-#[derive(Default)]
-pub struct Parser {
-    buf: Vec<u8>,
-}
-
-impl Parser {
-    /// The events completed by `bytes` (a blank line ends one); comments (keep-alives) are skipped.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
-        self.buf.extend(bytes.iter().filter(|&&b| b != b'\r'));
-        let mut events = Vec::new();
-        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-            let block: Vec<u8> = self.buf.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&block);
-            let mut event = Event {
-                id: None,
-                name: "message".to_owned(),
-                data: String::new(),
-            };
-            let mut any = false;
-            for line in text.lines() {
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                match field {
-                    "id" => event.id = Some(value.to_owned()),
-                    "event" => event.name = value.to_owned(),
-                    "data" => {
-                        if any {
-                            event.data.push('\n');
-                        }
-                        event.data.push_str(value);
-                        any = true;
-                    }
-                    _ => {}
-                }
-            }
-            if any {
-                events.push(event);
-            }
-        }
-        events
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the event stream sent a {name} event that is not JSON: {reason}")]
@@ -149,35 +99,6 @@ pub fn on_refusal(error: &ClientError) -> OnRefusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events_are_cut_at_blank_lines_whatever_the_chunks() {
-        let text = "id: e-1\nevent: step\ndata: {\"id\": 2}\n\n: keep-alive\n\nid: e-2\r\nevent: strategy\r\ndata: null\r\n\r\n";
-        let mut whole = Parser::default();
-        let events = whole.push(text.as_bytes());
-        assert_eq!(
-            events,
-            [
-                Event {
-                    id: Some("e-1".into()),
-                    name: "step".into(),
-                    data: "{\"id\": 2}".into()
-                },
-                Event {
-                    id: Some("e-2".into()),
-                    name: "strategy".into(),
-                    data: "null".into()
-                }
-            ]
-        );
-        let mut bytewise = Parser::default();
-        let again: Vec<Event> = text
-            .as_bytes()
-            .chunks(1)
-            .flat_map(|b| bytewise.push(b))
-            .collect();
-        assert_eq!(again, events);
-    }
 
     fn event(name: &str, data: &str) -> Event {
         Event {

@@ -66,14 +66,12 @@ pub struct Frame {
 /// The SSE text of an event.
 pub fn frame(epoch: &str, seq: u64, kind: Kind, data: &Value) -> Bytes {
     // serde_json escapes newlines inside strings, so the data is one line.
-    Bytes::from(format!(
-        "id: {epoch}-{seq}\nevent: {}\ndata: {data}\n\n",
-        kind.name()
+    Bytes::from(dc_sse::encode(
+        &format!("{epoch}-{seq}"),
+        kind.name(),
+        &data.to_string(),
     ))
 }
-
-/// A keep-alive comment: proxies that cut idle connections see traffic, clients ignore it.
-pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// The sequence number a `Last-Event-ID` names in this process's stream, if it names one.
 pub fn seq_of(last_event_id: &str, epoch: &str) -> Option<u64> {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::time::{Instant, Interval, interval_at};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::events::{EventHub, KEEP_ALIVE, Next, Start, Subscription};
+use crate::events::{EventHub, Next, Start, Subscription};
 
 use super::access::{Actors, ApiState, Reader};
 
@@ -45,7 +45,7 @@ async fn next(mut feed: Feed) -> Option<(Result<Bytes, actix_web::Error>, Feed)>
             Next::Snapshot(seq) => snapshot(&feed.actors, &feed.hub, seq).await.ok()?,
             Next::Closed => return None,
         },
-        _ = feed.keep_alive.tick() => Bytes::from_static(KEEP_ALIVE),
+        _ = feed.keep_alive.tick() => Bytes::from_static(dc_sse::KEEP_ALIVE.as_bytes()),
     };
     feed.keep_alive.reset();
     Some((Ok(bytes), feed))
