@@ -43,6 +43,10 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: awc::Client,
+    /// For the event stream: awc's request timeout also bounds the response body, which would cut a
+    /// stream after [`REQUEST_TIMEOUT`]; only its answer is timed, the body by the reader's silence
+    /// limit.
+    stream: awc::Client,
 }
 
 impl Client {
@@ -57,6 +61,7 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
             http: http_client(cacert)?,
+            stream: build_client(cacert, None)?,
         })
     }
 
@@ -85,7 +90,7 @@ impl Client {
     ) -> Result<awc::ClientResponse, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = self
-            .http
+            .stream
             .get(&url)
             .insert_header(("Accept", "text/event-stream"));
         if let Some(token) = &self.token {
@@ -94,10 +99,14 @@ impl Client {
         if let Some(id) = last_event_id {
             request = request.insert_header(("Last-Event-ID", id));
         }
-        let mut response = request.send().await.map_err(|e| ClientError::Unreachable {
+        let unreachable = |reason: String| ClientError::Unreachable {
             url: url.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mut response = actix_rt::time::timeout(REQUEST_TIMEOUT, request.send())
+            .await
+            .map_err(|_| unreachable(format!("no answer in {}s", REQUEST_TIMEOUT.as_secs())))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -178,6 +187,15 @@ fn error_message(status: u16, body: &[u8]) -> String {
 /// An HTTP client that, with `cacert`, trusts exactly that CA bundle for HTTPS: for the API and for
 /// Keystone alike (`OS_CACERT`).
 pub fn http_client(cacert: Option<&Path>) -> Result<awc::Client, ClientError> {
+    build_client(cacert, Some(REQUEST_TIMEOUT))
+}
+
+/// A client trusting `cacert` (or the system's roots) for HTTPS, its requests and their bodies
+/// bounded by `timeout` when there is one.
+fn build_client(
+    cacert: Option<&Path>,
+    timeout: Option<Duration>,
+) -> Result<awc::Client, ClientError> {
     let mut connector = awc::Connector::new();
     if let Some(path) = cacert {
         let config = tls_config(path).map_err(|reason| ClientError::CaCert {
@@ -186,10 +204,12 @@ pub fn http_client(cacert: Option<&Path>) -> Result<awc::Client, ClientError> {
         })?;
         connector = connector.rustls_0_23(Arc::new(config));
     }
-    Ok(awc::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .connector(connector)
-        .finish())
+    let builder = awc::Client::builder().connector(connector);
+    Ok(match timeout {
+        Some(limit) => builder.timeout(limit),
+        None => builder.disable_timeout(),
+    }
+    .finish())
 }
 
 fn tls_config(path: &Path) -> Result<rustls::ClientConfig, String> {

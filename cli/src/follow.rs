@@ -191,10 +191,20 @@ pub async fn follow(
                 OnRefusal::Fail => return Err(error.into()),
             },
         };
+        let resumed_from = last_id.clone();
         if let Some(code) =
             read(client, body, &mut live, &mut last_id, &mut screen, interval).await?
         {
             return Ok(code);
+        }
+        if last_id == resumed_from {
+            // A connection that ended without one event (a proxy cutting streams, a controller
+            // stopping): back off instead of reopening in a tight loop.
+            let error = ClientError::Unreachable {
+                url: EVENTS_PATH.to_owned(),
+                reason: "the event stream ended without an event".to_owned(),
+            };
+            actix_rt::time::sleep(screen.down(&error)?).await;
         }
     }
 }
@@ -214,7 +224,8 @@ async fn read(
     interval: Duration,
 ) -> Result<Option<u8>, FollowError> {
     let mut parser = Parser::default();
-    let mut dirty = false;
+    // Back after an outage: redraw at once (clearing the reconnecting note) even if nothing changed.
+    let mut dirty = screen.outage.is_some();
     let mut drawn_at: Option<Instant> = None;
     loop {
         let wait = match drawn_at {
@@ -242,8 +253,11 @@ async fn read(
         }
         if live.strategy.is_null() {
             // No strategy: the same answer as `show` gives (or one created meanwhile).
-            client.get(&crate::strategy_path()).await?;
-            continue;
+            match client.get(&crate::strategy_path()).await {
+                Ok(_) => continue,
+                Err(error) if error.is_transient() => return Ok(None),
+                Err(error) => return Err(error.into()),
+            }
         }
         if let Some(code) = screen.show(&live.strategy, &live.steps())? {
             return Ok(Some(code));
