@@ -555,9 +555,13 @@ impl Handler<Hello> for Orchestrator {
             }
         }
         tracing::info!(subcloud = %msg.subcloud, "agent connected");
+        // A recent heartbeat may make it online again at once: say so, or a later disconnect that
+        // ends where the last event left it would publish nothing.
+        let route = step.map(|s| s.clone().recipient());
+        self.announce_subcloud(&msg.subcloud);
         Ok(Accepted {
             heartbeat_interval_secs: self.cfg.heartbeat_interval_secs,
-            route: step.map(|s| s.clone().recipient()),
+            route,
         })
     }
 }
