@@ -169,12 +169,19 @@ fn keystone_tokens_are_validated_mapped_to_roles_and_revoked_within_the_ttl() {
     let (status, _) = api(fleet, "GET", "/v1.0/subclouds", &admin, None);
     assert_eq!(status, 200, "nothing changed for the admin");
 
-    // A token revoked in Keystone is refused within the cache TTL of its last validation.
+    // A token revoked in Keystone is refused within the cache TTL of its last validation, and an
+    // event stream it opened ends within that TTL of the next check (one TTL later at most).
     let revoked = token(keystone, "operator-reader", Some(ADMIN_PROJECT));
     assert_eq!(api(fleet, "GET", "/v1.0/subclouds", &revoked, None).0, 200);
+    let mut stream = open_events(fleet, &revoked);
     keystone.revoke(&revoked).unwrap();
     let since = Instant::now();
     let ttl = Duration::from_secs(CACHE_TTL_SECS);
+    let streamed = read_to_end_within(&mut stream, 2 * ttl + Duration::from_secs(5));
+    assert!(
+        streamed.contains("event: snapshot"),
+        "the stream was open before the revocation: {streamed}"
+    );
     wait_until(ttl + Duration::from_secs(10), || {
         Ok(api(fleet, "GET", "/v1.0/subclouds", &revoked, None).0 == 401)
     })
@@ -311,4 +318,48 @@ fn the_dcmanager_cli_logs_in_from_an_openrc_and_finds_the_api_in_the_catalog() {
             && err.contains("Keystone refused the login of user admin on project admin"),
         "{err}"
     );
+}
+
+/// The event stream opened with `token` (the connection closes when the stream ends), read up to
+/// the end of its response head.
+fn open_events(fleet: &Fleet, token: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(fleet.api.as_str()).expect("connect");
+    write!(
+        stream,
+        "GET /v1.0/sw-update-strategy/events HTTP/1.1\r\nHost: {}\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n",
+        fleet.api
+    )
+    .expect("request");
+    stream
+}
+
+/// Reads `stream` until the server closes it; fails the test if that takes longer than `limit`.
+fn read_to_end_within(stream: &mut std::net::TcpStream, limit: Duration) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + limit;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "still streaming {limit:?} later: {}",
+            String::from_utf8_lossy(&text)
+        );
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading the stream: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
 }

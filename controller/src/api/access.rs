@@ -1,6 +1,7 @@
 //! Who may call the API, and the actors that answer it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::dev::Payload;
@@ -133,6 +134,29 @@ fn unauthenticated() -> ApiError {
 
 /// The caller's role, from its `X-Auth-Token`: 401 without a valid token, 403 for a Keystone token with
 /// none of our roles, 503 when Keystone cannot say.
+/// How often a request that lasts (the event stream) checks its token again: as often as the cache
+/// would validate it again with Keystone, so a token that expires or is revoked stops streaming as
+/// soon as it would stop reading; static tokens neither expire nor are revoked while the controller
+/// runs.
+pub fn recheck_every(state: &ApiState) -> Option<Duration> {
+    state
+        .config
+        .auth
+        .keystone
+        .as_ref()
+        .filter(|_| state.keystone.is_some())
+        .map(|k| Duration::from_secs(k.cache_ttl_secs.max(1)))
+}
+
+/// The token of `req` still lets it read: `Ok` unless it is refused (401, 403); a Keystone that
+/// cannot be reached does not cut a stream the token was already let into.
+pub async fn still_reader(req: HttpRequest) -> Result<(), ApiError> {
+    match role(req).await {
+        Err(e) if matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 async fn role(req: HttpRequest) -> Result<Role, ApiError> {
     let state = req
         .app_data::<web::Data<ApiState>>()

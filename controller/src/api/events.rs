@@ -14,7 +14,7 @@ use tokio::time::{Instant, Interval, interval_at};
 use crate::error::{ApiError, ErrorBody};
 use crate::events::{EventHub, Next, Start, Subscription};
 
-use super::access::{Actors, ApiState, Reader};
+use super::access::{Actors, ApiState, Reader, recheck_every, still_reader};
 
 /// An idle stream gets a comment this often: well under the usual 60 s idle cut of proxies.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
@@ -27,6 +27,9 @@ struct Feed {
     /// Frames to send before waiting for the next event.
     ready: VecDeque<Bytes>,
     keep_alive: Interval,
+    /// With Keystone: the request, whose token is checked again this often (the stream ends once it
+    /// is refused; the client's reconnect then gets the 401).
+    recheck: Option<(HttpRequest, Interval)>,
 }
 
 /// The snapshot at `seq`, encoded for one client.
@@ -39,16 +42,35 @@ async fn next(mut feed: Feed) -> Option<(Result<Bytes, actix_web::Error>, Feed)>
     if let Some(bytes) = feed.ready.pop_front() {
         return Some((Ok(bytes), feed));
     }
-    let bytes = tokio::select! {
-        next = feed.sub.next(&feed.hub) => match next {
-            Next::Frame(f) => f.bytes.clone(),
-            Next::Snapshot(seq) => snapshot(&feed.actors, &feed.hub, seq).await.ok()?,
-            Next::Closed => return None,
-        },
-        _ = feed.keep_alive.tick() => Bytes::from_static(dc_sse::KEEP_ALIVE.as_bytes()),
+    let bytes = loop {
+        tokio::select! {
+            next = feed.sub.next(&feed.hub) => break match next {
+                Next::Frame(f) => f.bytes.clone(),
+                Next::Snapshot(seq) => snapshot(&feed.actors, &feed.hub, seq).await.ok()?,
+                Next::Closed => return None,
+            },
+            _ = feed.keep_alive.tick() => break Bytes::from_static(dc_sse::KEEP_ALIVE.as_bytes()),
+            _ = tick(&mut feed.recheck) => {
+                let req = feed.recheck.as_ref().map(|(req, _)| req.clone())?;
+                if let Err(e) = still_reader(req).await {
+                    tracing::info!(reason = %e.message, "an event stream's token is refused now: ending it");
+                    return None;
+                }
+            }
+        }
     };
     feed.keep_alive.reset();
     Some((Ok(bytes), feed))
+}
+
+/// The next tick of the token check; never, without one.
+async fn tick(recheck: &mut Option<(HttpRequest, Interval)>) {
+    match recheck {
+        Some((_, every)) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The event stream: a `snapshot` event (strategy, steps, subclouds), then one event per change,
@@ -88,6 +110,7 @@ pub async fn events(
         sub,
         ready,
         keep_alive: interval_at(Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY),
+        recheck: recheck_every(&s).map(|every| (req, interval_at(Instant::now() + every, every))),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
