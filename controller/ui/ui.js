@@ -364,15 +364,24 @@ function drawMap(f) {
   const gap = size >= 8 ? 1 : 0;
   const hide = $("filter-mode").value === "hide";
   ctx.clearRect(0, 0, canvas.width, canvas.height);
+  // One path per colour and dimming, filled once: a few fills per frame instead of one per cell.
+  const paths = new Map();
   model.order.forEach((name, i) => {
     const sub = model.subclouds.get(name);
     const step = model.steps.get(name);
     const visible = matches(f, sub, step);
     if (!visible && hide) return;
-    ctx.globalAlpha = visible ? 1 : 0.15;
-    ctx.fillStyle = COLOURS[category(sub, step)];
-    ctx.fillRect((i % cols) * size, Math.floor(i / cols) * size, size - gap, size - gap);
+    const key = category(sub, step) + (visible ? "" : "/dim");
+    let path = paths.get(key);
+    if (!path) paths.set(key, (path = new Path2D()));
+    path.rect((i % cols) * size, Math.floor(i / cols) * size, size - gap, size - gap);
   });
+  for (const [key, path] of paths) {
+    const [cat, dim] = key.split("/");
+    ctx.globalAlpha = dim ? 0.15 : 1;
+    ctx.fillStyle = COLOURS[cat];
+    ctx.fill(path);
+  }
   ctx.globalAlpha = 1;
   const sel = model.order.indexOf(ui.selected);
   if (sel >= 0) {
@@ -497,7 +506,8 @@ function start() {
   $("page-next").addEventListener("click", () => { ui.page += 1; changed(); });
   // The time left moves with the clock too: redraw the summary each second while applying.
   setInterval(() => { if (model.strategy && model.strategy.state === "applying") changed(); }, 1000);
-  window.dcUi = { cellCentre, model };
+  // For the browser tests: where a cell is, the model, and the event path and frame they time.
+  window.dcUi = { cellCentre, model, apply, draw };
   changed();
   if (token()) follow();
 }
