@@ -29,6 +29,8 @@ const model = {
   order: [], // subcloud names by id: each cell's place on the map
   lastEventId: null,
   events: 0,
+  connections: 0, // streams opened so far
+  resumedFrom: null, // the Last-Event-ID the current stream was opened with
 };
 
 const ui = {
@@ -186,6 +188,8 @@ async function follow() {
       const h = headers({ Accept: "text/event-stream" });
       if (model.lastEventId) h["Last-Event-ID"] = model.lastEventId;
       const res = await fetch(STRATEGY + "/events", { headers: h, signal: ctl.signal, cache: "no-store" });
+      model.connections += 1;
+      model.resumedFrom = h["Last-Event-ID"] || null;
       if (res.status === 401 || res.status === 403) {
         status("refused: " + (await errorText(res)));
         return;

@@ -348,13 +348,24 @@ fn the_page_needs_no_token_and_carries_its_security_headers() {
             TIMEOUT,
             "if (!window.__h) { window.__h = 'pending'; fetch('/ui').then(r => { window.__h = \
              {status: r.status, csp: r.headers.get('content-security-policy'), \
-              nosniff: r.headers.get('x-content-type-options')}; }); } return window.__h",
+              nosniff: r.headers.get('x-content-type-options'), frame: r.headers.get('x-frame-options'), \
+              referrer: r.headers.get('referrer-policy')}; }); } return window.__h",
             |v| v.is_object(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(answer["status"], 200, "{answer:#}");
     assert_eq!(answer["nosniff"], "nosniff", "{answer:#}");
+    assert_eq!(answer["frame"], "DENY", "{answer:#}");
+    assert_eq!(answer["referrer"], "no-referrer", "{answer:#}");
     let csp = answer["csp"].as_str().unwrap_or_default();
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} in {csp}");
+    }
     assert!(
         csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"),
         "{csp}"
@@ -417,4 +428,45 @@ fn the_map_of_ten_thousand_subclouds_draws_in_one_frame() {
         snapshot < 100.0,
         "the snapshot's frame took {snapshot} ms: {timing}"
     );
+}
+
+#[test]
+fn the_page_reconnects_with_last_event_id_after_a_controller_restart_and_follows_to_complete() {
+    let mut sites = light(&["r1", "r2", "r3"]);
+    sites[0].slow_pods_ms = 2000;
+    let mut fleet = start(sites);
+    let browser = open(&fleet);
+    create_and_apply(&fleet, &["--subcloud-apply-type", "serial"]);
+    wait_until(TIMEOUT, || {
+        Ok(in_phase(&fleet, "r1", "pods-trust-both-cas"))
+    })
+    .unwrap();
+    let before = browser
+        .execute("return window.dcUi.model.lastEventId", json!([]))
+        .unwrap();
+    assert!(before.is_string(), "{before}");
+
+    fleet.kill_controller();
+    fleet.start_controller().unwrap();
+    // The page sent the last id it had (the new process answers it with a fresh snapshot: its epoch
+    // differs) and follows the resumed update to the end.
+    let stream = browser
+        .wait_for(
+            "the page's second stream",
+            TIMEOUT,
+            "const m = window.dcUi.model; return {connections: m.connections, resumedFrom: m.resumedFrom}",
+            |v| v["connections"].as_u64().unwrap_or(0) >= 2,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stream["resumedFrom"].is_string(), "{stream}");
+    assert_eq!(
+        wait_page_state(&browser, &["complete", "failed"]),
+        "complete"
+    );
+    let rest = rest_counts(&fleet);
+    browser
+        .wait_for("the page's counts", TIMEOUT, COUNTS, |v| {
+            serde_json::from_value::<BTreeMap<String, u64>>(v.clone()).ok() == Some(rest.clone())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
 }
