@@ -81,6 +81,27 @@ fn rest_get(fleet: &Fleet, path: &str) -> Value {
     })
 }
 
+/// The id of the newest event: what a fresh stream's snapshot carries.
+fn newest_event_id(fleet: &Fleet) -> String {
+    use futures::StreamExt as _;
+    let url = format!("http://{}/v1.0/sw-update-strategy/events", fleet.api);
+    actix_rt::System::new().block_on(async {
+        let mut res = awc::Client::new()
+            .get(&url)
+            .insert_header(("X-Auth-Token", ADMIN_TOKEN))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            let chunk = res.next().await.expect("the snapshot").expect("bytes");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let id = text.lines().find_map(|l| l.strip_prefix("id: "));
+        id.expect("the snapshot's id").to_owned()
+    })
+}
+
 fn rest_counts(fleet: &Fleet) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for step in steps(fleet) {
@@ -221,6 +242,19 @@ fn the_page_creates_and_applies_a_strategy_and_its_counts_follow_it_to_complete(
             serde_json::from_value::<BTreeMap<String, u64>>(v.clone()).ok() == Some(rest.clone())
         })
         .unwrap_or_else(|e| panic!("{e}"));
+    // And it has applied every event: its last id is the newest, the one a fresh snapshot carries.
+    let mut newest = String::new();
+    browser
+        .wait_for(
+            "the page at the newest event",
+            TIMEOUT,
+            "return window.dcUi.model.lastEventId",
+            |v| {
+                newest = newest_event_id(&fleet);
+                *v == newest.as_str()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}; newest {newest}"));
     let progress = browser
         .execute(
             "return document.getElementById('progress-text').textContent",
