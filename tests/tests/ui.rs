@@ -284,6 +284,28 @@ fn the_failed_filter_shows_an_injected_failure_with_its_reason_in_the_detail_pan
         })
         .unwrap_or_else(|e| panic!("{e}"));
 
+    // On the map, f1's cell is red and the others dimmed, then hidden.
+    let pixels = "const c = document.getElementById('fleet-map');\
+        const k = c.width / c.getBoundingClientRect().width;\
+        const px = n => { const p = window.dcUi.cellCentre(n);\
+          return [...c.getContext('2d').getImageData(Math.floor(p.x * k), Math.floor(p.y * k), 1, 1).data]; };\
+        return {f1: px('f1'), f2: px('f2'), f3: px('f3')}";
+    let red = json!([217, 48, 37, 255]);
+    browser
+        .wait_for("f1 red, the others dimmed", TIMEOUT, pixels, |v| {
+            v["f1"] == red
+                && ["f2", "f3"]
+                    .iter()
+                    .all(|n| (1..128).contains(&v[n][3].as_u64().unwrap_or(0)))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser.click("#filter-mode option[value=hide]").unwrap();
+    browser
+        .wait_for("f1 red, the others hidden", TIMEOUT, pixels, |v| {
+            v["f1"] == red && v["f2"][3] == 0 && v["f3"][3] == 0
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+
     // A real click on f1's cell of the map.
     let centre = browser
         .execute("return window.dcUi.cellCentre('f1')", json!([]))
