@@ -39,6 +39,10 @@ struct Args {
     /// `dcmanager strategy-config` as the fleet's default.
     #[arg(long)]
     wide: bool,
+    /// Keep the controller and agents up after the update, and print the dashboard's URL and the admin
+    /// token to paste into it, until Ctrl-C.
+    #[arg(long)]
+    ui: bool,
 }
 
 const SUBJECT: &str = "C=CA ST=ON L=OTT O=WR OU=STX CN=demo-root-ca";
@@ -59,7 +63,12 @@ fn main() -> anyhow::Result<()> {
         "dcmanager",
     ])?;
 
-    let result = run(&state, fleet(args.subclouds, args.wide), args.max_parallel);
+    let result = run(
+        &state,
+        fleet(args.subclouds, args.wide),
+        args.max_parallel,
+        args.ui,
+    );
     println!("dc-demo: logs and state are in {}", state.display());
     result
 }
@@ -91,7 +100,7 @@ fn fleet(n: u32, wide: bool) -> Vec<Site> {
         .collect()
 }
 
-fn run(state: &Path, sites: Vec<Site>, max_parallel: u32) -> anyhow::Result<()> {
+fn run(state: &Path, sites: Vec<Site>, max_parallel: u32, ui: bool) -> anyhow::Result<()> {
     let wide = sites.iter().any(|s| s.shape == Shape::Wide);
     let fleet = Fleet::start(state, sites)?;
     println!(
@@ -100,6 +109,9 @@ fn run(state: &Path, sites: Vec<Site>, max_parallel: u32) -> anyhow::Result<()> 
         fleet.agents_addr,
         fleet.sites.len()
     );
+    if ui {
+        print_dashboard(&fleet);
+    }
 
     println!("\n$ dcmanager subcloud list   (once every agent has reported)");
     fleet.wait_online(Duration::from_secs(60))?;
@@ -166,7 +178,24 @@ fn run(state: &Path, sites: Vec<Site>, max_parallel: u32) -> anyhow::Result<()> 
         );
     }
     println!("\ndc-demo: every targeted subcloud trusts only the new root CA");
+    if ui {
+        print_dashboard(&fleet);
+        println!("dc-demo: the fleet stays up for the dashboard; Ctrl-C stops it");
+        // Ctrl-C reaches the controller and agents too: they share this process group.
+        loop {
+            std::thread::park();
+        }
+    }
     Ok(())
+}
+
+/// Where the dashboard is and the token to paste into its token field.
+fn print_dashboard(fleet: &Fleet) {
+    println!(
+        "dc-demo: dashboard on http://{}/ui — paste the admin token {}",
+        fleet.api,
+        dc_test_support::fleet::ADMIN_TOKEN
+    );
 }
 
 /// Runs dcmanager with its output on the terminal; fails on a non-zero exit.

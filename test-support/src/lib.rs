@@ -2,11 +2,12 @@
 //! real binaries, children that are always cleaned up, a system PKI in a temporary directory, a small
 //! tmpfs to fill, a Kubernetes API served over a simulated cluster with a runner for the real kubectl, and a
 //! real Kubernetes control plane (`control_plane`) with the static-pod runner and stand-in kubelet it is run by, and
-//! a real OpenStack Keystone (`keystone`).
+//! a real OpenStack Keystone (`keystone`), and a real headless Chromium (`browser`).
 //!
 //! Nothing here is compiled into the product binaries' libraries; it is a separate crate so test doubles
 //! never leak into production code.
 
+pub mod browser;
 pub mod control_plane;
 pub mod fleet;
 pub mod keystone;

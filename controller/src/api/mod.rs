@@ -4,7 +4,8 @@
 //! Layout: [`access`] (tokens, and the actors that answer), [`keystone`] and [`token_cache`] (tokens
 //! validated by Keystone with `auth.kind = "keystone"`), [`handlers`] (one per call, typed bodies),
 //! [`events`] (the Server-Sent Events stream),
-//! [`openapi`] (the document built from the handlers and request types); this file mounts them.
+//! [`openapi`] (the document built from the handlers and request types), [`ui`] (the dashboard page);
+//! this file mounts them.
 
 pub mod access;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod input;
 pub mod keystone;
 pub mod openapi;
 pub mod token_cache;
+pub mod ui;
 
 use actix_web::http::Method;
 use actix_web::web;
@@ -29,6 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     input::configure(cfg);
     cfg.service(Routes::at(&["/health"]).on(M::GET, health).done())
         .service(Routes::at(&["/metrics"]).on(M::GET, metrics).done())
+        .service(Routes::at(&["/ui", "/ui/"]).on(M::GET, ui::page).done())
+        .service(Routes::at(&["/ui/{asset}"]).on(M::GET, ui::file).done())
         .service(
             web::scope("/v1.0")
                 .service(
