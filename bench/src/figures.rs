@@ -86,15 +86,15 @@ pub struct ControllerFigures {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyFigures {
-    /// How often the sampler reads every step from the API (when a read takes longer, the next starts
-    /// at once).
-    pub sample_period_ms: u64,
-    pub samples: usize,
-    pub sample_request_mean_ms: f64,
-    pub sample_request_max_ms: f64,
+    /// Events the follower received from the event stream (the snapshot included).
+    pub events: usize,
+    /// GETs of the whole steps list once the strategy completed, and what they took.
+    pub steps_gets: usize,
+    pub steps_get_mean_ms: f64,
+    pub steps_get_max_ms: f64,
     /// Messages the agents wrote that change a step's view.
     pub emitted: usize,
-    /// Of those, seen by a sample (the rest were overwritten within one sample).
+    /// Of those, seen in an event (the rest were overwritten before the progress writer's flush).
     pub summary: Option<Summary>,
 }
 
@@ -199,11 +199,12 @@ impl Figures {
                 None => format!("none seen ({} messages)", l.emitted),
             },
         ));
+        rows.push(("  events received", l.events.to_string()));
         rows.push((
-            "  sampling: period / GET steps mean / max",
+            "GET of every step: mean / max",
             format!(
-                "{} ms / {:.1} ms / {:.1} ms ({} samples)",
-                l.sample_period_ms, l.sample_request_mean_ms, l.sample_request_max_ms, l.samples
+                "{:.1} ms / {:.1} ms ({} GETs after complete)",
+                l.steps_get_mean_ms, l.steps_get_max_ms, l.steps_gets
             ),
         ));
         let c = &self.connections;

@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 client for the controller's REST API on loopback: one keep-alive connection,
-//! JSON bodies with a Content-Length (what actix-web sends for them). The benchmark keeps its own
-//! connections so a sampler can run on a thread of its own at a fixed rate.
+//! JSON bodies with a Content-Length (what actix-web sends for them), and the event stream's chunked
+//! body. The benchmark keeps its own connections so the follower reads on a thread of its own.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -158,6 +158,86 @@ impl Http {
     }
 }
 
+/// A streaming GET's body (the event stream), read as the server sends it: actix-web sends a
+/// stream without a length, in chunked transfer coding.
+pub struct BodyStream {
+    conn: BufReader<TcpStream>,
+    path: String,
+}
+
+impl BodyStream {
+    /// GET `path` with `token` on a connection of its own; fails unless the answer is 200 and chunked.
+    pub async fn open(addr: &str, token: &str, path: &str) -> Result<Self, HttpError> {
+        let io = |source| HttpError::Io {
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            source,
+        };
+        let tcp = TcpStream::connect(addr).await.map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
+        let mut conn = BufReader::new(tcp);
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\n\r\n");
+        conn.get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .map_err(io)?;
+        let mut line = String::new();
+        conn.read_line(&mut line).await.map_err(io)?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let mut chunked = false;
+        loop {
+            let mut header = String::new();
+            conn.read_line(&mut header).await.map_err(io)?;
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                chunked |= name.eq_ignore_ascii_case("transfer-encoding")
+                    && value.trim().eq_ignore_ascii_case("chunked");
+            }
+        }
+        if status != "200" || !chunked {
+            return Err(HttpError::Malformed {
+                method: "GET".to_owned(),
+                path: path.to_owned(),
+                reason: format!("expected a chunked 200, got {}", line.trim_end()),
+            });
+        }
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The next chunk of the body; `None` once the server ended it.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, HttpError> {
+        let io = |source| HttpError::Io {
+            method: "GET".to_owned(),
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = String::new();
+        if self.conn.read_line(&mut line).await.map_err(io)? == 0 {
+            return Ok(None);
+        }
+        let size_field = line.trim_end().split(';').next().unwrap_or_default();
+        let size = usize::from_str_radix(size_field, 16).map_err(|_| HttpError::Malformed {
+            method: "GET".to_owned(),
+            path: self.path.clone(),
+            reason: format!("a chunk size of {:?}", line.trim_end()),
+        })?;
+        let mut chunk = vec![0; size + 2];
+        self.conn.read_exact(&mut chunk).await.map_err(io)?;
+        chunk.truncate(size);
+        Ok((size > 0).then_some(chunk))
+    }
+}
+
 fn parse<T: DeserializeOwned>(method: &str, path: &str, body: &[u8]) -> Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|e| HttpError::Malformed {
         method: method.to_owned(),
@@ -222,6 +302,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_chunked_stream_is_read_chunk_by_chunk_to_its_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = BufReader::new(tcp);
+            let mut line = String::new();
+            while conn.read_line(&mut line).await.unwrap() > 2 {
+                line.clear();
+            }
+            let answer = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nb;ext=1\r\n, the world\r\n0\r\n\r\n";
+            conn.get_mut().write_all(answer.as_bytes()).await.unwrap();
+        });
+        let mut stream = BodyStream::open(&addr, "t", "/events").await.unwrap();
+        assert_eq!(stream.next_chunk().await.unwrap(), Some(b"hello".to_vec()));
+        assert_eq!(
+            stream.next_chunk().await.unwrap(),
+            Some(b", the world".to_vec())
+        );
+        assert_eq!(stream.next_chunk().await.unwrap(), None);
     }
 
     #[test]

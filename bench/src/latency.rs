@@ -1,10 +1,11 @@
 //! Progress latency: from an agent writing a message to the controller, to the step's new state and
-//! details being visible in the REST API.
+//! details arriving in the controller's event stream.
 //!
-//! The agents report each message they write (with its instant); a sampler reads the steps from the API
-//! at a fixed rate and keeps every change it sees. A change is matched to the latest not yet matched
-//! message of that subcloud sent before it whose expected view it shows. Messages overwritten before
-//! any sample saw them, or that did not change the view, have no change and no latency.
+//! The agents report each message they write (with its instant); the follower keeps every change of a
+//! step's view the stream brings, with the instant it arrived. A change is matched to the latest not
+//! yet matched message of that subcloud sent before it whose expected view it shows. Messages
+//! overwritten before the progress writer published them, or that did not change the view, have no
+//! change and no latency.
 
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,7 @@ pub struct Emission {
     pub expected: Expected,
 }
 
-/// A change of a step's view, seen by a sample answered at `at`.
+/// A change of a step's view, seen in an event received at `at`.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub at: Instant,

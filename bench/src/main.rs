@@ -25,10 +25,10 @@ use dc_agent::{AgentConfig, ClusterConfig, RunOptions};
 use dc_bench::figures::{
     ConnectionFigures, ControllerFigures, Figures, LatencyFigures, Settings, Setup, StrategyFigures,
 };
+use dc_bench::follower::{StepsPage, follow_steps};
 use dc_bench::http::{Http, gauge};
 use dc_bench::latency::{Summary, match_subcloud};
 use dc_bench::procstat::{self, ProcSample};
-use dc_bench::sampler::{StepsPage, sample_steps};
 use dc_bench::schedule::makespan;
 use dc_bench::work::{AgentWork, emissions};
 use dc_test_support::fleet::{ADMIN_TOKEN, ControllerSettings, Fleet, Shape, Site};
@@ -63,9 +63,6 @@ struct Args {
     /// Where the figures go as JSON (default: figures.json in the state dir).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// How often the sampler reads the steps from the REST API, milliseconds.
-    #[arg(long, default_value_t = 20)]
-    sample_ms: u64,
     /// Give up on the strategy after this many seconds.
     #[arg(long, default_value_t = 3600)]
     timeout_secs: u64,
@@ -100,6 +97,8 @@ const RECONNECT: ReconnectConfig = ReconnectConfig {
     max_secs: 5.0,
     jitter: 0.5,
 };
+/// GETs of the whole steps list timed after the strategy completes.
+const STEPS_GETS: usize = 20;
 /// Generous: with thousands of agents on two cores a phase waits long for CPU.
 const PHASE_TIMEOUT_SECS: u64 = 3600;
 const ONLINE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -376,16 +375,14 @@ async fn measure(
     );
 
     println!(
-        "dc-fleet-bench: applying the strategy (max-parallel {max_parallel}); sampling the steps every {} ms",
-        args.sample_ms
+        "dc-fleet-bench: applying the strategy (max-parallel {max_parallel}); following the event stream"
     );
-    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let stop_following = Arc::new(AtomicBool::new(false));
     let (first_tx, first_rx) = std::sync::mpsc::channel();
-    let sampler = {
+    let follower = {
         let api = api.clone();
-        let stop = stop_sampling.clone();
-        let period = Duration::from_millis(args.sample_ms.max(1));
-        std::thread::spawn(move || sample_steps(&api, period, &stop, &first_tx))
+        let stop = stop_following.clone();
+        std::thread::spawn(move || follow_steps(&api, &stop, &first_tx))
     };
     tokio::task::spawn_blocking(move || first_rx.recv()).await??;
     let before = procstat::sample(pid)?;
@@ -397,25 +394,33 @@ async fn measure(
     .await?;
     let deadline = applied + Duration::from_secs(args.timeout_secs);
     let stopper = {
-        let stop = stop_sampling.clone();
+        let stop = stop_following.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(deadline.into()).await;
             stop.store(true, Ordering::Relaxed);
         })
     };
-    let sampled = tokio::task::spawn_blocking(move || sampler.join())
+    let followed = tokio::task::spawn_blocking(move || follower.join())
         .await?
-        .map_err(|_| anyhow::anyhow!("the sampler panicked"))??;
+        .map_err(|_| anyhow::anyhow!("the follower panicked"))??;
     stopper.abort();
     let after = procstat::sample(pid)?;
+    // What a client polling the whole list pays, with every step finished.
+    let mut steps_gets = Vec::new();
+    for _ in 0..STEPS_GETS {
+        let t = Instant::now();
+        http.request("GET", "/v1.0/sw-update-strategy/steps", None)
+            .await?;
+        steps_gets.push(t.elapsed());
+    }
     let mut events = Vec::new();
     while let Ok(e) = events_rx.try_recv() {
         events.push(e);
     }
-    let wall = sampled.ended.map(|at| at - applied);
+    let wall = followed.ended.map(|at| at - applied);
     println!(
         "dc-fleet-bench: strategy {} after {:.2} s; measuring the reconnect storm",
-        sampled.strategy_state,
+        followed.strategy_state,
         wall.map_or(f64::NAN, secs)
     );
 
@@ -438,7 +443,7 @@ async fn measure(
     }
 
     let work = AgentWork::from_events(&events);
-    let order: Vec<&str> = sampled.order.iter().map(String::as_str).collect();
+    let order: Vec<&str> = followed.order.iter().map(String::as_str).collect();
     let durations: Vec<Duration> = order
         .iter()
         .map(|s| work.total.get(*s).copied().unwrap_or_default())
@@ -449,16 +454,15 @@ async fn measure(
     let no_changes = Vec::new();
     for (subcloud, emissions) in emissions(&events) {
         emitted += emissions.len();
-        let changes = sampled.changes.get(&subcloud).unwrap_or(&no_changes);
+        let changes = followed.changes.get(&subcloud).unwrap_or(&no_changes);
         latencies.extend(match_subcloud(&emissions, changes));
     }
     let wall_secs = wall.map_or(f64::NAN, secs);
-    let complete = sampled
+    let complete = followed
         .last
         .iter()
         .filter(|s| s.state == dc_controller::model::step_state::COMPLETE)
         .count();
-    let request_times = &sampled.request_times;
     Ok(Figures {
         subclouds: n,
         max_parallel,
@@ -487,9 +491,9 @@ async fn measure(
             sims_secs: prepared.sims_secs,
         },
         strategy: StrategyFigures {
-            completed: sampled.strategy_state == "complete",
+            completed: followed.strategy_state == "complete",
             steps_complete: complete,
-            steps_other: sampled.last.len() - complete,
+            steps_other: followed.last.len() - complete,
             wall_secs,
             ideal_secs: secs(ideal),
             overhead: wall_secs / secs(ideal),
@@ -513,10 +517,10 @@ async fn measure(
             cpu_secs_total: after.cpu_secs,
         },
         progress_latency: LatencyFigures {
-            sample_period_ms: args.sample_ms,
-            samples: request_times.len(),
-            sample_request_mean_ms: mean(request_times.iter().map(|d| secs(*d) * 1000.0)),
-            sample_request_max_ms: request_times
+            events: followed.events,
+            steps_gets: steps_gets.len(),
+            steps_get_mean_ms: mean(steps_gets.iter().map(|d| secs(*d) * 1000.0)),
+            steps_get_max_ms: steps_gets
                 .iter()
                 .map(|d| secs(*d) * 1000.0)
                 .fold(0.0, f64::max),

@@ -24,7 +24,7 @@ fn a_three_subcloud_run_completes_and_writes_every_figure() {
         ("controller", "peak_rss_mib"),
         ("controller", "rss_per_subcloud_kib"),
         ("controller", "cpu_secs_strategy"),
-        ("progress_latency", "sample_period_ms"),
+        ("progress_latency", "steps_get_mean_ms"),
         ("connections", "connect_secs"),
         ("connections", "reconnect_storm_secs"),
     ] {
