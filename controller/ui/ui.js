@@ -28,6 +28,7 @@ const model = {
   subclouds: new Map(), // name -> {id, name, availability-status, sync_status, kube-rootca-expiry}
   order: [], // subcloud names by id: each cell's place on the map
   lastEventId: null,
+  clockOffset: 0, // the controller's clock minus this browser's (from the stream's Date header), ms
   events: 0,
   connections: 0, // streams opened so far
   resumedFrom: null, // the Last-Event-ID the current stream was opened with
@@ -78,13 +79,15 @@ function stepPercent(step) {
   return m ? Number(m[1]) : 0;
 }
 
-/** The phase and host a step's details name ("hosts update-certs: controller-0 ..."). */
+/**
+ * The phase and host a step's details name, as the controller writes them (rules.rs): "hosts
+ * trust-both-cas on controller-1: host 2 of 4; ...", "pods trust-both-cas: started; ...", "new root CA:
+ * ...". A phase has no ':' or ';' in it; the host is the word after " on ".
+ */
 function stepPhaseHost(step) {
   const details = (step && step.details) || "";
-  const m = /^([a-z-]+ [a-z-]+|[a-z-]+):\s*(.*)$/.exec(details);
-  if (!m) return { phase: "", host: "" };
-  const host = /\b((?:controller|worker|storage|compute)-\d+)\b/.exec(m[2]);
-  return { phase: m[1], host: host ? host[1] : "" };
+  const m = /^([^:;]+?)(?: on (\S+))?: /.exec(details);
+  return m ? { phase: m[1], host: m[2] || "" } : { phase: "", host: "" };
 }
 
 /** "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) as milliseconds, or NaN. */
@@ -195,9 +198,17 @@ async function follow() {
         return;
       }
       if (!res.ok) throw new Error(await errorText(res));
+      const serverNow = Date.parse(res.headers.get("Date") || "");
+      if (Number.isFinite(serverNow)) model.clockOffset = serverNow - Date.now();
       status("connected");
-      delay = 500;
-      await readEvents(res.body, ctl.signal);
+      const before = model.events;
+      try {
+        await readEvents(res.body, ctl.signal);
+      } finally {
+        // Only a connection that brought events resets the backoff: one closed at once is retried
+        // slower and slower, not every 0.5 s.
+        if (model.events > before) delay = 500;
+      }
       status("stream ended; reconnecting");
     } catch (e) {
       if (ctl.signal.aborted) return;
@@ -213,16 +224,23 @@ async function follow() {
 async function readEvents(body, signal) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
-  let buffer = "";
+  let buffer = ""; // holds no complete line between chunks
+  let pendingCR = false; // the last chunk ended in CR: a LF opening this one ends the same line
   let event = { id: null, name: "message", data: [] };
   for (;;) {
     const { value, done } = await reader.read();
     if (done || signal.aborted) return;
-    buffer += decoder.decode(value, { stream: true });
+    let text = decoder.decode(value, { stream: true });
+    if (pendingCR && text.startsWith("\n")) text = text.slice(1);
+    pendingCR = text.endsWith("\r");
+    // Only the new text is searched: a snapshot of thousands of subclouds is one line in many chunks.
+    const scanned = buffer.length;
+    buffer += text.replace(/\r\n?/g, "\n");
+    let start = 0;
     let nl;
-    while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + (buffer.startsWith("\r\n", nl) ? 2 : 1));
+    while ((nl = buffer.indexOf("\n", Math.max(start, scanned))) >= 0) {
+      const line = buffer.slice(start, nl);
+      start = nl + 1;
       if (line === "") {
         if (event.data.length > 0) dispatch(event);
         event = { id: null, name: "message", data: [] };
@@ -237,6 +255,7 @@ async function readEvents(body, signal) {
       else if (field === "event") event.name = val;
       else if (field === "data") event.data.push(val);
     }
+    buffer = buffer.slice(start);
   }
 }
 
@@ -248,7 +267,12 @@ function dispatch(event) {
     status("bad event data: " + e.message);
     return;
   }
-  apply(event.name, data);
+  try {
+    apply(event.name, data);
+  } catch (e) {
+    // Reported, and passed: resuming at its id would only bring it back.
+    status("could not apply a " + event.name + " event: " + e.message);
+  }
   if (event.id !== null) model.lastEventId = event.id;
   model.events += 1;
 }
@@ -325,7 +349,8 @@ function drawSummary() {
       (s["extra-args"] && s["extra-args"].subject ? ", subject " + s["extra-args"].subject : "")
     : "";
   const steps = [...model.steps.values()];
-  const p = progress(steps, Date.now());
+  // The steps' times are the controller's clock: "now" is too (offset from the stream's Date header).
+  const p = progress(steps, Date.now() + model.clockOffset);
   const pct = Math.floor(p.fraction * 100);
   $("progress-fill").style.width = pct + "%";
   $("progress-text").textContent = pct + "% (" + steps.filter((x) => FINISHED.has(x.state)).length + " of " + steps.length + " steps finished)";
@@ -511,7 +536,7 @@ function start() {
   // The time left moves with the clock too: redraw the summary each second while applying.
   setInterval(() => { if (model.strategy && model.strategy.state === "applying") changed(); }, 1000);
   // For the browser tests: where a cell is, the model, and the event path and frame they time.
-  window.dcUi = { cellCentre, model, apply, draw };
+  window.dcUi = { cellCentre, model, apply, draw, readEvents, stepPhaseHost };
   changed();
   if (token()) follow();
 }

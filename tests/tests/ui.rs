@@ -92,13 +92,13 @@ fn newest_event_id(fleet: &Fleet) -> String {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        let mut text = String::new();
-        while !text.contains("\n\n") {
+        let mut parser = dc_sse::Parser::default();
+        loop {
             let chunk = res.next().await.expect("the snapshot").expect("bytes");
-            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(snapshot) = parser.push(&chunk).into_iter().next() {
+                return snapshot.id.expect("the snapshot's id");
+            }
         }
-        let id = text.lines().find_map(|l| l.strip_prefix("id: "));
-        id.expect("the snapshot's id").to_owned()
     })
 }
 
@@ -448,7 +448,7 @@ fn the_page_at_ten_thousand_subclouds_pages_its_list_and_counts_every_event() {
     // rounds of 200 step events, each round drawn in one frame (requestAnimationFrame batches them).
     let timing = browser
         .execute(
-            "const ui = window.dcUi; const n = 10000; const states = ['complete', 'initial', \
+            "return (async () => { const ui = window.dcUi; const n = 10000; const before = ui.model.events; const states = ['complete', 'initial', \
               'updating-pods-trust-both-cas', 'failed'];\
              const subclouds = [], steps = [];\
              for (let i = 1; i <= n; i++) {\
@@ -456,19 +456,30 @@ fn the_page_at_ten_thousand_subclouds_pages_its_list_and_counts_every_event() {
                  sync_status: 'out-of-sync', 'kube-rootca-expiry': '2026-12-16 00:00:00.000000'});\
                steps.push({id: i, cloud: 'sc' + i, state: states[i % 4], details: 'update 40% complete',\
                  'started-at': '2026-12-06 00:00:00.000000'}); }\
-             ui.apply('snapshot', {strategy: {state: 'applying', 'subcloud-apply-type': 'parallel',\
-               'max-parallel-subclouds': 500}, 'strategy-steps': steps, subclouds});\
-             let t = performance.now(); ui.draw(); const snapshot = performance.now() - t;\
+             const enc = new TextEncoder();\
+             const sse = (id, name, data) => 'id: t-' + id + '\\r\\nevent: ' + name + '\\r\\ndata: ' +\
+               JSON.stringify(data) + '\\r\\n\\r\\n';\
+             const feed = (text) => { const chunks = [];\
+               for (let i = 0; i < text.length; i += 8191) chunks.push(text.slice(i, i + 8191));\
+               return ui.readEvents(new ReadableStream({start(c) { for (const x of chunks) c.enqueue(enc.encode(x));\
+                 c.close(); }}), new AbortController().signal); };\
+             let t = performance.now();\
+             await feed(sse(1, 'snapshot', {strategy: {state: 'applying', 'subcloud-apply-type': 'parallel',\
+               'max-parallel-subclouds': 500}, 'strategy-steps': steps, subclouds}));\
+             ui.draw(); const snapshot = performance.now() - t;\
              const frames = [];\
-             for (let round = 0; round < 7; round++) {\
+             for (let round = 0; round < 7; round++) { let text = '';\
                for (let i = 1; i <= 200; i++) { const k = round * 200 + i;\
-                 ui.apply('step', {id: k, cloud: 'sc' + k, state: 'complete', details: ''}); }\
-               t = performance.now(); ui.draw(); frames.push(performance.now() - t); }\
+                 text += sse(1 + k, 'step', {id: k, cloud: 'sc' + k, state: 'complete', details: ''}); }\
+               t = performance.now(); await feed(text); ui.draw(); frames.push(performance.now() - t); }\
              frames.sort((a, b) => a - b); const events = frames[3];\
              const counts = Object.fromEntries([...document.querySelectorAll('#counts tr')]\
                .map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)]));\
-             return {snapshot, events, counts, rows: document.querySelectorAll('#subclouds tbody tr').length,\
-               listed: document.getElementById('list-count').textContent}",
+             const hosts = ['hosts trust-both-cas on controller-1: host 2 of 4; update 25% complete',\
+               'pods trust-both-cas: started; update 37% complete'].map((details) => ui.stepPhaseHost({details}));\
+             return {snapshot, events, counts, hosts, seen: ui.model.events - before, last: ui.model.lastEventId,\
+               rows: document.querySelectorAll('#subclouds tbody tr').length,\
+               listed: document.getElementById('list-count').textContent}; })()",
             json!([]),
         )
         .unwrap();
@@ -476,7 +487,19 @@ fn the_page_at_ten_thousand_subclouds_pages_its_list_and_counts_every_event() {
     // Paged: 50 rows in the DOM, not 10,000.
     assert_eq!(timing["rows"], 50, "{timing}");
     assert_eq!(timing["listed"], "(10000 of 10000)", "{timing}");
-    // Every event counted: sc1..sc1400 complete, of which every fourth already was.
+    // Every event read through the page's own parser (CRLF line ends, chunks cut anywhere) and
+    // counted: sc1..sc1400 complete, of which every fourth already was.
+    assert_eq!(
+        (timing["seen"].as_u64(), timing["last"].as_str()),
+        (Some(1401), Some("t-1401")),
+        "{timing}"
+    );
+    // The phase and host the detail panel shows, from details as the controller writes them.
+    assert_eq!(
+        timing["hosts"],
+        json!([{"phase": "hosts trust-both-cas", "host": "controller-1"}, {"phase": "pods trust-both-cas", "host": ""}]),
+        "{timing}"
+    );
     assert_eq!(
         timing["counts"],
         json!({"complete": 3550, "failed": 2150, "initial": 2150, "updating-pods-trust-both-cas": 2150}),
