@@ -52,7 +52,7 @@ pub struct Browser {
     client: awc::Client,
     base: String,
     session: String,
-    _driver: Child,
+    driver: Child,
     _profile: tempfile::TempDir,
 }
 
@@ -69,7 +69,9 @@ impl Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let driver = Child::spawn(
+        // Its own process group: the Chromium it starts is killed with it, whatever state the session
+        // is left in.
+        let driver = Child::spawn_in_own_group(
             Path::new(CHROMEDRIVER),
             [
                 format!("--port={port}"),
@@ -91,7 +93,7 @@ impl Browser {
             client,
             base,
             session: String::new(),
-            _driver: driver,
+            driver,
             _profile: profile,
         };
         let timeout = Duration::from_secs(30);
@@ -99,7 +101,7 @@ impl Browser {
         loop {
             match browser.request("GET", "/status".to_owned(), None) {
                 Ok(v) if v["ready"] == true => break,
-                _ if Instant::now() > deadline => {
+                _ if Instant::now() > deadline || !browser.driver.is_running() => {
                     return Err(BrowserError::NotReady(
                         browser.base.clone(),
                         timeout,
@@ -133,7 +135,15 @@ impl Browser {
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
         }}});
         let answer = browser.request("POST", "/session".to_owned(), Some(caps))?;
-        browser.session = answer["sessionId"].as_str().unwrap_or_default().to_owned();
+        browser.session = answer["sessionId"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| BrowserError::Command {
+                method: "POST",
+                path: "/session".to_owned(),
+                message: format!("no sessionId in {answer}"),
+            })?
+            .to_owned();
         Ok(browser)
     }
 
@@ -298,7 +308,8 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
-            // Ends Chromium; chromedriver is killed when its Child drops.
+            // Ends Chromium; chromedriver's process group (Chromium too, if this failed) is killed when
+            // its Child drops.
             let _ = self.request("DELETE", self.session_path(""), None);
         }
     }

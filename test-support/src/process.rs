@@ -104,6 +104,9 @@ pub fn run_for_figures(exe: &str, args: &[&str], dir: &Path) -> (String, serde_j
 pub struct Child {
     name: String,
     inner: std::process::Child,
+    /// Started as the leader of its own process group, which is killed with it: what it started
+    /// (chromedriver's Chromium) goes too.
+    own_group: bool,
 }
 
 impl Child {
@@ -127,11 +130,40 @@ impl Child {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::start(program, args, env, log, false)
+    }
+
+    /// [`Self::spawn`] as the leader of a process group of its own: killing it kills everything it
+    /// started, even what it would have left behind.
+    pub fn spawn_in_own_group<I, S>(program: &Path, args: I, log: &Path) -> io::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self::start(program, args, &[], log, true)
+    }
+
+    fn start<I, S>(
+        program: &Path,
+        args: I,
+        env: &[(&str, &OsStr)],
+        log: &Path,
+        own_group: bool,
+    ) -> io::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        use std::os::unix::process::CommandExt as _;
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?;
-        let inner = Command::new(program)
+        let mut command = Command::new(program);
+        if own_group {
+            command.process_group(0);
+        }
+        let inner = command
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -147,6 +179,7 @@ impl Child {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             inner,
+            own_group,
         })
     }
 
@@ -157,7 +190,14 @@ impl Child {
 
     /// Kills the process at once (no chance to clean up), as a crash or power loss would.
     pub fn kill9(&mut self) -> io::Result<ExitStatus> {
-        let _ = self.inner.kill();
+        match i32::try_from(self.inner.id()) {
+            Ok(pid) if self.own_group => {
+                let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            _ => {
+                let _ = self.inner.kill();
+            }
+        }
         self.inner.wait()
     }
 
@@ -182,7 +222,8 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self.is_running() {
+        // A group's leader may have exited and left the rest of the group running.
+        if self.is_running() || self.own_group {
             let _ = self.kill9();
         }
     }
