@@ -180,11 +180,17 @@ fn run(state: &Path, sites: Vec<Site>, max_parallel: u32, ui: bool) -> anyhow::R
     println!("\ndc-demo: every targeted subcloud trusts only the new root CA");
     if ui {
         print_dashboard(&fleet);
-        println!("dc-demo: the fleet stays up for the dashboard; Ctrl-C stops it");
-        // Ctrl-C reaches the controller and agents too: they share this process group.
-        loop {
-            std::thread::park();
-        }
+        println!("dc-demo: the fleet stays up for the dashboard; Ctrl-C (or SIGTERM) stops it");
+        // Waited for, not left to kill this process: returning drops the fleet, which stops the
+        // controller and every agent even when the signal reached this process alone (`kill PID`).
+        // Only this thread runs now, so blocking them here leaves no thread to die of them.
+        use nix::sys::signal::{SigSet, Signal};
+        let mut signals = SigSet::empty();
+        signals.add(Signal::SIGINT);
+        signals.add(Signal::SIGTERM);
+        signals.thread_block()?;
+        let signal = signals.wait()?;
+        println!("\ndc-demo: {signal} received: stopping the fleet");
     }
     Ok(())
 }
