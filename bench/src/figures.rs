@@ -25,6 +25,17 @@ pub struct Figures {
     pub controller: ControllerFigures,
     pub progress_latency: LatencyFigures,
     pub connections: ConnectionFigures,
+    pub dcmanager_model: ModelFigures,
+}
+
+/// The same work replayed under dcmanager's loops and polls (`dcmanager::Rules`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelFigures {
+    pub wall_secs: f64,
+    /// dcmanager's modelled wall time / ours.
+    pub wall_ratio: f64,
+    /// How long after it is written each message would be shown.
+    pub progress_delay: Option<Summary>,
 }
 
 /// The settings the figures depend on.
@@ -218,6 +229,23 @@ impl Figures {
                 "{:.2} s / {:.2} s",
                 c.restart_ready_secs, c.reconnect_storm_secs
             ),
+        ));
+        let m = &self.dcmanager_model;
+        rows.push((
+            "dcmanager's rules, same work: wall (ratio)",
+            format!("{:.2} s ({:.1}x ours)", m.wall_secs, m.wall_ratio),
+        ));
+        rows.push((
+            "  progress delay p50 / p99 / max",
+            match &m.progress_delay {
+                Some(s) => format!(
+                    "{:.1} / {:.1} / {:.1} s",
+                    s.p50_ms / 1000.0,
+                    s.p99_ms / 1000.0,
+                    s.max_ms / 1000.0
+                ),
+                None => "no messages".to_owned(),
+            },
         ));
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let mut out = String::new();

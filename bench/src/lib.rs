@@ -3,6 +3,7 @@
 //! with its tests: the ideal schedule, progress-latency matching, `/proc` readings, a small HTTP client
 //! for the REST API, the step follower (over the event stream), the agents' own work, and the figures with their table.
 
+pub mod dcmanager;
 pub mod figures;
 pub mod follower;
 pub mod http;

@@ -22,8 +22,10 @@ use clap::{Parser, ValueEnum};
 use dc_agent::config::ReconnectConfig;
 use dc_agent::sim::SimCluster;
 use dc_agent::{AgentConfig, ClusterConfig, RunOptions};
+use dc_bench::dcmanager::Rules;
 use dc_bench::figures::{
-    ConnectionFigures, ControllerFigures, Figures, LatencyFigures, Settings, Setup, StrategyFigures,
+    ConnectionFigures, ControllerFigures, Figures, LatencyFigures, ModelFigures, Settings, Setup,
+    StrategyFigures,
 };
 use dc_bench::follower::{StepsPage, follow_steps};
 use dc_bench::http::{Http, gauge};
@@ -452,12 +454,25 @@ async fn measure(
     let mut latencies = Vec::new();
     let mut emitted = 0;
     let no_changes = Vec::new();
-    for (subcloud, emissions) in emissions(&events) {
+    let written = emissions(&events);
+    for (subcloud, emissions) in &written {
         emitted += emissions.len();
-        let changes = followed.changes.get(&subcloud).unwrap_or(&no_changes);
-        latencies.extend(match_subcloud(&emissions, changes));
+        let changes = followed.changes.get(subcloud).unwrap_or(&no_changes);
+        latencies.extend(match_subcloud(emissions, changes));
     }
     let wall_secs = wall.map_or(f64::NAN, secs);
+    let rules = Rules::DCMANAGER;
+    let modelled = secs(rules.wall(&durations, max_parallel as usize));
+    let mut delays: Vec<Duration> = written
+        .iter()
+        .flat_map(|(subcloud, written)| {
+            let start = work.started.get(subcloud).copied();
+            written.iter().filter_map(move |e| {
+                let offset = e.at.checked_duration_since(start?)?;
+                Some(rules.progress_delay(offset))
+            })
+        })
+        .collect();
     let complete = followed
         .last
         .iter()
@@ -531,6 +546,11 @@ async fn measure(
             connect_secs,
             restart_ready_secs,
             reconnect_storm_secs,
+        },
+        dcmanager_model: ModelFigures {
+            wall_secs: modelled,
+            wall_ratio: modelled / wall_secs,
+            progress_delay: Summary::of(&mut delays),
         },
     })
 }

@@ -12,6 +12,8 @@ use crate::latency::{Emission, Expected};
 /// Each agent's work as it measured it: Start received to its last phase result written.
 #[derive(Default)]
 pub struct AgentWork {
+    /// When each agent received its Start.
+    pub started: HashMap<String, Instant>,
     pub total: HashMap<String, Duration>,
     pub phases: BTreeMap<Phase, Vec<Duration>>,
 }
@@ -24,6 +26,7 @@ impl AgentWork {
             match &e.traffic {
                 Traffic::Received(Command::Start { .. }) => {
                     since.entry(&e.subcloud).or_insert((e.at, e.at));
+                    work.started.entry(e.subcloud.clone()).or_insert(e.at);
                 }
                 Traffic::Sent(message) => {
                     let AgentMessage::PhaseResult(r) = message.as_ref() else {

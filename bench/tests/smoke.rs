@@ -25,6 +25,8 @@ fn a_three_subcloud_run_completes_and_writes_every_figure() {
         ("controller", "rss_per_subcloud_kib"),
         ("controller", "cpu_secs_strategy"),
         ("progress_latency", "steps_get_mean_ms"),
+        ("dcmanager_model", "wall_secs"),
+        ("dcmanager_model", "wall_ratio"),
         ("connections", "connect_secs"),
         ("connections", "reconnect_storm_secs"),
     ] {
