@@ -11,9 +11,9 @@
 //! are the same phases), the build is done by the first build poll, the worker's own loop (at most 1 s
 //! at 600 subclouds and more) and the REST and database costs are left out.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
+
+use crate::schedule::list_schedule;
 
 /// dcmanager's loop and poll periods.
 #[derive(Debug, Clone, Copy)]
@@ -48,21 +48,12 @@ impl Rules {
     /// The strategy's wall time: the steps in order, each started at the manager's first tick after
     /// a slot frees (the first wave at once), each lasting [`Self::step_time`].
     pub fn wall(&self, work: &[Duration], slots: usize) -> Duration {
-        let mut busy: BinaryHeap<Reverse<Duration>> = BinaryHeap::new();
-        let mut end = Duration::ZERO;
-        for &w in work {
-            let start = if busy.len() < slots.max(1) {
-                Duration::ZERO
-            } else {
-                busy.pop().map_or(Duration::ZERO, |Reverse(free)| {
-                    next_tick(free, self.manager_loop)
-                })
-            };
-            let finish = start + self.step_time(w);
-            end = end.max(finish);
-            busy.push(Reverse(finish));
-        }
-        end
+        list_schedule(
+            work,
+            slots,
+            |free| next_tick(free, self.manager_loop),
+            |w| self.step_time(w),
+        )
     }
 }
 

@@ -8,15 +8,27 @@ use std::time::Duration;
 /// starting the moment a slot frees (list scheduling, as the sliding window does). With at least as
 /// many slots as steps it is the longest step's work.
 pub fn makespan(work: &[Duration], slots: usize) -> Duration {
+    list_schedule(work, slots, |free| free, |w| w)
+}
+
+/// List scheduling of `work` in order on `slots`: the first wave starts at 0; each later step starts
+/// at `start_after(t)` of the time `t` a slot frees and lasts `length(w)`. The end of the last one.
+pub fn list_schedule(
+    work: &[Duration],
+    slots: usize,
+    start_after: impl Fn(Duration) -> Duration,
+    length: impl Fn(Duration) -> Duration,
+) -> Duration {
     let mut busy: BinaryHeap<Reverse<Duration>> = BinaryHeap::new();
     let mut end = Duration::ZERO;
     for &w in work {
         let start = if busy.len() < slots.max(1) {
             Duration::ZERO
         } else {
-            busy.pop().map_or(Duration::ZERO, |Reverse(free)| free)
+            busy.pop()
+                .map_or(Duration::ZERO, |Reverse(free)| start_after(free))
         };
-        let finish = start + w;
+        let finish = start + length(w);
         end = end.max(finish);
         busy.push(Reverse(finish));
     }
