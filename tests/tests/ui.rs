@@ -102,6 +102,20 @@ fn newest_event_id(fleet: &Fleet) -> String {
     })
 }
 
+/// A real pointer click on `name`'s cell of the fleet map.
+fn click_cell(browser: &Browser, name: &str) {
+    let centre = browser
+        .execute("return window.dcUi.cellCentre(arguments[0])", json!([name]))
+        .unwrap();
+    browser
+        .click_at(
+            "#fleet-map",
+            centre["x"].as_f64().unwrap(),
+            centre["y"].as_f64().unwrap(),
+        )
+        .unwrap();
+}
+
 fn rest_counts(fleet: &Fleet) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for step in steps(fleet) {
@@ -181,19 +195,7 @@ fn the_page_creates_and_applies_a_strategy_and_its_counts_follow_it_to_complete(
         )
         .unwrap();
     let running = running.as_str().expect("a running subcloud").to_owned();
-    let centre = browser
-        .execute(
-            "return window.dcUi.cellCentre(arguments[0])",
-            json!([running]),
-        )
-        .unwrap();
-    browser
-        .click_at(
-            "#fleet-map",
-            centre["x"].as_f64().unwrap(),
-            centre["y"].as_f64().unwrap(),
-        )
-        .unwrap();
+    click_cell(&browser, &running);
     let detail = browser
         .wait_for(
             "the clicked subcloud's detail panel",
@@ -307,16 +309,7 @@ fn the_failed_filter_shows_an_injected_failure_with_its_reason_in_the_detail_pan
         .unwrap_or_else(|e| panic!("{e}"));
 
     // A real click on f1's cell of the map.
-    let centre = browser
-        .execute("return window.dcUi.cellCentre('f1')", json!([]))
-        .unwrap();
-    browser
-        .click_at(
-            "#fleet-map",
-            centre["x"].as_f64().unwrap(),
-            centre["y"].as_f64().unwrap(),
-        )
-        .unwrap();
+    click_cell(&browser, "f1");
     let detail = browser
         .wait_for(
             "f1's detail panel with its error description",
