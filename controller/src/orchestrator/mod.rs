@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use crate::config::ControllerConfig;
 use crate::error::ApiError;
 use crate::events::{EventHub, Kind};
-use crate::model::{DEFAULT_GROUP_ID, Group, Stage, Step, StrategyState, now_string};
+use crate::model::{DEFAULT_GROUP_ID, Group, Stage, Step, StrategyState, SubcloudStatus};
 use crate::requests::{
     AddSubcloud, CreateStrategy, GroupBody, GroupRef, PatchSubcloud, StrategyAction, UpdateOptions,
 };
@@ -102,7 +102,7 @@ pub struct Figures;
 pub struct Shutdown;
 
 /// What the event stream's snapshot takes from the orchestrator: the strategy (`null` without one)
-/// and every subcloud's status ([`subcloud_status`]).
+/// and every subcloud's status ([`crate::model::SubcloudStatus`]).
 #[derive(Message)]
 #[rtype(result = "Watched")]
 pub struct WatchedState;
@@ -114,26 +114,6 @@ pub struct Watched {
 
 /// How often subclouds whose heartbeats stopped are looked for, to announce them offline.
 const OFFLINE_SWEEP: Duration = Duration::from_secs(1);
-
-/// A subcloud's part of the event stream: its availability, sync status and root CA expiry, with the
-/// keys and values of the subcloud list.
-pub fn subcloud_status(st: &State, s: &crate::model::Subcloud) -> Value {
-    let full = st.subcloud_json(s, true);
-    let mut status = serde_json::Map::new();
-    for key in [
-        "id",
-        "name",
-        "availability-status",
-        "sync_status",
-        "kube-rootca-expiry",
-    ] {
-        status.insert(
-            key.to_owned(),
-            full.get(key).cloned().unwrap_or(Value::Null),
-        );
-    }
-    Value::Object(status)
-}
 
 /// Refill the window and settle the strategy's state.
 #[derive(Message)]
@@ -149,7 +129,7 @@ pub struct Orchestrator {
     status: watch::Sender<Status>,
     events: Arc<EventHub>,
     /// Each subcloud's status as last published, so only changes are.
-    announced: HashMap<String, Value>,
+    announced: HashMap<String, SubcloudStatus>,
 }
 
 impl Orchestrator {
@@ -301,19 +281,20 @@ impl Orchestrator {
 
     /// Publishes the subcloud's status if it changed since it was last published.
     fn announce_subcloud(&mut self, name: &str) {
-        let status = match self.state.subclouds.get(name) {
-            Some(s) => subcloud_status(&self.state, s),
-            None => serde_json::json!({"name": name, "deleted": true}),
+        let Some(s) = self.state.subclouds.get(name) else {
+            self.announced.remove(name);
+            self.events.publish(
+                Kind::Subcloud,
+                &serde_json::json!({"name": name, "deleted": true}),
+            );
+            return;
         };
+        let status = self.state.subcloud_status(s);
         if self.announced.get(name) == Some(&status) {
             return;
         }
-        self.events.publish(Kind::Subcloud, &status);
-        if self.state.subclouds.contains_key(name) {
-            self.announced.insert(name.to_owned(), status);
-        } else {
-            self.announced.remove(name);
-        }
+        self.events.publish(Kind::Subcloud, &status.to_json(name));
+        self.announced.insert(name.to_owned(), status);
     }
 
     /// Announces the subclouds last announced online whose heartbeats have since stopped: nothing
@@ -322,9 +303,7 @@ impl Orchestrator {
         let quiet: Vec<String> = self
             .announced
             .iter()
-            .filter(|(name, status)| {
-                status["availability-status"] == "online" && !self.state.online(name)
-            })
+            .filter(|(name, status)| status.online && !self.state.online(name))
             .map(|(name, _)| name.clone())
             .collect();
         for name in quiet {
@@ -502,7 +481,7 @@ impl Handler<WatchedState> for Orchestrator {
             subclouds: st
                 .subclouds
                 .values()
-                .map(|s| subcloud_status(st, s))
+                .map(|s| st.subcloud_status(s).to_json(&s.name))
                 .collect(),
         })
     }
@@ -618,7 +597,7 @@ impl Handler<Heartbeat> for Orchestrator {
         session.heartbeat_seen = true;
         let hb = msg.heartbeat;
         live.last_heartbeat = Some(Instant::now());
-        live.last_heartbeat_at = Some(now_string());
+        live.last_heartbeat_at = Some(time::OffsetDateTime::now_utc());
         live.root_ca = hb.root_ca;
         live.alarms = bounded_alarms(hb.alarms);
         live.update = hb.update;

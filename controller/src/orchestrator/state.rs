@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::error::ApiError;
-use crate::model::{Group, LiveView, Step, Strategy, Subcloud, SyncStatus};
+use crate::model::{Group, LiveView, Step, Strategy, Subcloud, SubcloudStatus, SyncStatus};
 use crate::options::OptionsEntry;
 use crate::requests::GroupRef;
 use crate::rules;
@@ -37,7 +37,8 @@ pub struct SessionRef {
 pub struct Live {
     pub session: Option<SessionRef>,
     pub last_heartbeat: Option<Instant>,
-    pub last_heartbeat_at: Option<String>,
+    /// Kept as a time, formatted only when shown: heartbeats are the controller's most frequent message.
+    pub last_heartbeat_at: Option<time::OffsetDateTime>,
     pub root_ca: Option<RootCaInfo>,
     pub alarms: Vec<Alarm>,
     pub update: Option<UpdateStatus>,
@@ -243,18 +244,36 @@ impl State {
         };
         LiveView {
             online,
-            sync: Some(rules::kube_rootca_sync(
-                online,
-                l.root_ca.as_ref(),
-                &l.alarms,
-                l.update.as_ref(),
-                dc_certs::now(),
-                self.expiring_days,
-            )),
+            sync: Some(self.sync(online, l)),
             root_ca: l.root_ca.clone(),
             alarms: l.alarms.iter().map(|a| a.id.clone()).collect(),
-            last_heartbeat_at: l.last_heartbeat_at.clone(),
+            last_heartbeat_at: l.last_heartbeat_at.map(crate::model::format_datetime),
             unfinished: l.update.clone().filter(UpdateStatus::unfinished),
+        }
+    }
+
+    /// The kube-rootca audit of an agent's live facts: one rule for the list, the stream and the
+    /// strategy.
+    fn sync(&self, online: bool, l: &Live) -> SyncStatus {
+        rules::kube_rootca_sync(
+            online,
+            l.root_ca.as_ref(),
+            &l.alarms,
+            l.update.as_ref(),
+            dc_certs::now(),
+            self.expiring_days,
+        )
+    }
+
+    /// What the event stream says of a subcloud, without building its whole view.
+    pub fn subcloud_status(&self, s: &Subcloud) -> SubcloudStatus {
+        let online = self.online(&s.name);
+        let live = self.live.get(&s.name);
+        SubcloudStatus {
+            id: s.id,
+            online,
+            sync: live.map_or(SyncStatus::Unknown, |l| self.sync(online, l)),
+            expiry: live.and_then(|l| l.root_ca.as_ref()).map(|c| c.not_after),
         }
     }
 
@@ -412,5 +431,43 @@ pub mod tests {
         assert!(st.group(&GroupRef::Name("edge".into())).is_none());
         assert!(!st.online("s1"), "no agent has connected");
         assert_eq!(st.sync_of("s1"), SyncStatus::Unknown);
+    }
+
+    #[test]
+    fn a_subclouds_stream_status_is_its_list_entry_in_brief() {
+        let mut st = state(2);
+        st.live.insert(
+            "s2".into(),
+            Live {
+                root_ca: Some(RootCaInfo {
+                    subject: "CN=root".into(),
+                    serial: "01".into(),
+                    not_before: 0,
+                    not_after: 1_700_000_000,
+                }),
+                last_heartbeat_at: Some(time::OffsetDateTime::now_utc()),
+                ..Live::default()
+            },
+        );
+        for s in st.subclouds.values() {
+            let list = st.subcloud_json(s, true);
+            let status = st.subcloud_status(s).to_json(&s.name);
+            let keys = [
+                "id",
+                "name",
+                "availability-status",
+                "sync_status",
+                "kube-rootca-expiry",
+            ];
+            let brief: serde_json::Map<String, Value> = keys
+                .iter()
+                .map(|k| ((*k).to_owned(), list[*k].clone()))
+                .collect();
+            assert_eq!(status, Value::Object(brief), "{}", s.name);
+        }
+        assert_eq!(
+            st.subcloud_status(&st.subclouds["s2"]).to_json("s2")["kube-rootca-expiry"],
+            "2023-11-14 22:13:20.000000"
+        );
     }
 }
