@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -64,12 +65,14 @@ pub struct Frame {
 }
 
 /// The SSE text of an event.
-pub fn frame(epoch: &str, seq: u64, kind: Kind, data: &Value) -> Bytes {
-    // serde_json escapes newlines inside strings, so the data is one line.
+pub fn frame(epoch: &str, seq: u64, kind: Kind, data: &impl Serialize) -> Bytes {
+    // serde_json escapes newlines inside strings, so the data is one line. What is published here (JSON
+    // values and maps of string keys) always serialises.
+    let data = serde_json::to_string(data).unwrap_or_default();
     Bytes::from(dc_sse::encode(
         &format!("{epoch}-{seq}"),
         kind.name(),
-        &data.to_string(),
+        &data,
     ))
 }
 
@@ -241,7 +244,7 @@ impl EventHub {
     }
 
     /// The snapshot frame at `seq`, encoded for the one subscriber that needs it.
-    pub fn snapshot(&self, seq: u64, data: &Value) -> Bytes {
+    pub fn snapshot(&self, seq: u64, data: &impl Serialize) -> Bytes {
         frame(&self.epoch, seq, Kind::Snapshot, data)
     }
 

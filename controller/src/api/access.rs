@@ -8,6 +8,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures::future::LocalBoxFuture;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::keystone::{Keystone, Verdict};
@@ -16,7 +17,6 @@ use crate::error::{ApiError, ControllerError};
 use crate::events::EventHub;
 use crate::model::Step;
 use crate::orchestrator::persist::{self, Persist, StepOf, StepRows};
-use crate::orchestrator::registry::keyed_list;
 use crate::orchestrator::{self, Api, ApiRequest, Orchestrator, metrics};
 
 /// The actors behind the API, and which of them answers what: the orchestrator owns the records, the
@@ -38,30 +38,26 @@ impl Actors {
         self.orchestrator.send(Api(req)).await.map_err(stopping)?
     }
 
-    /// `{"strategy-steps": [...]}`: the rows are copied off the writer, the JSON is built here on the
-    /// caller's thread.
-    pub async fn steps(&self) -> Result<Value, ApiError> {
-        let rows = self.persist.send(StepRows).await.map_err(stopping)?;
-        Ok(keyed_list(
-            "strategy-steps",
-            rows.iter().map(Step::to_json).collect(),
-        ))
+    /// `{"strategy-steps": [...]}`: the rows are copied off the writer and serialised on the caller's
+    /// thread.
+    pub async fn steps(&self) -> Result<StepsList, ApiError> {
+        let steps = self.persist.send(StepRows).await.map_err(stopping)?;
+        Ok(StepsList { steps })
     }
 
-    /// The event stream's snapshot: `{"strategy": strategy or null, "strategy-steps": [...],
-    /// "subclouds": [status, ...]}`, each as now or newer than the moment the caller subscribed.
-    pub async fn watched(&self) -> Result<Value, ApiError> {
+    /// The event stream's snapshot, each part as now or newer than the moment the caller subscribed.
+    pub async fn watched(&self) -> Result<Snapshot, ApiError> {
         let watched = self
             .orchestrator
             .send(orchestrator::WatchedState)
             .await
             .map_err(stopping)?;
-        let rows = self.persist.send(StepRows).await.map_err(stopping)?;
-        Ok(serde_json::json!({
-            "strategy": watched.strategy,
-            "strategy-steps": rows.iter().map(Step::to_json).collect::<Vec<_>>(),
-            "subclouds": watched.subclouds,
-        }))
+        let steps = self.persist.send(StepRows).await.map_err(stopping)?;
+        Ok(Snapshot {
+            strategy: watched.strategy,
+            steps,
+            subclouds: watched.subclouds,
+        })
     }
 
     /// One subcloud's step.
@@ -94,6 +90,23 @@ impl Actors {
             metrics::BuildInfo::CURRENT,
         ))
     }
+}
+
+/// `{"strategy-steps": [step, ...]}`.
+#[derive(Serialize)]
+pub struct StepsList {
+    #[serde(rename = "strategy-steps")]
+    steps: Vec<Step>,
+}
+
+/// The event stream's snapshot: `{"strategy": strategy or null, "strategy-steps": [...],
+/// "subclouds": [status, ...]}`.
+#[derive(Serialize)]
+pub struct Snapshot {
+    strategy: Value,
+    #[serde(rename = "strategy-steps")]
+    steps: Vec<Step>,
+    subclouds: Vec<Value>,
 }
 
 /// What the handlers share.

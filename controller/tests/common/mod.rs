@@ -259,7 +259,8 @@ impl Harness {
     }
 
     pub async fn steps(&self) -> HashMap<String, Value> {
-        let v = self.ctl().actors().steps().await.expect("steps");
+        let list = self.ctl().actors().steps().await.expect("steps");
+        let v = serde_json::to_value(list).expect("the steps list is JSON");
         v["strategy-steps"]
             .as_array()
             .expect("array")
