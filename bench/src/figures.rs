@@ -93,6 +93,27 @@ pub struct ControllerFigures {
     pub cpu_secs_strategy: f64,
     /// CPU from start to the strategy's end.
     pub cpu_secs_total: f64,
+    /// CPU over a window with every agent connected and nothing to do: what keeping N agents
+    /// connected costs (their heartbeats and acks, the offline sweep), whatever the strategy does.
+    pub cpu_secs_idle: f64,
+    pub idle_secs: f64,
+    /// `cpu_secs_idle` per heartbeat received in that window.
+    pub cpu_us_per_heartbeat: f64,
+    /// The strategy's CPU less the connected fleet's cost over the same time, per subcloud: what one
+    /// subcloud's update costs the controller. The bench runs N simulated clusters on the same cores,
+    /// so its wall time (and the heartbeats in it) grows with N; a real fleet's subclouds work on
+    /// their own machines.
+    pub cpu_ms_per_update: f64,
+}
+
+impl ControllerFigures {
+    /// Fills in the per-heartbeat and per-update figures from the measured CPU times.
+    pub fn split_cpu(&mut self, subclouds: usize, heartbeat_secs: u64, wall_secs: f64) {
+        let heartbeats = subclouds as f64 * self.idle_secs / heartbeat_secs as f64;
+        self.cpu_us_per_heartbeat = self.cpu_secs_idle / heartbeats * 1e6;
+        let connected = self.cpu_secs_idle / self.idle_secs * wall_secs;
+        self.cpu_ms_per_update = (self.cpu_secs_strategy - connected) / subclouds as f64 * 1e3;
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +219,22 @@ impl Figures {
                     self.controller.cpu_secs_strategy, self.controller.cpu_secs_total
                 ),
             ),
+            (
+                "controller CPU connected, idle",
+                format!(
+                    "{:.2} s in {:.0} s ({:.0} us per heartbeat)",
+                    self.controller.cpu_secs_idle,
+                    self.controller.idle_secs,
+                    self.controller.cpu_us_per_heartbeat
+                ),
+            ),
+            (
+                "controller CPU per subcloud update",
+                format!(
+                    "{:.2} ms (the strategy's CPU less the idle fleet's over its wall time)",
+                    self.controller.cpu_ms_per_update
+                ),
+            ),
         ];
         let l = &self.progress_latency;
         rows.push((
@@ -253,5 +290,32 @@ impl Figures {
             let _ = writeln!(out, "{k:<width$}  {v}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connected_fleets_cost_over_the_wall_time_is_taken_out_of_the_update() {
+        let mut c = ControllerFigures {
+            rss_idle_mib: 0.0,
+            rss_registered_mib: 0.0,
+            rss_connected_mib: 0.0,
+            peak_rss_mib: 0.0,
+            rss_per_subcloud_kib: 0.0,
+            cpu_secs_strategy: 25.0,
+            cpu_secs_total: 30.0,
+            cpu_secs_idle: 2.0,
+            idle_secs: 20.0,
+            cpu_us_per_heartbeat: f64::NAN,
+            cpu_ms_per_update: f64::NAN,
+        };
+        // 1000 subclouds heartbeating every 10 s: 2,000 heartbeats in 20 s for 2 s of CPU.
+        c.split_cpu(1000, 10, 100.0);
+        assert!((c.cpu_us_per_heartbeat - 1000.0).abs() < 1e-9);
+        // 100 s at 0.1 s of CPU a second is 10 s of the 25: 15 ms for each of 1000 updates.
+        assert!((c.cpu_ms_per_update - 15.0).abs() < 1e-9);
     }
 }

@@ -68,6 +68,10 @@ struct Args {
     /// Give up on the strategy after this many seconds.
     #[arg(long, default_value_t = 3600)]
     timeout_secs: u64,
+    /// Seconds the connected fleet is left idle before the strategy, to measure what keeping N agents
+    /// connected costs the controller.
+    #[arg(long, default_value_t = 30)]
+    idle_secs: u64,
     /// Keep the agents' data and the database (by default only logs and figures stay).
     #[arg(long)]
     keep_state: bool,
@@ -108,6 +112,7 @@ const ONLINE_TIMEOUT: Duration = Duration::from_secs(600);
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.subclouds >= 1, "--subclouds must be at least 1");
+    ensure!(args.idle_secs >= 1, "--idle-secs must be at least 1");
     let max_parallel = args
         .max_parallel
         .unwrap_or_else(|| u32::try_from(args.subclouds.min(5000)).unwrap_or(5000));
@@ -119,12 +124,13 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", state.display()))?;
     let log = std::fs::File::create(state.join("logs").join("agents.log"))?;
     dc_config::logging::init_to(std::sync::Mutex::new(log), "warn")?;
-    let fds = raise_open_files_limit()?;
+    let needed = 2 * args.subclouds as u64 + 256;
+    let fds = raise_open_files_limit(needed)?;
     ensure!(
-        fds >= 2 * args.subclouds as u64 + 256,
-        "{} subclouds need about {} open files; the hard limit is {fds}",
+        fds >= needed,
+        "{} subclouds need about {needed} open files; the limit is {fds} (raising the hard limit \
+         needs root or CAP_SYS_RESOURCE)",
         args.subclouds,
-        2 * args.subclouds + 256
     );
     println!("dc-fleet-bench: state directory {}", state.display());
     dc_test_support::process::build_workspace_binaries(&["dc-controller"])?;
@@ -161,11 +167,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Thousands of connections need thousands of descriptors: the soft limit goes up to the hard one
-/// (the controller, our child, inherits it).
-fn raise_open_files_limit() -> anyhow::Result<u64> {
+/// Thousands of connections need thousands of descriptors: the soft limit goes up to the hard one,
+/// and the hard one to `needed` where we may raise it (10,000 subclouds need more than the usual
+/// 20,000). The controller, our child, inherits it.
+fn raise_open_files_limit(needed: u64) -> anyhow::Result<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if hard < needed && setrlimit(Resource::RLIMIT_NOFILE, needed, needed).is_ok() {
+        return Ok(needed);
+    }
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
@@ -332,6 +342,12 @@ async fn measure(
     wait_online(&mut http, n).await?;
     let connect_secs = secs(t.elapsed());
     let connected = procstat::sample(pid)?;
+    println!(
+        "dc-fleet-bench: all {n} online; leaving the fleet idle for {} s",
+        args.idle_secs
+    );
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    let idled = procstat::sample(pid)?;
 
     // The subclouds' options, as an operator sets them before creating the strategy.
     let mut options = serde_json::Map::new();
@@ -478,7 +494,7 @@ async fn measure(
         .iter()
         .filter(|s| s.state == dc_controller::model::step_state::COMPLETE)
         .count();
-    Ok(Figures {
+    let mut figures = Figures {
         subclouds: n,
         max_parallel,
         shape: match args.shape {
@@ -530,6 +546,10 @@ async fn measure(
                 / n as f64,
             cpu_secs_strategy: after.cpu_secs - before.cpu_secs,
             cpu_secs_total: after.cpu_secs,
+            cpu_secs_idle: idled.cpu_secs - connected.cpu_secs,
+            idle_secs: args.idle_secs as f64,
+            cpu_us_per_heartbeat: f64::NAN,
+            cpu_ms_per_update: f64::NAN,
         },
         progress_latency: LatencyFigures {
             events: followed.events,
@@ -552,7 +572,11 @@ async fn measure(
             wall_ratio: modelled / wall_secs,
             progress_delay: Summary::of(&mut delays),
         },
-    })
+    };
+    figures
+        .controller
+        .split_cpu(n, u64::from(CONTROLLER.heartbeat_interval_secs), wall_secs);
+    Ok(figures)
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
