@@ -15,8 +15,12 @@ pub struct ControllerConfig {
     pub api: ApiConfig,
     pub agents: AgentsConfig,
     pub pki: PkiConfig,
-    /// The SQLite database file; created when missing.
+    /// The SQLite database file (created when missing), or a PostgreSQL server's URL
+    /// (`postgresql://user@host:5432/dbname?sslmode=require`), whose tables are created when missing.
     pub database: PathBuf,
+    /// The CA (PEM file) that signs the PostgreSQL server's certificate; without it, the system's
+    /// roots. Not used with SQLite.
+    pub database_ca: Option<PathBuf>,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     /// Seconds between agent heartbeats, told to every agent in its Welcome.
@@ -40,6 +44,7 @@ impl Default for ControllerConfig {
             agents: AgentsConfig::default(),
             pki: PkiConfig::default(),
             database: PathBuf::from("/var/lib/dc-rootca/controller.sqlite"),
+            database_ca: None,
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             heartbeat_interval_secs: 10,

@@ -15,7 +15,8 @@
 //! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions;
 //!   [`options`]: the sw-update-options (`strategy-config`) entries and the options a subcloud's
 //!   update runs with.
-//! - [`store`]: persistence behind a trait (SQLite by default), on its own thread.
+//! - [`store`]: persistence behind a trait (SQLite by default, PostgreSQL for several controllers on one
+//!   database), on its own thread.
 //! - [`config`], [`error`]: the TOML/env configuration (the loader shared with the agent) and errors.
 //! - [`systemd`]: readiness and the watchdog for the packaged unit (`Type=notify`).
 //!
@@ -57,7 +58,7 @@ pub use orchestrator::Status;
 use api::Actors;
 use orchestrator::persist::{Flush, Persist};
 use orchestrator::{Orchestrator, Shutdown};
-use store::{SqliteStore, Store};
+use store::Store;
 
 /// A running controller.
 pub struct RunningController {
@@ -138,15 +139,20 @@ fn write_ready(path: &Path, api: SocketAddr, agents: SocketAddr) -> Result<(), C
 /// Starts the controller inside the current actix system: opens the store and resumes from it, binds
 /// the agent listener and the API, and writes the ready file when configured.
 pub async fn start(config: ControllerConfig) -> Result<RunningController, ControllerError> {
-    let sqlite = SqliteStore::open(&config.database)?;
-    start_with_store(config, Box::new(sqlite)).await
+    let database = store::Database::of(&config.database);
+    let ca = config.database_ca.clone();
+    // Connecting to a server blocks: off the actix thread.
+    let store = tokio::task::spawn_blocking(move || database.open(ca.as_deref()))
+        .await
+        .map_err(|e| ControllerError::Config(format!("opening the database: {e}")))??;
+    start_with_store(config, store).await
 }
 
-/// [`start`] on a store of the caller's (the `database` setting is not used): what a PostgreSQL store
-/// will plug into, and how tests put a failing disk under a controller.
+/// [`start`] on a store of the caller's (the `database` setting is not used): how tests put a failing
+/// disk under a controller.
 pub async fn start_with_store(
     config: ControllerConfig,
-    mut store: Box<dyn Store>,
+    store: Box<dyn Store>,
 ) -> Result<RunningController, ControllerError> {
     dc_protocol::tls::install_default_provider();
     config.validate()?;
@@ -168,7 +174,15 @@ pub async fn start_with_store(
         })),
     };
 
-    let snapshot = store.load()?;
+    // Loading blocks (a server's round trips, or a large file): off the actix thread.
+    let (store, snapshot) = tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let snapshot = store.load();
+        (store, snapshot)
+    })
+    .await
+    .map_err(|e| ControllerError::Config(format!("loading the database: {e}")))?;
+    let snapshot = snapshot?;
     let store = store::start_store(store);
 
     let (status_tx, status_rx) = watch::channel(Status::default());

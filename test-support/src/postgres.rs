@@ -155,6 +155,11 @@ impl TestPostgres {
 
     /// Runs SQL as the superuser over the Unix socket and answers its unaligned output.
     pub fn psql(&self, sql: &str) -> Result<String> {
+        self.psql_in("postgres", sql)
+    }
+
+    /// [`Self::psql`] in database `database`.
+    pub fn psql_in(&self, database: &str, sql: &str) -> Result<String> {
         let out = self
             .command(&self.bindir.join("psql"))
             .args([
@@ -171,7 +176,7 @@ impl TestPostgres {
             .arg(self.dir.path())
             .arg("-p")
             .arg(self.port.to_string())
-            .args(["-d", "postgres", "-c", sql])
+            .args(["-d", database, "-c", sql])
             .output()
             .map_err(err)?;
         if !out.status.success() {
