@@ -21,6 +21,8 @@ pub struct ControllerConfig {
     /// The CA (PEM file) that signs the PostgreSQL server's certificate; without it, the system's
     /// roots. Not used with SQLite.
     pub database_ca: Option<PathBuf>,
+    /// With PostgreSQL: one leader at a time among the controllers sharing the database.
+    pub leadership: LeadershipConfig,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     /// Seconds between agent heartbeats, told to every agent in its Welcome.
@@ -45,6 +47,7 @@ impl Default for ControllerConfig {
             pki: PkiConfig::default(),
             database: PathBuf::from("/var/lib/dc-rootca/controller.sqlite"),
             database_ca: None,
+            leadership: LeadershipConfig::default(),
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             heartbeat_interval_secs: 10,
@@ -122,6 +125,27 @@ impl Default for AgentsConfig {
             handshake_timeout_secs: 10,
             max_handshakes: 1024,
             certificate_days: 90,
+        }
+    }
+}
+
+/// Leadership among controllers sharing a PostgreSQL database (`crate::lease`); SQLite has one
+/// controller and no leadership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeadershipConfig {
+    /// Seconds a leader's lease lasts. It renews five times per lease and stops leading when a fifth of
+    /// it is left unrenewed; a standby takes over within the lease and a fifth after the last renewal.
+    pub lease_secs: u64,
+    /// How this controller is named in the lease (default: its pid and API address).
+    pub name: Option<String>,
+}
+
+impl Default for LeadershipConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: 5,
+            name: None,
         }
     }
 }

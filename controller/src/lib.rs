@@ -32,6 +32,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod lease;
 pub mod model;
 pub mod options;
 pub mod orchestrator;
@@ -71,6 +72,14 @@ pub struct RunningController {
     actors: Actors,
     status: watch::Receiver<Status>,
     store_failure: watch::Receiver<Option<String>>,
+    leadership_lost: watch::Receiver<Option<String>>,
+    keeper: Option<Keeper>,
+}
+
+/// The task that renews the leadership lease, and how to make it release the lease.
+struct Keeper {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: actix_rt::task::JoinHandle<()>,
 }
 
 impl RunningController {
@@ -83,6 +92,13 @@ impl RunningController {
     /// (`dc-controller` exits non-zero) so that a restart recovers from what is durable.
     pub fn store_failure(&self) -> watch::Receiver<Option<String>> {
         self.store_failure.clone()
+    }
+
+    /// Why this controller stopped leading, once it has (never with SQLite). It has already stopped
+    /// acting (agent listener closed, sessions and steps stopped); the process must stop too
+    /// (`dc-controller` exits non-zero), and a restart comes back as a standby.
+    pub fn leadership_lost(&self) -> watch::Receiver<Option<String>> {
+        self.leadership_lost.clone()
     }
 
     /// The actors that answer the API, for in-process callers.
@@ -108,6 +124,11 @@ impl RunningController {
             tracing::warn!(error = %e, "progress writer already stopped");
         }
         self.server.stop(true).await;
+        // Last: everything this controller wrote is durable before a standby may lead.
+        if let Some(keeper) = self.keeper {
+            let _ = keeper.stop.send(());
+            let _ = keeper.task.await;
+        }
     }
 }
 
@@ -139,20 +160,57 @@ fn write_ready(path: &Path, api: SocketAddr, agents: SocketAddr) -> Result<(), C
 /// Starts the controller inside the current actix system: opens the store and resumes from it, binds
 /// the agent listener and the API, and writes the ready file when configured.
 pub async fn start(config: ControllerConfig) -> Result<RunningController, ControllerError> {
-    let database = store::Database::of(&config.database);
     let ca = config.database_ca.clone();
-    // Connecting to a server blocks: off the actix thread.
-    let store = tokio::task::spawn_blocking(move || database.open(ca.as_deref()))
-        .await
-        .map_err(|e| ControllerError::Config(format!("opening the database: {e}")))??;
-    start_with_store(config, store).await
+    match store::Database::of(&config.database) {
+        database @ store::Database::Sqlite(_) => {
+            let store = blocking(move || database.open(ca.as_deref())).await?;
+            start_with_store(config, store).await
+        }
+        store::Database::Postgres(url) => {
+            let (at, ca_path) = (url.clone(), ca.clone());
+            let mut store =
+                blocking(move || store::PostgresStore::connect(&at, ca_path.as_deref())).await?;
+            let timing = lease::Timing {
+                lease: Duration::from_secs(config.leadership.lease_secs.max(1)),
+            };
+            let holder = config
+                .leadership
+                .name
+                .clone()
+                .unwrap_or_else(|| lease::default_holder(&config.api.listen));
+            // A standby waits here, listening on nothing, until the leader's lease expires.
+            let lease = lease::Lease::acquire(&url, ca.as_deref(), &holder, timing).await;
+            store.lead(lease.epoch);
+            run(config, Box::new(store), Some(lease)).await
+        }
+    }
 }
 
-/// [`start`] on a store of the caller's (the `database` setting is not used): how tests put a failing
-/// disk under a controller.
+/// Runs blocking database work (connecting, a server's round trips, a large file) off the actix
+/// thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
+) -> Result<T, ControllerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ControllerError::Config(format!("the database task failed: {e}")))?
+        .map_err(Into::into)
+}
+
 pub async fn start_with_store(
     config: ControllerConfig,
     store: Box<dyn Store>,
+) -> Result<RunningController, ControllerError> {
+    run(config, store, None).await
+}
+
+/// Starts the controller on an opened store, as the holder of `lease` when it has one: the lease is
+/// renewed while it runs, and if it is lost the controller stops leading at once (agent listener closed,
+/// sessions and steps stopped) and says so on [`RunningController::leadership_lost`].
+async fn run(
+    config: ControllerConfig,
+    store: Box<dyn Store>,
+    lease: Option<lease::Lease>,
 ) -> Result<RunningController, ControllerError> {
     dc_protocol::tls::install_default_provider();
     config.validate()?;
@@ -174,15 +232,12 @@ pub async fn start_with_store(
         })),
     };
 
-    // Loading blocks (a server's round trips, or a large file): off the actix thread.
-    let (store, snapshot) = tokio::task::spawn_blocking(move || {
+    let (store, snapshot) = blocking(move || {
         let mut store = store;
-        let snapshot = store.load();
-        (store, snapshot)
+        let snapshot = store.load()?;
+        Ok((store, snapshot))
     })
-    .await
-    .map_err(|e| ControllerError::Config(format!("loading the database: {e}")))?;
-    let snapshot = snapshot?;
+    .await?;
     let store = store::start_store(store);
 
     let (status_tx, status_rx) = watch::channel(Status::default());
@@ -274,6 +329,22 @@ pub async fn start_with_store(
         }
     });
 
+    let (lost_tx, leadership_lost) = watch::channel(None);
+    let keeper = lease.map(|lease| {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let listening = listener.abort_handle();
+        let orchestrator = actors.orchestrator.clone();
+        let task = actix_rt::spawn(async move {
+            if let Err(why) = lease.keep(stopped).await {
+                tracing::error!(%why, "lost the leadership: stopping leading");
+                listening.abort();
+                orchestrator.do_send(Shutdown);
+                lost_tx.send_replace(Some(why));
+            }
+        });
+        Keeper { stop, task }
+    });
+
     if let Some(path) = &config.ready_file {
         write_ready(path, api_addr, agents_addr)?;
     }
@@ -286,6 +357,8 @@ pub async fn start_with_store(
         actors,
         status: status_rx,
         store_failure: failure_rx,
+        leadership_lost,
+        keeper,
     })
 }
 

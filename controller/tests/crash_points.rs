@@ -85,7 +85,7 @@ async fn run(backend: Backend<'_>, crash_after: Option<usize>) -> usize {
         Backend::Postgres(server) => {
             let name = format!("crash_after_{}", crash_after.map_or(-1, |k| k as i64));
             let url = server.create_database(&name).expect("database");
-            Harness::on_postgres(600, url, server.ca()).await
+            Harness::on_postgres(600, url, server.ca(), |_| {}).await
         }
     };
     for n in NAMES {

@@ -156,8 +156,11 @@ pub struct Fleet {
     pub agents_addr: String,
     /// Used by every (re)start of the controller.
     pub controller_settings: ControllerSettings,
-    /// The controller's SQLite file (set before [`Self::launch`] to put it on another filesystem).
+    /// The controller's SQLite file (set before [`Self::launch`] to put it on another filesystem), or a
+    /// PostgreSQL URL.
     pub database: PathBuf,
+    /// The CA of the PostgreSQL server's certificate (`database_ca`).
+    pub database_ca: Option<PathBuf>,
     /// The controller's `[auth]`: [`ADMIN_TOKEN`] and [`READER_TOKEN`] unless a test sets another (the
     /// Keystone tests point it at a real Keystone before [`Self::start_controller`]).
     pub auth: AuthConfig,
@@ -241,6 +244,7 @@ impl Fleet {
             agents_addr: String::new(),
             controller_settings: ControllerSettings::default(),
             database: dir.join("controller.sqlite"),
+            database_ca: None,
             auth: AuthConfig {
                 tokens: vec![
                     TokenConfig {
@@ -264,6 +268,38 @@ impl Fleet {
     pub fn start_controller(&mut self) -> Result<()> {
         let ready = self.dir.join("controller.ready.json");
         let _ = std::fs::remove_file(&ready);
+        let child = self.spawn_controller("controller")?;
+        self.controller = Some(child);
+        self.await_controller(&ready, "controller", Duration::from_secs(30))
+    }
+
+    /// Starts another controller on the same database and ports (with PostgreSQL: a standby, which
+    /// binds nothing while the fleet's controller leads). [`Self::fail_over`] makes it the fleet's.
+    pub fn start_standby(&self, label: &str) -> Result<Child> {
+        self.spawn_controller(label)
+    }
+
+    /// SIGKILLs the leading controller and waits until `standby` leads (it announces its ports once it
+    /// does); answers how long that took.
+    pub fn fail_over(
+        &mut self,
+        standby: Child,
+        label: &str,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let ready = self.dir.join("controller.ready.json");
+        self.kill_controller();
+        let killed = Instant::now();
+        let _ = std::fs::remove_file(&ready);
+        self.controller = Some(standby);
+        self.await_controller(&ready, label, timeout)?;
+        Ok(killed.elapsed())
+    }
+
+    /// Writes `<label>.toml` (the same ports as the running controller's, if any) and starts a
+    /// controller on it.
+    fn spawn_controller(&self, label: &str) -> Result<Child> {
+        let ready = self.dir.join("controller.ready.json");
         let listen = |addr: &str| {
             if addr.is_empty() {
                 "127.0.0.1:0".to_owned()
@@ -271,7 +307,7 @@ impl Fleet {
                 addr.to_owned()
             }
         };
-        let config = self.dir.join("controller.toml");
+        let config = self.dir.join(format!("{label}.toml"));
         let settings = self.controller_settings;
         let values = ControllerConfig {
             api: ApiConfig {
@@ -286,33 +322,35 @@ impl Fleet {
             },
             pki: PkiConfig::from_dir(&self.dir.join("pki")),
             database: self.database.clone(),
+            database_ca: self.database_ca.clone(),
             auth: self.auth.clone(),
             heartbeat_interval_secs: settings.heartbeat_interval_secs,
             offline_after_secs: settings.offline_after_secs,
             agent_wait_secs: settings.agent_wait_secs,
             progress_flush_ms: settings.progress_flush_ms,
-            ready_file: Some(ready.clone()),
+            ready_file: Some(ready),
             ..ControllerConfig::default()
         };
         write_toml(&config, &values)?;
-        let log = self.log("controller");
-        self.controller = Some(
-            Child::spawn(
-                &bin_path("dc-controller"),
-                [
-                    "--config".as_ref(),
-                    config.as_os_str(),
-                    "--log-format".as_ref(),
-                    self.log_format.as_str().as_ref(),
-                ],
-                &log,
-            )
-            .map_err(err)?,
-        );
-        let announced = wait_for_json(&ready, Duration::from_secs(30)).map_err(|e| {
+        Child::spawn(
+            &bin_path("dc-controller"),
+            [
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--log-format".as_ref(),
+                self.log_format.as_str().as_ref(),
+            ],
+            &self.log(label),
+        )
+        .map_err(err)
+    }
+
+    /// Waits for the controller's ready file and takes its ports.
+    fn await_controller(&mut self, ready: &Path, label: &str, timeout: Duration) -> Result<()> {
+        let announced = wait_for_json(ready, timeout).map_err(|e| {
             FleetError(format!(
                 "controller did not start ({e}); see {}",
-                log.display()
+                self.log(label).display()
             ))
         })?;
         self.api = announced["api"].as_str().unwrap_or_default().to_owned();

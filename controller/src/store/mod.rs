@@ -10,7 +10,7 @@
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,16 +41,26 @@ pub enum StoreError {
     },
     #[error("the store is closed")]
     Closed,
+    /// Another controller took the leadership lease: this one's writes must not land.
+    #[error(
+        "not the leader any more: the lease is at epoch {current}, this controller led at {mine}"
+    )]
+    Deposed { mine: i64, current: i64 },
 }
 
 impl From<::postgres::Error> for StoreError {
-    /// `postgres::Error` shows only "db error": the server's message is in its source.
     fn from(e: ::postgres::Error) -> Self {
-        Self::Postgres(match (e.as_db_error(), std::error::Error::source(&e)) {
-            (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
-            (None, Some(source)) => format!("{e}: {source}"),
-            (None, None) => e.to_string(),
-        })
+        Self::Postgres(describe(&e))
+    }
+}
+
+/// A PostgreSQL error in words: `postgres::Error` shows only "db error", the server's message (and its
+/// SQLSTATE) is in its source.
+pub(crate) fn describe(e: &::postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(source)) => format!("{e}: {source}"),
+        (None, None) => e.to_string(),
     }
 }
 

@@ -20,6 +20,9 @@ use crate::options::OptionsEntry;
 /// The PostgreSQL store: one session, on the store's own thread.
 pub struct PostgresStore {
     client: Client,
+    /// The leadership epoch this controller writes under ([`Self::lead`]); `None` for a store used
+    /// without leadership (tests, tools).
+    epoch: Option<i64>,
 }
 
 /// The tables as the first release had them (schema version 0), in PostgreSQL's types: integers are
@@ -89,12 +92,23 @@ impl PostgresStore {
         }
         let mut client = config.connect(tls(ca)?)?;
         migrate(&mut client, MIGRATIONS)?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            epoch: None,
+        })
+    }
+
+    /// Fences every later write with `epoch`, the one this controller took the lease with
+    /// ([`crate::lease`]): a write commits only while the lease row still holds that epoch, so once a
+    /// standby has taken over, this controller's late writes fail ([`StoreError::Deposed`]) and land
+    /// nothing.
+    pub fn lead(&mut self, epoch: i64) {
+        self.epoch = Some(epoch);
     }
 }
 
 /// The TLS connector: rustls on ring, trusting `ca` (PEM) or the system's roots.
-fn tls(ca: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+pub(crate) fn tls(ca: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
     let config = match ca {
         Some(path) => {
             let pem = std::fs::read_to_string(path).map_err(|source| StoreError::File {
@@ -163,6 +177,7 @@ fn migrate_locked(client: &mut Client, migrations: &[&str]) -> Result<(), StoreE
         tx.execute("UPDATE schema_version SET version = $1", &[&version])?;
         tx.commit()?;
     }
+    client.batch_execute(crate::lease::TABLE)?;
     Ok(())
 }
 
@@ -457,6 +472,16 @@ impl Store for PostgresStore {
 
     fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
         let mut tx = self.client.transaction()?;
+        if let Some(mine) = self.epoch {
+            // FOR SHARE: a takeover (which bumps the epoch) waits for this transaction, or this one
+            // reads the epoch the takeover wrote; either way no write of a deposed leader commits.
+            let current: i64 = tx
+                .query_one("SELECT epoch FROM leader_lease WHERE id = 1 FOR SHARE", &[])?
+                .try_get(0)?;
+            if current != mine {
+                return Err(StoreError::Deposed { mine, current });
+            }
+        }
         for op in ops {
             write(&mut tx, op)?;
         }

@@ -31,13 +31,13 @@ impl Backend for OnSqlite {
     }
 }
 
-pub(super) struct OnPostgres {
-    pub(super) server: TestPostgres,
-    pub(super) url: String,
+pub(crate) struct OnPostgres {
+    pub(crate) server: TestPostgres,
+    pub(crate) url: String,
 }
 
 impl OnPostgres {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let server = TestPostgres::start().unwrap();
         let url = server.create_database("dc").unwrap();
         Self { server, url }

@@ -122,10 +122,15 @@ impl Harness {
         Self::start(pki, db, None, agent_wait_secs, adjust).await
     }
 
-    /// [`Self::new`] on a PostgreSQL database (`url`, its server's certificate signed by `ca`).
-    pub async fn on_postgres(agent_wait_secs: u64, url: String, ca: PathBuf) -> Self {
+    /// [`Self::with`] on a PostgreSQL database (`url`, its server's certificate signed by `ca`).
+    pub async fn on_postgres(
+        agent_wait_secs: u64,
+        url: String,
+        ca: PathBuf,
+        adjust: fn(&mut ControllerConfig),
+    ) -> Self {
         let pki = TestPki::new().expect("pki");
-        Self::start(pki, PathBuf::from(url), Some(ca), agent_wait_secs, |_| {}).await
+        Self::start(pki, PathBuf::from(url), Some(ca), agent_wait_secs, adjust).await
     }
 
     async fn start(
@@ -155,10 +160,11 @@ impl Harness {
         }
     }
 
-    /// A controller's configuration on this harness's PKI and database.
+    /// A controller's configuration on this harness's PKI and database (adjusted as at every start).
     pub fn config(&self) -> ControllerConfig {
         let mut c = config(&self.pki, &self.db, self.agent_wait_secs);
         c.database_ca = self.db_ca.clone();
+        (self.adjust)(&mut c);
         c
     }
 
@@ -171,9 +177,7 @@ impl Harness {
         if let Some(c) = self.controller.take() {
             c.stop().await;
         }
-        let mut c = self.config();
-        (self.adjust)(&mut c);
-        let c = dc_controller::start(c).await.expect("restart");
+        let c = dc_controller::start(self.config()).await.expect("restart");
         self.agents_addr.send_replace(c.agents_addr.to_string());
         self.controller = Some(c);
     }
