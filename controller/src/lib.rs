@@ -144,6 +144,27 @@ fn api_tls(files: &config::TlsFiles) -> Result<rustls::ServerConfig, ControllerE
         .map_err(|e| ControllerError::Tls(e.to_string()))
 }
 
+/// The agent listener's mutual-TLS configuration: the system CA verifies agents.
+fn agent_tls(config: &ControllerConfig) -> Result<Arc<rustls::ServerConfig>, ControllerError> {
+    dc_protocol::tls::server_config(
+        &read(&config.pki.ca)?,
+        &read(&config.pki.cert)?,
+        &read(&config.pki.key)?,
+    )
+    .map_err(|e| ControllerError::Tls(e.to_string()))
+}
+
+async fn bind_agents(
+    config: &ControllerConfig,
+) -> Result<tokio::net::TcpListener, ControllerError> {
+    tokio::net::TcpListener::bind(&config.agents.listen)
+        .await
+        .map_err(|source| ControllerError::Bind {
+            addr: config.agents.listen.clone(),
+            source,
+        })
+}
+
 /// Writes the bound addresses atomically (temporary file, then rename).
 fn write_ready(path: &Path, api: SocketAddr, agents: SocketAddr) -> Result<(), ControllerError> {
     let err = |source| ControllerError::ReadyFile {
@@ -178,10 +199,23 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
                 .name
                 .clone()
                 .unwrap_or_else(|| lease::default_holder(&config.api.listen));
-            // A standby waits here, listening on nothing, until the leader's lease expires.
+            // A standby waits here until the leader's lease expires, its agent listener bound and
+            // answering "not the leader", its API not yet listening.
+            let agents = bind_agents(&config).await?;
+            let (leading, refusing) = tokio::sync::oneshot::channel();
+            let standby = actix_rt::spawn(session::refuse_as_standby(
+                agents,
+                dc_protocol::tls::AgentAcceptor::new(agent_tls(&config)?),
+                Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
+                refusing,
+            ));
             let lease = lease::Lease::acquire(&url, ca.as_deref(), &holder, timing).await;
+            let _ = leading.send(());
+            let agents = standby.await.map_err(|e| {
+                ControllerError::Config(format!("the standby listener failed: {e}"))
+            })?;
             store.lead(lease.epoch);
-            run(config, Box::new(store), Some(lease)).await
+            run(config, Box::new(store), Some(lease), Some(agents)).await
         }
     }
 }
@@ -201,7 +235,7 @@ pub async fn start_with_store(
     config: ControllerConfig,
     store: Box<dyn Store>,
 ) -> Result<RunningController, ControllerError> {
-    run(config, store, None).await
+    run(config, store, None, None).await
 }
 
 /// Starts the controller on an opened store, as the holder of `lease` when it has one: the lease is
@@ -211,16 +245,12 @@ async fn run(
     config: ControllerConfig,
     store: Box<dyn Store>,
     lease: Option<lease::Lease>,
+    agents: Option<tokio::net::TcpListener>,
 ) -> Result<RunningController, ControllerError> {
     dc_protocol::tls::install_default_provider();
     config.validate()?;
     let config = Arc::new(config);
-    let server_config = dc_protocol::tls::server_config(
-        &read(&config.pki.ca)?,
-        &read(&config.pki.cert)?,
-        &read(&config.pki.key)?,
-    )
-    .map_err(|e| ControllerError::Tls(e.to_string()))?;
+    let server_config = agent_tls(&config)?;
     let api_tls = config.api.tls.as_ref().map(api_tls).transpose()?;
     let renewal = match &config.pki.ca_key {
         None => None,
@@ -260,12 +290,10 @@ async fn run(
     )
     .start();
 
-    let agents = tokio::net::TcpListener::bind(&config.agents.listen)
-        .await
-        .map_err(|source| ControllerError::Bind {
-            addr: config.agents.listen.clone(),
-            source,
-        })?;
+    let agents = match agents {
+        Some(bound) => bound,
+        None => bind_agents(&config).await?,
+    };
     let agents_addr = agents
         .local_addr()
         .map_err(|source| ControllerError::Bind {

@@ -1,7 +1,8 @@
-//! Two controllers on one real PostgreSQL database (in this process): the leader cut off from the
-//! database (its role refused and its sessions ended: the server stops accepting it) stops leading before
-//! the standby takes over, within the bound; the old leader, back, is a standby until the new leader
-//! stops, and then leads again.
+//! Two controllers on one real PostgreSQL database (in this process): the standby answers agents "not
+//! the leader"; the leader cut off from the database (its role refused and its sessions ended: the
+//! server stops accepting it) stops leading before the standby takes over, within the bound, and the
+//! agent (given both addresses) ends connected to the new leader; the old leader, back, is a standby
+//! until the new leader stops, and then leads again.
 
 mod common;
 
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::Harness;
 use dc_controller::ControllerConfig;
+use dc_protocol::{ControllerMessage, ErrorCode};
 use dc_test_support::postgres::TestPostgres;
+use futures::{SinkExt, StreamExt};
 
 /// Short leases keep the test short; the rules are the same at the default 5 s.
 const LEASE_SECS: u64 = 2;
@@ -27,6 +30,35 @@ fn lease(pg: &TestPostgres) -> (i64, String) {
     (epoch.parse().expect("epoch"), holder.to_owned())
 }
 
+/// Dials `addr` as agent `name` and answers the controller's first message.
+async fn hello(h: &Harness, name: &str, addr: &str) -> ControllerMessage {
+    let dir = h.pki.agent(name).expect("agent cert");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
+    let client =
+        dc_protocol::tls::client_config(&read("ca.crt"), &read("agent.crt"), &read("agent.key"))
+            .expect("client config");
+    let stream = dc_protocol::tls::connect(client, addr, "localhost")
+        .await
+        .expect("connect");
+    let (mut sink, mut frames) = dc_protocol::Connection::new(stream).into_inner().split();
+    let hello = dc_protocol::AgentMessage::Hello(dc_protocol::Hello {
+        subcloud: name.to_owned(),
+        agent_version: "test".to_owned(),
+        protocol_version: dc_protocol::PROTOCOL_VERSION,
+        capabilities: Vec::new(),
+    });
+    sink.send(dc_protocol::frame::encode(&hello).expect("encode"))
+        .await
+        .expect("send");
+    let frame = frames.next().await.expect("an answer").expect("frame");
+    dc_protocol::frame::decode(&frame).expect("decode")
+}
+
+fn free_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
 #[actix_web::test]
 async fn a_leader_cut_off_from_the_database_steps_down_before_the_standby_takes_over() {
     let pg = TestPostgres::start().expect("postgresql");
@@ -40,13 +72,32 @@ async fn a_leader_cut_off_from_the_database_steps_down_before_the_standby_takes_
     let mut h = Harness::on_postgres(600, url_as("leader_a"), pg.ca(), short_lease).await;
     let (epoch_a, _) = lease(&pg);
 
+    h.register("ha1").await;
+    let b_agents = free_address();
+    let mut agent = common::in_process_agent(&h, "ha1", &h.ctl().agents_addr.to_string(), false);
+    agent.controller.addresses = vec![b_agents.clone()];
+    let agents = common::run_agents(vec![agent]);
+    h.wait_status(|s| s.reporting == 1).await;
+
     let mut config_b = h.config();
     config_b.database = url_as("leader_b").into();
+    config_b.agents.listen = b_agents.clone();
     config_b.leadership.name = Some("controller-b".into());
     let standby = actix_rt::spawn(async move {
         let running = dc_controller::start(config_b).await.expect("standby start");
         (Instant::now(), running)
     });
+    // The standby answers an agent "not the leader" (once its listener is bound).
+    let refused = loop {
+        if tokio::net::TcpStream::connect(&b_agents).await.is_ok() {
+            break hello(&h, "ha1", &b_agents).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        matches!(&refused, ControllerMessage::Error(e) if e.code == ErrorCode::NotLeader),
+        "{refused:?}"
+    );
 
     // The server stops accepting the leader: its role may not log in and its sessions are ended.
     pg.psql("ALTER ROLE leader_a NOLOGIN").expect("alter");
@@ -90,6 +141,13 @@ async fn a_leader_cut_off_from_the_database_steps_down_before_the_standby_takes_
     );
     let (epoch_b, holder) = lease(&pg);
     assert_eq!((epoch_b, holder.as_str()), (epoch_a + 1, "controller-b"));
+    // The agent moved on to the new leader.
+    let mut status = b.status();
+    tokio::time::timeout(common::TIMEOUT, status.wait_for(|s| s.reporting == 1))
+        .await
+        .expect("the agent connects to the new leader")
+        .expect("status");
+    common::stop_agents(agents).await;
 
     // The old leader comes back: a standby while B leads...
     if let Some(a) = h.controller.take() {

@@ -161,6 +161,9 @@ pub struct Fleet {
     pub database: PathBuf,
     /// The CA of the PostgreSQL server's certificate (`database_ca`).
     pub database_ca: Option<PathBuf>,
+    /// More controllers' agent addresses (standbys), written into every agent's `[controller]
+    /// addresses` after the fleet's controller: set before [`Self::launch`].
+    pub standby_agent_addresses: Vec<String>,
     /// The controller's `[auth]`: [`ADMIN_TOKEN`] and [`READER_TOKEN`] unless a test sets another (the
     /// Keystone tests point it at a real Keystone before [`Self::start_controller`]).
     pub auth: AuthConfig,
@@ -245,6 +248,7 @@ impl Fleet {
             controller_settings: ControllerSettings::default(),
             database: dir.join("controller.sqlite"),
             database_ca: None,
+            standby_agent_addresses: Vec::new(),
             auth: AuthConfig {
                 tokens: vec![
                     TokenConfig {
@@ -268,15 +272,24 @@ impl Fleet {
     pub fn start_controller(&mut self) -> Result<()> {
         let ready = self.dir.join("controller.ready.json");
         let _ = std::fs::remove_file(&ready);
-        let child = self.spawn_controller("controller")?;
+        let listen = |addr: &str| {
+            if addr.is_empty() {
+                "127.0.0.1:0".to_owned()
+            } else {
+                addr.to_owned()
+            }
+        };
+        let (api, agents) = (listen(&self.api), listen(&self.agents_addr));
+        let child = self.spawn_controller("controller", &api, &agents)?;
         self.controller = Some(child);
         self.await_controller(&ready, "controller", Duration::from_secs(30))
     }
 
-    /// Starts another controller on the same database and ports (with PostgreSQL: a standby, which
-    /// binds nothing while the fleet's controller leads). [`Self::fail_over`] makes it the fleet's.
-    pub fn start_standby(&self, label: &str) -> Result<Child> {
-        self.spawn_controller(label)
+    /// Starts another controller on the same database (with PostgreSQL: a standby, whose agent
+    /// listener on `agents_listen` answers "not the leader" while the fleet's controller leads, and whose
+    /// API listens once it leads). [`Self::fail_over`] makes it the fleet's.
+    pub fn start_standby(&self, label: &str, agents_listen: &str) -> Result<Child> {
+        self.spawn_controller(label, "127.0.0.1:0", agents_listen)
     }
 
     /// SIGKILLs the leading controller and waits until `standby` leads (it announces its ports once it
@@ -296,27 +309,19 @@ impl Fleet {
         Ok(killed.elapsed())
     }
 
-    /// Writes `<label>.toml` (the same ports as the running controller's, if any) and starts a
-    /// controller on it.
-    fn spawn_controller(&self, label: &str) -> Result<Child> {
+    /// Writes `<label>.toml` and starts a controller on it, listening on `api` and `agents`.
+    fn spawn_controller(&self, label: &str, api: &str, agents: &str) -> Result<Child> {
         let ready = self.dir.join("controller.ready.json");
-        let listen = |addr: &str| {
-            if addr.is_empty() {
-                "127.0.0.1:0".to_owned()
-            } else {
-                addr.to_owned()
-            }
-        };
         let config = self.dir.join(format!("{label}.toml"));
         let settings = self.controller_settings;
         let values = ControllerConfig {
             api: ApiConfig {
-                listen: listen(&self.api),
+                listen: api.to_owned(),
                 metrics_require_token: settings.metrics_require_token,
                 ..ApiConfig::default()
             },
             agents: AgentsConfig {
-                listen: listen(&self.agents_addr),
+                listen: agents.to_owned(),
                 handshake_timeout_secs: settings.handshake_timeout_secs,
                 ..AgentsConfig::default()
             },
@@ -394,7 +399,10 @@ impl Fleet {
     pub fn write_agent_config(&self, site: &Site, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let config = dir.join("agent.toml");
-        write_toml(&config, &agent_config(site, dir, &self.agents_addr)?)?;
+        write_toml(
+            &config,
+            &agent_config(site, dir, &self.agents_addr, &self.standby_agent_addresses)?,
+        )?;
         Ok(config)
     }
 
@@ -589,7 +597,12 @@ struct ClusterTable {
 
 /// An agent's configuration for `site` in `dir`, pointed at `controller`: quick reconnects and polls,
 /// short phase timeouts.
-fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig> {
+fn agent_config(
+    site: &Site,
+    dir: &Path,
+    controller: &str,
+    standbys: &[String],
+) -> Result<AgentConfig> {
     let cluster = match &site.cluster {
         Some(table) => {
             toml::from_str::<ClusterTable>(table)
@@ -603,6 +616,7 @@ fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig
         subcloud: site.name.clone(),
         controller: AgentController {
             address: controller.to_owned(),
+            addresses: standbys.to_vec(),
             server_name: "localhost".to_owned(),
             connect_timeout_secs: 10,
         },

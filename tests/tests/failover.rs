@@ -1,7 +1,7 @@
 //! Two `dc-controller` processes on one real PostgreSQL (a throwaway Debian cluster): the leader
-//! SIGKILLed mid-apply, the standby takes over within the bound on the same addresses (as behind a
-//! floating IP), the agents reconnect to it, and the strategy completes with every step resumed, none
-//! lost and none started again; the old leader, restarted, waits as a standby.
+//! SIGKILLed mid-apply, the standby takes over within the bound, the agents (`[controller] addresses`
+//! naming both) move to it, and the strategy completes with every step resumed, none lost and none
+//! started again; the old leader, restarted, waits as a standby.
 
 mod common;
 
@@ -39,9 +39,14 @@ fn leader_killed_mid_apply_the_standby_takes_over_and_the_strategy_completes() {
     let mut fleet = Fleet::prepare(dir.path(), sites).unwrap_or_else(|e| panic!("{e}"));
     fleet.database = url.into();
     fleet.database_ca = Some(pg.ca());
+    let standby_agents = free_address();
+    fleet.standby_agent_addresses = vec![standby_agents.clone()];
     fleet.launch().unwrap_or_else(|e| panic!("{e}"));
     fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    let standby = fleet.start_standby("standby").expect("standby");
+    let standby = fleet
+        .start_standby("standby", &standby_agents)
+        .expect("standby");
+    let old_agents = fleet.agents_addr.clone();
 
     let not_after = create_and_apply(&fleet, &["--max-parallel-subclouds", "3"]);
     wait_until(TIMEOUT, || {
@@ -71,23 +76,30 @@ fn leader_killed_mid_apply_the_standby_takes_over_and_the_strategy_completes() {
         assert_new_ca(&fleet, i, not_after);
     }
     // Every agent is connected to the new leader.
+    assert_eq!(fleet.agents_addr, standby_agents);
     fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
 
-    // The old leader, restarted, is a standby: it stays up and binds nothing (the new leader keeps
-    // its ports); the new leader keeps the lease it took.
+    // The old leader, restarted on its old agent address, is a standby: it stays up, and the new
+    // leader keeps the lease it took and its agents.
     let holder = || {
         pg.psql_in("dc", "SELECT epoch || ' ' || holder FROM leader_lease")
             .expect("lease")
     };
     let leading = holder();
-    let mut back = fleet.start_standby("old-leader").expect("old leader");
+    let mut back = fleet
+        .start_standby("old-leader", &old_agents)
+        .expect("old leader");
     let deadline = std::time::Instant::now() + Duration::from_secs(6);
     while std::time::Instant::now() < deadline {
         assert!(back.is_running(), "the old leader must wait as a standby");
         assert_eq!(holder(), leading);
         std::thread::sleep(Duration::from_millis(250));
     }
-    fleet
-        .dcmanager_ok(&["subcloud", "list"])
-        .expect("the new leader still answers");
+    fleet.wait_online(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A loopback address nothing listens on (for the standby, whose address the agents are given first).
+fn free_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
 }
