@@ -56,12 +56,18 @@ fn default_component_timeout_secs() -> u64 {
     300
 }
 
-/// The controller's address.
+/// The controller's address, or the addresses of controllers of which one leads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerConfig {
     /// `host:port` of the controller's agent listener, e.g. `127.0.0.1:7443`.
+    #[serde(default)]
     pub address: String,
+    /// More controllers' agent listeners (high availability, one leader among them): the agent dials
+    /// `address` (when set) then these in turn, moving on from one that cannot be reached or that
+    /// answers "not the leader".
+    #[serde(default)]
+    pub addresses: Vec<String>,
     /// The name the controller's certificate must carry.
     #[serde(default = "default_server_name")]
     pub server_name: String,
@@ -69,6 +75,20 @@ pub struct ControllerConfig {
     /// controller that accepts and then says nothing is left and redialled.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+}
+
+impl ControllerConfig {
+    /// Every address to try, in order: `address`, then `addresses`, without blanks or repeats.
+    pub fn all_addresses(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = Vec::new();
+        for a in std::iter::once(&self.address).chain(&self.addresses) {
+            let a = a.trim();
+            if !a.is_empty() && !all.contains(&a) {
+                all.push(a);
+            }
+        }
+        all
+    }
 }
 
 fn default_server_name() -> String {

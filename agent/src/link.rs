@@ -8,8 +8,8 @@ use std::time::Duration;
 use dc_protocol::frame::{decode, encode};
 use dc_protocol::tls::{self, TlsError};
 use dc_protocol::{
-    AgentMessage, Command, ControllerMessage, ErrorMessage, FrameError, Heartbeat, Hello,
-    PROTOCOL_VERSION, RunState, UpdateStatus, check_protocol_version,
+    AgentMessage, Command, ControllerMessage, ErrorCode, ErrorMessage, FrameError, Heartbeat,
+    Hello, PROTOCOL_VERSION, RunState, UpdateStatus, check_protocol_version,
 };
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -133,9 +133,17 @@ pub async fn maintain(
     observer: Option<&LinkObserver>,
 ) {
     let mut backoff = Backoff::new(config.reconnect.clone());
+    let addresses = config.controller.all_addresses();
+    let mut at = 0;
     loop {
+        let Some(address) = addresses.get(at).copied() else {
+            warn!("no controller address configured ([controller] address or addresses)");
+            tokio::time::sleep(backoff.next_delay()).await;
+            continue;
+        };
         match session(
             config,
+            address,
             &mut credentials,
             updater,
             &commands,
@@ -144,17 +152,33 @@ pub async fn maintain(
         )
         .await
         {
-            Ok(()) => info!("controller link closed"),
-            Err(e) => warn!(error = %e, "controller link lost"),
+            Ok(()) => info!(%address, "controller link closed"),
+            Err(LinkError::Refused(e)) if e.code == ErrorCode::NotLeader => {
+                info!(%address, reason = %e.message, "not the leader: trying the next controller");
+            }
+            Err(e) => warn!(%address, error = %e, "controller link lost"),
         }
-        let delay = backoff.next_delay();
-        debug!(?delay, "redialling the controller");
-        tokio::time::sleep(delay).await;
+        let wrapped;
+        (at, wrapped) = next_address(at, addresses.len());
+        // Every address is tried once before the backoff: a standby costs no wait.
+        if wrapped {
+            let delay = backoff.next_delay();
+            debug!(?delay, "redialling the controller");
+            tokio::time::sleep(delay).await;
+        }
     }
+}
+
+/// The address to dial after `at` among `n`, and whether the list starts over (then the backoff
+/// applies). With one address, every redial starts over.
+fn next_address(at: usize, n: usize) -> (usize, bool) {
+    let next = at + 1;
+    if next >= n { (0, true) } else { (next, false) }
 }
 
 async fn session(
     config: &AgentConfig,
+    address: &str,
     credentials: &mut Credentials,
     updater: &Updater<Backend>,
     commands: &mpsc::Sender<Command>,
@@ -164,12 +188,7 @@ async fn session(
     let client = credentials.client_config()?;
     let deadline = config.controller.connect_timeout_secs.max(1);
     let greeted = tokio::time::timeout(Duration::from_secs(deadline), async {
-        let stream = tls::connect(
-            client,
-            &config.controller.address,
-            &config.controller.server_name,
-        )
-        .await?;
+        let stream = tls::connect(client, address, &config.controller.server_name).await?;
         let (mut sink, mut frames) = dc_protocol::Connection::new(stream).into_inner().split();
         sink.send(encode(&AgentMessage::Hello(Hello {
             subcloud: config.subcloud.clone(),
@@ -345,6 +364,14 @@ async fn heartbeat(config: &AgentConfig, updater: &Updater<Backend>) -> Heartbea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_address_is_tried_in_turn_and_the_backoff_applies_once_per_round() {
+        assert_eq!(next_address(0, 3), (1, false));
+        assert_eq!(next_address(1, 3), (2, false));
+        assert_eq!(next_address(2, 3), (0, true));
+        assert_eq!(next_address(0, 1), (0, true));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_below_the_delay() {

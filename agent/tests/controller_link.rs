@@ -106,6 +106,7 @@ impl Harness {
             subcloud: "subcloud1".into(),
             controller: ControllerConfig {
                 address: listener.local_addr().unwrap().to_string(),
+                addresses: Vec::new(),
                 server_name: "localhost".into(),
                 connect_timeout_secs: 1,
             },

@@ -15,8 +15,14 @@ pub struct ControllerConfig {
     pub api: ApiConfig,
     pub agents: AgentsConfig,
     pub pki: PkiConfig,
-    /// The SQLite database file; created when missing.
+    /// The SQLite database file (created when missing), or a PostgreSQL server's URL
+    /// (`postgresql://user@host:5432/dbname?sslmode=require`), whose tables are created when missing.
     pub database: PathBuf,
+    /// The CA (PEM file) that signs the PostgreSQL server's certificate; without it, the system's
+    /// roots. Not used with SQLite.
+    pub database_ca: Option<PathBuf>,
+    /// With PostgreSQL: one leader at a time among the controllers sharing the database.
+    pub leadership: LeadershipConfig,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     /// Seconds between agent heartbeats, told to every agent in its Welcome.
@@ -40,6 +46,8 @@ impl Default for ControllerConfig {
             agents: AgentsConfig::default(),
             pki: PkiConfig::default(),
             database: PathBuf::from("/var/lib/dc-rootca/controller.sqlite"),
+            database_ca: None,
+            leadership: LeadershipConfig::default(),
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             heartbeat_interval_secs: 10,
@@ -117,6 +125,27 @@ impl Default for AgentsConfig {
             handshake_timeout_secs: 10,
             max_handshakes: 1024,
             certificate_days: 90,
+        }
+    }
+}
+
+/// Leadership among controllers sharing a PostgreSQL database (`crate::lease`); SQLite has one
+/// controller and no leadership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeadershipConfig {
+    /// Seconds a leader's lease lasts. It renews five times per lease and stops leading when a fifth of
+    /// it is left unrenewed; a standby takes over within the lease and a fifth after the last renewal.
+    pub lease_secs: u64,
+    /// How this controller is named in the lease (default: its pid and API address).
+    pub name: Option<String>,
+}
+
+impl Default for LeadershipConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: 5,
+            name: None,
         }
     }
 }

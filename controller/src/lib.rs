@@ -15,7 +15,8 @@
 //! - [`model`] and [`rules`]: records, their JSON, and the strategy's rules as pure functions;
 //!   [`options`]: the sw-update-options (`strategy-config`) entries and the options a subcloud's
 //!   update runs with.
-//! - [`store`]: persistence behind a trait (SQLite by default), on its own thread.
+//! - [`store`]: persistence behind a trait (SQLite by default, PostgreSQL for several controllers on one
+//!   database), on its own thread.
 //! - [`config`], [`error`]: the TOML/env configuration (the loader shared with the agent) and errors.
 //! - [`systemd`]: readiness and the watchdog for the packaged unit (`Type=notify`).
 //!
@@ -31,6 +32,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod lease;
 pub mod model;
 pub mod options;
 pub mod orchestrator;
@@ -57,7 +59,7 @@ pub use orchestrator::Status;
 use api::Actors;
 use orchestrator::persist::{Flush, Persist};
 use orchestrator::{Orchestrator, Shutdown};
-use store::{SqliteStore, Store};
+use store::Store;
 
 /// A running controller.
 pub struct RunningController {
@@ -70,6 +72,14 @@ pub struct RunningController {
     actors: Actors,
     status: watch::Receiver<Status>,
     store_failure: watch::Receiver<Option<String>>,
+    leadership_lost: watch::Receiver<Option<String>>,
+    keeper: Option<Keeper>,
+}
+
+/// The task that renews the leadership lease, and how to make it release the lease.
+struct Keeper {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: actix_rt::task::JoinHandle<()>,
 }
 
 impl RunningController {
@@ -82,6 +92,13 @@ impl RunningController {
     /// (`dc-controller` exits non-zero) so that a restart recovers from what is durable.
     pub fn store_failure(&self) -> watch::Receiver<Option<String>> {
         self.store_failure.clone()
+    }
+
+    /// Why this controller stopped leading, once it has (never with SQLite). It has already stopped
+    /// acting (agent listener closed, sessions and steps stopped); the process must stop too
+    /// (`dc-controller` exits non-zero), and a restart comes back as a standby.
+    pub fn leadership_lost(&self) -> watch::Receiver<Option<String>> {
+        self.leadership_lost.clone()
     }
 
     /// The actors that answer the API, for in-process callers.
@@ -107,6 +124,11 @@ impl RunningController {
             tracing::warn!(error = %e, "progress writer already stopped");
         }
         self.server.stop(true).await;
+        // Last: everything this controller wrote is durable before a standby may lead.
+        if let Some(keeper) = self.keeper {
+            let _ = keeper.stop.send(());
+            let _ = keeper.task.await;
+        }
     }
 }
 
@@ -120,6 +142,27 @@ fn read(path: &Path) -> Result<String, ControllerError> {
 fn api_tls(files: &config::TlsFiles) -> Result<rustls::ServerConfig, ControllerError> {
     dc_protocol::tls::https_server_config(&read(&files.cert)?, &read(&files.key)?)
         .map_err(|e| ControllerError::Tls(e.to_string()))
+}
+
+/// The agent listener's mutual-TLS configuration: the system CA verifies agents.
+fn agent_tls(config: &ControllerConfig) -> Result<Arc<rustls::ServerConfig>, ControllerError> {
+    dc_protocol::tls::server_config(
+        &read(&config.pki.ca)?,
+        &read(&config.pki.cert)?,
+        &read(&config.pki.key)?,
+    )
+    .map_err(|e| ControllerError::Tls(e.to_string()))
+}
+
+async fn bind_agents(
+    config: &ControllerConfig,
+) -> Result<tokio::net::TcpListener, ControllerError> {
+    tokio::net::TcpListener::bind(&config.agents.listen)
+        .await
+        .map_err(|source| ControllerError::Bind {
+            addr: config.agents.listen.clone(),
+            source,
+        })
 }
 
 /// Writes the bound addresses atomically (temporary file, then rename).
@@ -138,25 +181,76 @@ fn write_ready(path: &Path, api: SocketAddr, agents: SocketAddr) -> Result<(), C
 /// Starts the controller inside the current actix system: opens the store and resumes from it, binds
 /// the agent listener and the API, and writes the ready file when configured.
 pub async fn start(config: ControllerConfig) -> Result<RunningController, ControllerError> {
-    let sqlite = SqliteStore::open(&config.database)?;
-    start_with_store(config, Box::new(sqlite)).await
+    let ca = config.database_ca.clone();
+    match store::Database::of(&config.database) {
+        database @ store::Database::Sqlite(_) => {
+            let store = blocking(move || database.open(ca.as_deref())).await?;
+            start_with_store(config, store).await
+        }
+        store::Database::Postgres(url) => {
+            let (at, ca_path) = (url.clone(), ca.clone());
+            let mut store =
+                blocking(move || store::PostgresStore::connect(&at, ca_path.as_deref())).await?;
+            let timing = lease::Timing {
+                lease: Duration::from_secs(config.leadership.lease_secs.max(1)),
+            };
+            let holder = config
+                .leadership
+                .name
+                .clone()
+                .unwrap_or_else(|| lease::default_holder(&config.api.listen));
+            // A standby waits here until the leader's lease expires, its agent listener bound and
+            // answering "not the leader", its API not yet listening.
+            let agents = bind_agents(&config).await?;
+            let (leading, refusing) = tokio::sync::oneshot::channel();
+            let standby = actix_rt::spawn(session::refuse_as_standby(
+                agents,
+                dc_protocol::tls::AgentAcceptor::new(agent_tls(&config)?),
+                Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
+                refusing,
+            ));
+            let lease = lease::Lease::acquire(&url, ca.as_deref(), &holder, timing).await;
+            let _ = leading.send(());
+            let agents = standby.await.map_err(|e| {
+                ControllerError::Config(format!("the standby listener failed: {e}"))
+            })?;
+            store.lead(lease.epoch);
+            run(config, Box::new(store), Some(lease), Some(agents)).await
+        }
+    }
 }
 
-/// [`start`] on a store of the caller's (the `database` setting is not used): what a PostgreSQL store
-/// will plug into, and how tests put a failing disk under a controller.
+/// Runs blocking database work (connecting, a server's round trips, a large file) off the actix
+/// thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
+) -> Result<T, ControllerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ControllerError::Config(format!("the database task failed: {e}")))?
+        .map_err(Into::into)
+}
+
 pub async fn start_with_store(
     config: ControllerConfig,
-    mut store: Box<dyn Store>,
+    store: Box<dyn Store>,
+) -> Result<RunningController, ControllerError> {
+    run(config, store, None, None).await
+}
+
+/// Starts the controller on an opened store, as the holder of `lease` when it has one: the lease is
+/// renewed while it runs, and if it is lost the controller stops leading at once (agent listener closed,
+/// sessions and steps stopped) and says so on [`RunningController::leadership_lost`].
+async fn run(
+    config: ControllerConfig,
+    store: Box<dyn Store>,
+    lease: Option<lease::Lease>,
+    agents: Option<tokio::net::TcpListener>,
 ) -> Result<RunningController, ControllerError> {
     dc_protocol::tls::install_default_provider();
     config.validate()?;
     let config = Arc::new(config);
-    let server_config = dc_protocol::tls::server_config(
-        &read(&config.pki.ca)?,
-        &read(&config.pki.cert)?,
-        &read(&config.pki.key)?,
-    )
-    .map_err(|e| ControllerError::Tls(e.to_string()))?;
+    let server_config = agent_tls(&config)?;
     let api_tls = config.api.tls.as_ref().map(api_tls).transpose()?;
     let renewal = match &config.pki.ca_key {
         None => None,
@@ -168,7 +262,12 @@ pub async fn start_with_store(
         })),
     };
 
-    let snapshot = store.load()?;
+    let (store, snapshot) = blocking(move || {
+        let mut store = store;
+        let snapshot = store.load()?;
+        Ok((store, snapshot))
+    })
+    .await?;
     let store = store::start_store(store);
 
     let (status_tx, status_rx) = watch::channel(Status::default());
@@ -191,12 +290,10 @@ pub async fn start_with_store(
     )
     .start();
 
-    let agents = tokio::net::TcpListener::bind(&config.agents.listen)
-        .await
-        .map_err(|source| ControllerError::Bind {
-            addr: config.agents.listen.clone(),
-            source,
-        })?;
+    let agents = match agents {
+        Some(bound) => bound,
+        None => bind_agents(&config).await?,
+    };
     let agents_addr = agents
         .local_addr()
         .map_err(|source| ControllerError::Bind {
@@ -260,6 +357,22 @@ pub async fn start_with_store(
         }
     });
 
+    let (lost_tx, leadership_lost) = watch::channel(None);
+    let keeper = lease.map(|lease| {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let listening = listener.abort_handle();
+        let orchestrator = actors.orchestrator.clone();
+        let task = actix_rt::spawn(async move {
+            if let Err(why) = lease.keep(stopped).await {
+                tracing::error!(%why, "lost the leadership: stopping leading");
+                listening.abort();
+                orchestrator.do_send(Shutdown);
+                lost_tx.send_replace(Some(why));
+            }
+        });
+        Keeper { stop, task }
+    });
+
     if let Some(path) = &config.ready_file {
         write_ready(path, api_addr, agents_addr)?;
     }
@@ -272,6 +385,8 @@ pub async fn start_with_store(
         actors,
         status: status_rx,
         store_failure: failure_rx,
+        leadership_lost,
+        keeper,
     })
 }
 

@@ -486,6 +486,56 @@ pub async fn accept_loop(
     }
 }
 
+/// What a standby tells every agent that reaches it.
+pub const NOT_THE_LEADER: &str =
+    "this controller is a standby: another controller leads; try the next address";
+
+/// A standby's agent listener: every agent that completes its handshake and says Hello is answered
+/// [`ErrorCode::NotLeader`] and closed, so it moves on to its next controller address. Answers the
+/// listener when `leading` fires, for the leader's own accept loop on the same socket.
+pub async fn refuse_as_standby(
+    listener: TcpListener,
+    acceptor: AgentAcceptor,
+    handshake_timeout: Duration,
+    mut leading: tokio::sync::oneshot::Receiver<()>,
+) -> TcpListener {
+    use futures::{SinkExt as _, StreamExt as _};
+    loop {
+        let tcp = tokio::select! {
+            _ = &mut leading => return listener,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "standby: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        actix_rt::spawn(async move {
+            let refused = tokio::time::timeout(handshake_timeout, async {
+                let (stream, agent) = acceptor.accept(tcp).await.ok()?;
+                let (mut sink, mut frames) =
+                    dc_protocol::Connection::new(stream).into_inner().split();
+                // The Hello first: an agent still writing it would see a reset, not the answer.
+                frames.next().await?.ok()?;
+                let answer = ControllerMessage::Error(ErrorMessage::new(
+                    ErrorCode::NotLeader,
+                    NOT_THE_LEADER,
+                ));
+                sink.send(frame::encode(&answer).ok()?).await.ok()?;
+                sink.close().await.ok()?;
+                Some(agent.subcloud)
+            })
+            .await;
+            if let Ok(Some(subcloud)) = refused {
+                tracing::debug!(%subcloud, "standby: agent told this controller does not lead");
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,18 +12,19 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Harness, config};
+use common::Harness;
 use dc_controller::model::{Stage, StrategyState};
 use dc_controller::orchestrator::ApiRequest;
-use dc_controller::store::{Op, Snapshot, SqliteStore, Store, StoreError};
+use dc_controller::store::{Database, Op, Snapshot, Store, StoreError};
+use dc_test_support::postgres::TestPostgres;
 
 const SUBJECT: &str = "O=crash-points CN=crash-points-root";
 const NAMES: [&str; 2] = ["cp1", "cp2"];
 
-/// SQLite that takes `left` more transitions (and the progress between them), then fails every write;
+/// A store that takes `left` more transitions (and the progress between them), then fails every write;
 /// counts the transitions it wrote.
 struct CrashAfter {
-    inner: SqliteStore,
+    inner: Box<dyn Store>,
     left: Option<usize>,
     crashed: bool,
     stages: HashMap<i64, Stage>,
@@ -68,25 +69,38 @@ impl Store for CrashAfter {
     }
 }
 
+/// Where a run keeps its records: a SQLite file, or a new database on a PostgreSQL server.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    Sqlite,
+    Postgres(&'a TestPostgres),
+}
+
 /// Runs one strategy with the controller's store failing at transition `crash_after` (never, with
 /// `None`); when it fails, a new controller on the same database takes over. Returns how many
 /// transitions the first controller wrote.
-async fn run(crash_after: Option<usize>) -> usize {
-    let mut h = Harness::new(600).await;
+async fn run(backend: Backend<'_>, crash_after: Option<usize>) -> usize {
+    let mut h = match backend {
+        Backend::Sqlite => Harness::new(600).await,
+        Backend::Postgres(server) => {
+            let name = format!("crash_after_{}", crash_after.map_or(-1, |k| k as i64));
+            let url = server.create_database(&name).expect("database");
+            Harness::on_postgres(600, url, server.ca(), |_| {}).await
+        }
+    };
     for n in NAMES {
         h.register(n).await;
     }
     let agents_addr = h.ctl().agents_addr.to_string();
-    let db = h.db.clone();
     // The controller under test: same database, same agent port, the crashing store.
     if let Some(c) = h.controller.take() {
         c.stop().await;
     }
-    let mut first = config(&h.pki, &db, 600);
+    let mut first = h.config();
     first.agents.listen = agents_addr.clone();
     let written = Arc::new(AtomicUsize::new(0));
     let store = CrashAfter {
-        inner: SqliteStore::open(&db).expect("database"),
+        inner: open(&h).await,
         left: crash_after,
         crashed: false,
         stages: HashMap::new(),
@@ -130,7 +144,7 @@ async fn run(crash_after: Option<usize>) -> usize {
         if let Some(c) = h.controller.take() {
             c.stop().await;
         }
-        let mut again = config(&h.pki, &db, 600);
+        let mut again = h.config();
         again.agents.listen = agents_addr.clone();
         h.controller = Some(dc_controller::start(again).await.expect("restart"));
         h.wait_status(|s| s.reporting == NAMES.len()).await;
@@ -174,12 +188,34 @@ async fn run(crash_after: Option<usize>) -> usize {
     made
 }
 
-#[actix_web::test]
-async fn a_controller_killed_between_any_two_transitions_is_replaced_and_the_strategy_completes() {
-    let transitions = run(None).await;
+/// The harness's database, opened off the actix thread (a server's client blocks).
+async fn open(h: &Harness) -> Box<dyn Store> {
+    let (db, ca) = (Database::of(&h.db), h.db_ca.clone());
+    tokio::task::spawn_blocking(move || db.open(ca.as_deref()))
+        .await
+        .expect("open")
+        .expect("database")
+}
+
+async fn killed_between_any_two_transitions(backend: Backend<'_>) {
+    let transitions = run(backend, None).await;
     // Created, applied, the steps started and ended (two at once may share a write), completed.
     assert!(transitions >= 5, "{transitions} transitions");
     for k in 0..transitions {
-        run(Some(k)).await;
+        run(backend, Some(k)).await;
     }
+}
+
+#[actix_web::test]
+async fn a_controller_killed_between_any_two_transitions_is_replaced_and_the_strategy_completes() {
+    killed_between_any_two_transitions(Backend::Sqlite).await;
+}
+
+/// The same on PostgreSQL (a real server, a database per run): what the SQLite store makes durable
+/// before the controller acts, the PostgreSQL store does too.
+#[actix_web::test]
+async fn on_postgresql_a_controller_killed_between_any_two_transitions_is_replaced_and_the_strategy_completes()
+ {
+    let server = TestPostgres::start().expect("postgresql");
+    killed_between_any_two_transitions(Backend::Postgres(&server)).await;
 }

@@ -333,6 +333,8 @@ pub enum ErrorCode {
     /// The agent's certificate was revoked (its subcloud was deleted after it was issued).
     Revoked,
     Internal,
+    /// The controller is a standby (another controller leads): the agent tries its next address.
+    NotLeader,
     /// A code this build does not know.
     #[serde(other)]
     Unknown,

@@ -156,8 +156,14 @@ pub struct Fleet {
     pub agents_addr: String,
     /// Used by every (re)start of the controller.
     pub controller_settings: ControllerSettings,
-    /// The controller's SQLite file (set before [`Self::launch`] to put it on another filesystem).
+    /// The controller's SQLite file (set before [`Self::launch`] to put it on another filesystem), or a
+    /// PostgreSQL URL.
     pub database: PathBuf,
+    /// The CA of the PostgreSQL server's certificate (`database_ca`).
+    pub database_ca: Option<PathBuf>,
+    /// More controllers' agent addresses (standbys), written into every agent's `[controller]
+    /// addresses` after the fleet's controller: set before [`Self::launch`].
+    pub standby_agent_addresses: Vec<String>,
     /// The controller's `[auth]`: [`ADMIN_TOKEN`] and [`READER_TOKEN`] unless a test sets another (the
     /// Keystone tests point it at a real Keystone before [`Self::start_controller`]).
     pub auth: AuthConfig,
@@ -241,6 +247,8 @@ impl Fleet {
             agents_addr: String::new(),
             controller_settings: ControllerSettings::default(),
             database: dir.join("controller.sqlite"),
+            database_ca: None,
+            standby_agent_addresses: Vec::new(),
             auth: AuthConfig {
                 tokens: vec![
                     TokenConfig {
@@ -271,48 +279,83 @@ impl Fleet {
                 addr.to_owned()
             }
         };
-        let config = self.dir.join("controller.toml");
+        let (api, agents) = (listen(&self.api), listen(&self.agents_addr));
+        let child = self.spawn_controller("controller", &api, &agents)?;
+        self.controller = Some(child);
+        self.await_controller(&ready, "controller", Duration::from_secs(30))
+    }
+
+    /// Starts another controller on the same database (with PostgreSQL: a standby, whose agent
+    /// listener on `agents_listen` answers "not the leader" while the fleet's controller leads, and whose
+    /// API listens once it leads). [`Self::fail_over`] makes it the fleet's.
+    pub fn start_standby(&self, label: &str, agents_listen: &str) -> Result<Child> {
+        self.spawn_controller(label, "127.0.0.1:0", agents_listen)
+    }
+
+    /// SIGKILLs the leading controller and waits until `standby` leads (it announces its ports once it
+    /// does); answers how long that took.
+    pub fn fail_over(
+        &mut self,
+        standby: Child,
+        label: &str,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let ready = self.dir.join("controller.ready.json");
+        self.kill_controller();
+        let killed = Instant::now();
+        let _ = std::fs::remove_file(&ready);
+        self.controller = Some(standby);
+        self.await_controller(&ready, label, timeout)?;
+        Ok(killed.elapsed())
+    }
+
+    /// Writes `<label>.toml` and starts a controller on it, listening on `api` and `agents`.
+    fn spawn_controller(&self, label: &str, api: &str, agents: &str) -> Result<Child> {
+        let ready = self.dir.join("controller.ready.json");
+        let config = self.dir.join(format!("{label}.toml"));
         let settings = self.controller_settings;
         let values = ControllerConfig {
             api: ApiConfig {
-                listen: listen(&self.api),
+                listen: api.to_owned(),
                 metrics_require_token: settings.metrics_require_token,
                 ..ApiConfig::default()
             },
             agents: AgentsConfig {
-                listen: listen(&self.agents_addr),
+                listen: agents.to_owned(),
                 handshake_timeout_secs: settings.handshake_timeout_secs,
                 ..AgentsConfig::default()
             },
             pki: PkiConfig::from_dir(&self.dir.join("pki")),
             database: self.database.clone(),
+            database_ca: self.database_ca.clone(),
             auth: self.auth.clone(),
             heartbeat_interval_secs: settings.heartbeat_interval_secs,
             offline_after_secs: settings.offline_after_secs,
             agent_wait_secs: settings.agent_wait_secs,
             progress_flush_ms: settings.progress_flush_ms,
-            ready_file: Some(ready.clone()),
+            ready_file: Some(ready),
             ..ControllerConfig::default()
         };
         write_toml(&config, &values)?;
-        let log = self.log("controller");
-        self.controller = Some(
-            Child::spawn(
-                &bin_path("dc-controller"),
-                [
-                    "--config".as_ref(),
-                    config.as_os_str(),
-                    "--log-format".as_ref(),
-                    self.log_format.as_str().as_ref(),
-                ],
-                &log,
-            )
-            .map_err(err)?,
-        );
-        let announced = wait_for_json(&ready, Duration::from_secs(30)).map_err(|e| {
+        Child::spawn(
+            &bin_path("dc-controller"),
+            [
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--log-format".as_ref(),
+                self.log_format.as_str().as_ref(),
+            ],
+            &self.log(label),
+        )
+        .map_err(err)
+    }
+
+    /// Waits for the controller's ready file and takes its ports.
+    fn await_controller(&mut self, ready: &Path, label: &str, timeout: Duration) -> Result<()> {
+        let announced = wait_for_json(ready, timeout).map_err(|e| {
             FleetError(format!(
                 "controller did not start ({e}); see {}",
-                log.display()
+                self.log(label).display()
             ))
         })?;
         self.api = announced["api"].as_str().unwrap_or_default().to_owned();
@@ -356,7 +399,10 @@ impl Fleet {
     pub fn write_agent_config(&self, site: &Site, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let config = dir.join("agent.toml");
-        write_toml(&config, &agent_config(site, dir, &self.agents_addr)?)?;
+        write_toml(
+            &config,
+            &agent_config(site, dir, &self.agents_addr, &self.standby_agent_addresses)?,
+        )?;
         Ok(config)
     }
 
@@ -551,7 +597,12 @@ struct ClusterTable {
 
 /// An agent's configuration for `site` in `dir`, pointed at `controller`: quick reconnects and polls,
 /// short phase timeouts.
-fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig> {
+fn agent_config(
+    site: &Site,
+    dir: &Path,
+    controller: &str,
+    standbys: &[String],
+) -> Result<AgentConfig> {
     let cluster = match &site.cluster {
         Some(table) => {
             toml::from_str::<ClusterTable>(table)
@@ -565,6 +616,7 @@ fn agent_config(site: &Site, dir: &Path, controller: &str) -> Result<AgentConfig
         subcloud: site.name.clone(),
         controller: AgentController {
             address: controller.to_owned(),
+            addresses: standbys.to_vec(),
             server_name: "localhost".to_owned(),
             connect_timeout_secs: 10,
         },

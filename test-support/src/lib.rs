@@ -2,7 +2,8 @@
 //! real binaries, children that are always cleaned up, a system PKI in a temporary directory, a small
 //! tmpfs to fill, a Kubernetes API served over a simulated cluster with a runner for the real kubectl, and a
 //! real Kubernetes control plane (`control_plane`) with the static-pod runner and stand-in kubelet it is run by, and
-//! a real OpenStack Keystone (`keystone`), and a real headless Chromium (`browser`).
+//! a real OpenStack Keystone (`keystone`), a real headless Chromium (`browser`), and a throwaway real PostgreSQL
+//! (`postgres`).
 //!
 //! Nothing here is compiled into the product binaries' libraries; it is a separate crate so test doubles
 //! never leak into production code.
@@ -14,6 +15,7 @@ pub mod keystone;
 pub mod kube_api;
 pub mod kubectl;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod stand_in_kubelet;
 pub mod static_pods;

@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     actix_rt::spawn(dc_controller::systemd::watchdog(running.actors()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut store_failure = running.store_failure();
+    let mut leadership_lost = running.leadership_lost();
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
@@ -58,6 +59,11 @@ async fn main() -> anyhow::Result<()> {
             // Restart=on-failure) recovers from what is durable, once the disk has room again.
             let why = failure.clone().unwrap_or_default();
             anyhow::bail!("the store cannot write ({why}); stopped so that a restart recovers from what is durable");
+        }
+        Ok(lost) = leadership_lost.wait_for(Option::is_some) => {
+            // It already stopped leading; a restart comes back as a standby.
+            let why = lost.clone().unwrap_or_default();
+            anyhow::bail!("lost the leadership ({why}); stopped so that another controller leads");
         }
     }
     tracing::info!("stopping");

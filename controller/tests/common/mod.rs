@@ -77,7 +77,10 @@ impl FakeAgent {
 
 pub struct Harness {
     pub pki: TestPki,
+    /// The `database` setting: a SQLite file, or a PostgreSQL URL.
     pub db: PathBuf,
+    /// The CA of the PostgreSQL server's certificate (`database_ca`).
+    pub db_ca: Option<PathBuf>,
     pub controller: Option<RunningController>,
     pub agents_addr: watch::Sender<String>,
     pub events: mpsc::UnboundedReceiver<(String, Event)>,
@@ -116,7 +119,29 @@ impl Harness {
     pub async fn with(agent_wait_secs: u64, adjust: fn(&mut ControllerConfig)) -> Self {
         let pki = TestPki::new().expect("pki");
         let db = pki.root().join("controller.sqlite");
+        Self::start(pki, db, None, agent_wait_secs, adjust).await
+    }
+
+    /// [`Self::with`] on a PostgreSQL database (`url`, its server's certificate signed by `ca`).
+    pub async fn on_postgres(
+        agent_wait_secs: u64,
+        url: String,
+        ca: PathBuf,
+        adjust: fn(&mut ControllerConfig),
+    ) -> Self {
+        let pki = TestPki::new().expect("pki");
+        Self::start(pki, PathBuf::from(url), Some(ca), agent_wait_secs, adjust).await
+    }
+
+    async fn start(
+        pki: TestPki,
+        db: PathBuf,
+        db_ca: Option<PathBuf>,
+        agent_wait_secs: u64,
+        adjust: fn(&mut ControllerConfig),
+    ) -> Self {
         let mut c = config(&pki, &db, agent_wait_secs);
+        c.database_ca = db_ca.clone();
         adjust(&mut c);
         let controller = dc_controller::start(c).await.expect("start");
         let (agents_addr, _) = watch::channel(controller.agents_addr.to_string());
@@ -124,6 +149,7 @@ impl Harness {
         Self {
             pki,
             db,
+            db_ca,
             controller: Some(controller),
             agents_addr,
             events,
@@ -132,6 +158,14 @@ impl Harness {
             agent_wait_secs,
             adjust,
         }
+    }
+
+    /// A controller's configuration on this harness's PKI and database (adjusted as at every start).
+    pub fn config(&self) -> ControllerConfig {
+        let mut c = config(&self.pki, &self.db, self.agent_wait_secs);
+        c.database_ca = self.db_ca.clone();
+        (self.adjust)(&mut c);
+        c
     }
 
     pub fn ctl(&self) -> &RunningController {
@@ -143,9 +177,7 @@ impl Harness {
         if let Some(c) = self.controller.take() {
             c.stop().await;
         }
-        let mut c = config(&self.pki, &self.db, self.agent_wait_secs);
-        (self.adjust)(&mut c);
-        let c = dc_controller::start(c).await.expect("restart");
+        let c = dc_controller::start(self.config()).await.expect("restart");
         self.agents_addr.send_replace(c.agents_addr.to_string());
         self.controller = Some(c);
     }

@@ -1,86 +1,12 @@
-//! Persistence behind the [`Store`] trait. SQLite (WAL) is the default; the trait is what a PostgreSQL
-//! store would implement for a highly available controller. Every change is a list of whole-row
-//! [`Op`]s written in one transaction, so a batch is durable all or nothing.
-//!
-//! The store runs on its own thread ([`StoreActor`] on a `SyncArbiter`), so a slow disk never stalls
-//! the actors that talk to agents.
+//! The SQLite store: one file in WAL mode with full sync, the embedded default.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::{LastIds, Op, Snapshot, Store, StoreError, drops_a_key};
 use crate::model::{ApplyType, Group, Stage, Step, Strategy, StrategyState, Subcloud};
 use crate::options::OptionsEntry;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database holds an invalid value: {0}")]
-    Corrupt(String),
-    #[error("database file {path}: {source}")]
-    File {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the store is closed")]
-    Closed,
-}
-
-/// One row change.
-#[derive(Debug, Clone)]
-pub enum Op {
-    PutGroup(Group),
-    DeleteGroup(i64),
-    PutSubcloud(Subcloud),
-    DeleteSubcloud(i64),
-    PutStrategy(Strategy),
-    /// Deletes the strategy and all its steps.
-    DeleteStrategy,
-    PutStep(Step),
-    /// Agent certificates of this subcloud issued at or before this time (Unix seconds) are refused
-    /// from now on: written when the subcloud is deleted, so a re-added name needs a new certificate.
-    Revoke {
-        subcloud: String,
-        before: i64,
-    },
-    /// Creates or replaces the sw-update-options entry of its `subcloud_id` (0: the default entry).
-    PutOptions(OptionsEntry),
-    /// Deletes the sw-update-options entry of this `subcloud_id`.
-    DeleteOptions(i64),
-}
-
-/// The highest id each kind of record has ever had, deleted rows included: a new record never takes a
-/// deleted one's id, so an id an operator or a script kept can never name something else.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LastIds {
-    pub group: i64,
-    pub subcloud: i64,
-    pub strategy: i64,
-}
-
-/// Everything the controller keeps, as loaded at start.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub groups: Vec<Group>,
-    pub subclouds: Vec<Subcloud>,
-    pub strategy: Option<Strategy>,
-    pub steps: Vec<Step>,
-    pub last_ids: LastIds,
-    /// Per subcloud name: certificates issued at or before this Unix time are revoked.
-    pub revoked: Vec<(String, i64)>,
-    /// The sw-update-options entries, the default one included when it was set.
-    pub options: Vec<OptionsEntry>,
-}
-
-/// A durable store of the controller's records.
-pub trait Store: Send + 'static {
-    fn load(&mut self) -> Result<Snapshot, StoreError>;
-    /// Writes every op in one transaction.
-    fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError>;
-}
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -136,7 +62,7 @@ fn make_private(path: &Path) -> std::io::Result<()> {
 /// field already ran it); a change is a new entry at the end, which [`migrate`] runs in its own
 /// transaction with the version bump. Every `INSERT` names its columns, so a column added here never
 /// shifts a value into the wrong one. `docs/schema-migrations.md` tells the steps and the tests.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: why the last update of a subcloud failed (dcmanager's error_description).
     "ALTER TABLE subclouds ADD COLUMN error_description TEXT",
     // 2: ids are never reused. The store keeps each kind's highest id itself (triggers), so no writer
@@ -471,116 +397,11 @@ fn put_options(tx: &rusqlite::Transaction<'_>, o: &OptionsEntry) -> rusqlite::Re
     Ok(())
 }
 
-/// Whether this op removes an uploaded CA's private key from the database.
-fn drops_a_key(op: &Op) -> bool {
-    match op {
-        Op::DeleteStrategy => true,
-        Op::PutStrategy(s) => s.state == StrategyState::Complete,
-        _ => false,
-    }
-}
-
-/// Writes a batch of ops in one transaction.
-#[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct Write(pub Vec<Op>);
-
-/// The store's thread.
-pub struct StoreActor {
-    store: Option<Box<dyn Store>>,
-}
-
-impl Actor for StoreActor {
-    type Context = SyncContext<Self>;
-}
-
-impl Handler<Write> for StoreActor {
-    type Result = Result<(), StoreError>;
-
-    fn handle(&mut self, msg: Write, _: &mut SyncContext<Self>) -> Self::Result {
-        let store = self.store.as_mut().ok_or(StoreError::Closed)?;
-        store
-            .apply(&msg.0)
-            .inspect_err(|e| tracing::error!(error = %e, "store write failed"))
-    }
-}
-
-/// Moves an opened store onto its own thread. The store was opened (and loaded) by the caller, so
-/// start-up errors surface before any actor runs.
-pub fn start_store(store: Box<dyn Store>) -> Addr<StoreActor> {
-    let cell = Arc::new(Mutex::new(Some(store)));
-    SyncArbiter::start(1, move || StoreActor {
-        store: cell.lock().ok().and_then(|mut s| s.take()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::suite::{assert_release_records, release_ops, release_records};
     use super::*;
     use crate::model::step_state;
-
-    #[test]
-    fn round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let mut store = SqliteStore::open(&path).unwrap();
-        let strategy = Strategy {
-            id: 1,
-            apply_type: ApplyType::Parallel,
-            max_parallel: 3,
-            stop_on_failure: true,
-            state: StrategyState::AbortRequested,
-            subject: Some("CN=x".into()),
-            expiry_date: None,
-            cert_file: None,
-            proceed_with_stranded_pods: false,
-            created_at: "t".into(),
-            updated_at: None,
-        };
-        let step = Step {
-            id: 7,
-            subcloud: "s1".into(),
-            update_id: "u".into(),
-            stage: Stage::Apply,
-            state: step_state::STARTING.into(),
-            details: "d".into(),
-            started_at: Some("t".into()),
-            finished_at: None,
-            created_at: "t".into(),
-            updated_at: None,
-        };
-        store
-            .apply(&[
-                Op::PutGroup(Group::default_group()),
-                Op::PutStrategy(strategy.clone()),
-                Op::PutStep(step.clone()),
-            ])
-            .unwrap();
-        drop(store);
-        let snap = SqliteStore::open(&path).unwrap().load().unwrap();
-        assert_eq!(snap.strategy, Some(strategy));
-        assert_eq!(snap.steps, vec![step]);
-        assert_eq!(snap.groups.len(), 1);
-        let mut store = SqliteStore::open(&path).unwrap();
-        store
-            .apply(&[
-                Op::DeleteStrategy,
-                Op::Revoke {
-                    subcloud: "s1".into(),
-                    before: 20,
-                },
-                Op::Revoke {
-                    subcloud: "s1".into(),
-                    before: 10,
-                },
-            ])
-            .unwrap();
-        let snap = store.load().unwrap();
-        assert!(snap.strategy.is_none() && snap.steps.is_empty());
-        // The deleted strategy's id stays taken; a revocation only ever moves later.
-        assert_eq!(snap.last_ids.strategy, 1);
-        assert_eq!(snap.revoked, vec![("s1".to_owned(), 20)]);
-    }
 
     #[test]
     fn the_database_and_its_wal_are_private_whatever_the_umask_and_its_new_directory_too() {
@@ -641,7 +462,7 @@ mod tests {
 
     /// The database a 0.1.0 controller writes (schema version 4), committed so every later controller
     /// is tested on opening it. Rewrite it only for a new release, never to make a test pass:
-    /// `cargo test -p dc-controller --lib store::tests::write_the_release_fixture -- --ignored`.
+    /// `cargo test -p dc-controller --lib store::sqlite::tests::write_the_release_fixture -- --ignored`.
     const RELEASE_FIXTURE: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/store-0.1.0.sqlite"
@@ -649,114 +470,12 @@ mod tests {
     /// The schema version of [`RELEASE_FIXTURE`].
     const RELEASE_FIXTURE_VERSION: i64 = 4;
 
-    /// What the fixture holds: two groups, a subcloud in each, a revoked name, and an applying
-    /// strategy with a step per subcloud (one running, one complete).
-    fn release_records() -> Snapshot {
-        let at = |s: &str| format!("2026-01-02 03:04:{s}.000000");
-        let group = |id, name: &str, apply_type| Group {
-            id,
-            name: name.into(),
-            description: format!("{name} group"),
-            update_apply_type: apply_type,
-            max_parallel: 2,
-            created_at: at("05"),
-            updated_at: None,
-        };
-        let subcloud = |id, name: &str, group_id, error: Option<&str>| Subcloud {
-            id,
-            name: name.into(),
-            description: "lab subcloud".into(),
-            location: "Ottawa".into(),
-            group_id,
-            managed: true,
-            created_at: at("06"),
-            updated_at: Some(at("07")),
-            error_description: error.map(Into::into),
-        };
-        let step = |id, name: &str, state: &str, finished: Option<String>| Step {
-            id,
-            subcloud: name.into(),
-            update_id: format!("update-{name}"),
-            stage: Stage::Apply,
-            state: state.into(),
-            details: format!("{state} on {name}"),
-            started_at: Some(at("09")),
-            finished_at: finished,
-            created_at: at("08"),
-            updated_at: Some(at("10")),
-        };
-        Snapshot {
-            groups: vec![
-                group(1, "Default", ApplyType::Parallel),
-                group(2, "edge", ApplyType::Serial),
-            ],
-            subclouds: vec![
-                subcloud(1, "subcloud1", 1, None),
-                subcloud(
-                    2,
-                    "subcloud2",
-                    2,
-                    Some("hosts update-certs failed: timeout"),
-                ),
-            ],
-            strategy: Some(Strategy {
-                id: 1,
-                apply_type: ApplyType::Parallel,
-                max_parallel: 2,
-                stop_on_failure: true,
-                state: StrategyState::Applying,
-                subject: Some("C=CA O=WR CN=fixture".into()),
-                expiry_date: Some("2028-01-01".into()),
-                cert_file: None,
-                proceed_with_stranded_pods: true,
-                created_at: at("08"),
-                updated_at: Some(at("09")),
-            }),
-            steps: vec![
-                step(1, "subcloud1", step_state::STARTING, None),
-                step(2, "subcloud2", step_state::COMPLETE, Some(at("11"))),
-            ],
-            last_ids: LastIds {
-                group: 2,
-                subcloud: 3,
-                strategy: 1,
-            },
-            revoked: vec![("subcloud3".into(), 1_767_323_045)],
-            // Release 0.1.0 had no sw-update-options.
-            options: Vec::new(),
-        }
-    }
-
-    fn assert_release_records(snap: &Snapshot) {
-        let want = release_records();
-        assert_eq!(snap.groups, want.groups);
-        assert_eq!(snap.subclouds, want.subclouds);
-        assert_eq!(snap.strategy, want.strategy);
-        assert_eq!(snap.steps, want.steps);
-        assert_eq!(snap.last_ids, want.last_ids);
-        assert_eq!(snap.revoked, want.revoked);
-        assert_eq!(snap.options, want.options);
-    }
-
     #[test]
     #[ignore = "rewrites the committed fixture: only for a new release"]
     fn write_the_release_fixture() {
         let _ = std::fs::remove_file(RELEASE_FIXTURE);
         let mut store = SqliteStore::open(Path::new(RELEASE_FIXTURE)).unwrap();
-        let r = release_records();
-        let mut ops: Vec<Op> = r.groups.into_iter().map(Op::PutGroup).collect();
-        ops.extend(r.subclouds.into_iter().map(Op::PutSubcloud));
-        // A third subcloud, deleted: its id stays taken and its name revoked.
-        let mut gone = release_records().subclouds.remove(0);
-        (gone.id, gone.name) = (3, "subcloud3".into());
-        ops.extend([Op::PutSubcloud(gone), Op::DeleteSubcloud(3)]);
-        ops.extend([Op::Revoke {
-            subcloud: "subcloud3".into(),
-            before: 1_767_323_045,
-        }]);
-        ops.extend(r.strategy.map(Op::PutStrategy));
-        ops.extend(r.steps.into_iter().map(Op::PutStep));
-        store.apply(&ops).unwrap();
+        store.apply(&release_ops()).unwrap();
         // One self-contained file: the write-ahead log folded in, and no longer used.
         store
             .conn
@@ -817,55 +536,5 @@ mod tests {
         step.state = step_state::COMPLETE.into();
         store.apply(&[Op::PutStep(step.clone())]).unwrap();
         assert_eq!(store.load().unwrap().steps[0], step);
-    }
-
-    #[test]
-    fn sw_update_options_round_trip_and_go_with_their_subcloud() {
-        use crate::options::OptionsEntry;
-        use dc_protocol::{
-            AlarmRestrictionType, DefaultInstanceAction, StorageApplyType, WorkerApplyType,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let mut store = SqliteStore::open(&path).unwrap();
-        let entry = |id, subcloud_id| OptionsEntry {
-            id,
-            subcloud_id,
-            storage_apply_type: StorageApplyType::Serial,
-            worker_apply_type: WorkerApplyType::Serial,
-            max_parallel_workers: 4,
-            alarm_restriction_type: AlarmRestrictionType::Strict,
-            default_instance_action: DefaultInstanceAction::StopStart,
-            created_at: "t".into(),
-            updated_at: Some("u".into()),
-        };
-        let s1 = Subcloud {
-            id: 1,
-            name: "s1".into(),
-            description: String::new(),
-            location: String::new(),
-            group_id: 1,
-            managed: true,
-            created_at: "t".into(),
-            updated_at: None,
-            error_description: None,
-        };
-        store
-            .apply(&[
-                Op::PutSubcloud(s1),
-                Op::PutOptions(entry(1, 0)),
-                Op::PutOptions(entry(2, 1)),
-            ])
-            .unwrap();
-        drop(store);
-        let mut store = SqliteStore::open(&path).unwrap();
-        assert_eq!(
-            store.load().unwrap().options,
-            vec![entry(1, 0), entry(2, 1)]
-        );
-        store.apply(&[Op::DeleteSubcloud(1)]).unwrap();
-        assert_eq!(store.load().unwrap().options, vec![entry(1, 0)]);
-        store.apply(&[Op::DeleteOptions(0)]).unwrap();
-        assert!(store.load().unwrap().options.is_empty());
     }
 }
