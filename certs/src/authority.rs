@@ -26,6 +26,8 @@ pub enum AuthorityError {
     Time(UnixTime),
     #[error("the random number generator failed")]
     Random,
+    #[error("the private key does not belong to the CA certificate")]
+    KeyMismatch,
 }
 
 /// The key algorithm of a generated key.
@@ -90,9 +92,22 @@ impl CertifiedCa {
         })
     }
 
-    /// Loads a CA from its certificate and PKCS#8 private key in PEM form.
+    /// Loads a CA from its certificate and PKCS#8 private key in PEM form; a key that is not the
+    /// certificate's is refused (it would sign leaves that nothing trusting the CA verifies).
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, AuthorityError> {
         let key = KeyPair::from_pem(key_pem).map_err(AuthorityError::Key)?;
+        let spki_matches = crate::pem_certificates(cert_pem)
+            .ok()
+            .and_then(|ders| ders.into_iter().next())
+            .is_some_and(|der| {
+                use rcgen::PublicKeyData;
+                x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, cert)| {
+                    cert.public_key().subject_public_key.data.as_ref() == key.der_bytes()
+                })
+            });
+        if !spki_matches {
+            return Err(AuthorityError::KeyMismatch);
+        }
         let issuer =
             Issuer::from_ca_cert_pem(cert_pem, key).map_err(AuthorityError::Certificate)?;
         let cert_der = crate::pem_certificates(cert_pem)
@@ -218,5 +233,10 @@ mod tests {
         let again = CertifiedCa::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
         assert_eq!(again.cert_der(), ca.cert_der());
         assert!(CertifiedCa::from_pem(ca.cert_pem(), "garbage").is_err());
+        let other = NewRootCa::default().generate(86400 * 30, now).unwrap();
+        assert!(matches!(
+            CertifiedCa::from_pem(ca.cert_pem(), &other.key_pem()),
+            Err(AuthorityError::KeyMismatch)
+        ));
     }
 }

@@ -547,6 +547,7 @@ mod tests {
                     not_after: 86_400,
                 }),
                 warnings: Vec::new(),
+                rollback: false,
             }),
             ..LiveView::default()
         };

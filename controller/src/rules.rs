@@ -394,6 +394,7 @@ mod tests {
             since: None,
             new_ca: None,
             warnings: Vec::new(),
+            rollback: false,
         };
         let stopped = update(dc_protocol::RunState::Aborted {
             next: dc_protocol::Phase::PodsTrustBothCas,

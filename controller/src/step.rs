@@ -551,6 +551,7 @@ mod tests {
             since: None,
             new_ca: None,
             warnings: Vec::new(),
+            rollback: false,
         }
     }
 

@@ -230,6 +230,7 @@ pub fn update_params(st: &State, subcloud: &str) -> UpdateParams {
             cert_file: s.cert_file.clone(),
             proceed_with_stranded_pods: s.proceed_with_stranded_pods,
             options: options::effective_for(st, subcloud).subcloud_options(),
+            rollback: false,
         })
         .unwrap_or_default()
 }
