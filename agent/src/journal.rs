@@ -12,9 +12,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use dc_certs::files::{PRIVATE, create_private_dir, write_atomic};
 use dc_protocol::{
-    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RootCaInfo, RunState,
-    STATE_ROLLBACK_FAILED, STATE_ROLLED_BACK, STATE_ROLLING_BACK, Stopped, UnixTime, UpdateParams,
-    UpdateStatus,
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, ROLLING_BACK, RootCaInfo,
+    RunState, STATE_ROLLBACK_FAILED, STATE_ROLLED_BACK, STATE_ROLLING_BACK, Stopped, UnixTime,
+    UpdateParams, UpdateStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -152,9 +152,6 @@ impl UpdateRecord {
         }
     }
 }
-
-/// How every progress detail of a rollback begins.
-pub const ROLLING_BACK: &str = "rolling back: ";
 
 /// One step of a rollback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

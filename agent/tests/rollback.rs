@@ -7,8 +7,7 @@
 mod common;
 
 use common::*;
-use dc_agent::journal::ROLLING_BACK;
-use dc_protocol::{ROLLBACK_PAST_POINT_OF_NO_RETURN, STATE_ROLLED_BACK};
+use dc_protocol::{ROLLBACK_PAST_POINT_OF_NO_RETURN, ROLLING_BACK, STATE_ROLLED_BACK};
 
 fn rollback_params() -> UpdateParams {
     UpdateParams {

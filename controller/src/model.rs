@@ -325,6 +325,7 @@ fn unfinished_json(u: &dc_protocol::UpdateStatus) -> Value {
     };
     json!({
         "update-id": u.update_id,
+        "rollback": u.rollback,
         "run": run,
         "phase": u.phase.label(),
         "state": u.state,
@@ -351,6 +352,8 @@ pub struct Strategy {
     pub cert_file: Option<String>,
     /// Whether subclouds go on although pods that nothing restarts would keep the old CA alone.
     pub proceed_with_stranded_pods: bool,
+    /// A rollback strategy: each step takes its subcloud's unfinished update back to the old root CA.
+    pub rollback: bool,
     pub created_at: String,
     pub updated_at: Option<String>,
 }
@@ -371,6 +374,7 @@ impl Strategy {
                 "subject": self.subject,
                 "cert-file": self.cert_file.as_ref().map(|_| "uploaded"),
                 "proceed-with-stranded-pods": self.proceed_with_stranded_pods,
+                "rollback": self.rollback,
             },
         })
     }
@@ -470,6 +474,7 @@ mod tests {
             expiry_date: Some("2030-01-01".into()),
             cert_file: Some("PEM".into()),
             proceed_with_stranded_pods: false,
+            rollback: false,
             created_at: "x".into(),
             updated_at: None,
         };

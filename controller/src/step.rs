@@ -217,24 +217,19 @@ impl StepActor {
     fn take_end(&mut self, status: &UpdateStatus, ctx: &mut Context<Self>) -> bool {
         match &status.run {
             RunState::Completed => {
-                self.finish(
-                    step_state::COMPLETE,
-                    completed_details(&status.warnings, &self.params.options),
-                    ctx,
-                );
+                let details = self.completed_details(&status.warnings);
+                self.finish(step_state::COMPLETE, details, ctx);
                 true
             }
             RunState::Failed { phase, reason } => {
-                self.finish(
-                    step_state::FAILED,
-                    format!("{} failed: {reason}", phase.label()),
-                    ctx,
-                );
+                let details = self.failed_details(*phase, reason);
+                self.finish(step_state::FAILED, details, ctx);
                 true
             }
             RunState::Aborted { next } if self.abort.is_some() => {
                 let reason = self.abort.clone().unwrap_or_default();
-                self.finish(step_state::ABORTED, stopped_details(&reason, *next), ctx);
+                let details = self.stopped_details(&reason, *next);
+                self.finish(step_state::ABORTED, details, ctx);
                 true
             }
             RunState::Aborted { .. } | RunState::Running => false,
@@ -243,6 +238,34 @@ impl StepActor {
 }
 
 impl StepActor {
+    /// A completed step's details: a rollback says so; an update names its options and warnings.
+    fn completed_details(&self, warnings: &[String]) -> String {
+        if self.params.rollback {
+            return format!("{ROLLED_BACK_DETAILS}; rollback 100% complete");
+        }
+        completed_details(warnings, &self.params.options)
+    }
+
+    /// A stopped step's details: an update names the phase it resumes at; a rollback's next step
+    /// undoes a phase, whose name would mislead, so it says what resumes it.
+    fn stopped_details(&self, reason: &str, next: Phase) -> String {
+        if self.params.rollback {
+            return format!(
+                "{reason}: the rollback stopped after its step in progress; a rollback strategy resumes it"
+            );
+        }
+        stopped_details(reason, next)
+    }
+
+    /// A failed step's details: a rollback's reason as the agent words it (`rolling back: <step>: …`,
+    /// or why it cannot roll back at all), an update's after its phase.
+    fn failed_details(&self, phase: Phase, reason: &str) -> String {
+        if self.params.rollback {
+            return reason.to_owned();
+        }
+        format!("{} failed: {reason}", phase.label())
+    }
+
     /// The state an agent reported, if sysinv knows it for that phase; otherwise the phase's own
     /// in-progress state, and a warning: an agent's text is never stored, shown or used as a metrics
     /// label unchecked.
@@ -392,12 +415,11 @@ impl Handler<FromAgent> for StepActor {
                 self.progress(state, details, urgent, None);
             }
             AgentMessage::PhaseResult(r) => match r.outcome {
-                PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
-                    self.finish(
-                        step_state::COMPLETE,
-                        completed_details(&r.warnings, &self.params.options),
-                        ctx,
-                    );
+                PhaseOutcome::Succeeded
+                    if r.phase == Phase::Complete || r.state == dc_protocol::STATE_ROLLED_BACK =>
+                {
+                    let details = self.completed_details(&r.warnings);
+                    self.finish(step_state::COMPLETE, details, ctx);
                 }
                 PhaseOutcome::Succeeded => {
                     let took = if self.phase == Some(r.phase) {
@@ -412,11 +434,8 @@ impl Handler<FromAgent> for StepActor {
                     self.progress(self.state.clone(), details, true, Some((r.phase, took)));
                 }
                 PhaseOutcome::Failed { reason } => {
-                    self.finish(
-                        step_state::FAILED,
-                        format!("{} failed: {reason}", r.phase.label()),
-                        ctx,
-                    );
+                    let details = self.failed_details(r.phase, &reason);
+                    self.finish(step_state::FAILED, details, ctx);
                 }
             },
             AgentMessage::Stopped(s) => {
@@ -424,12 +443,16 @@ impl Handler<FromAgent> for StepActor {
                     .abort
                     .clone()
                     .unwrap_or_else(|| "stopped by the agent".to_owned());
-                self.finish(step_state::ABORTED, stopped_details(&reason, s.next), ctx);
+                let details = self.stopped_details(&reason, s.next);
+                self.finish(step_state::ABORTED, details, ctx);
             }
             _ => {}
         }
     }
 }
+
+/// What a completed rollback step says.
+pub const ROLLED_BACK_DETAILS: &str = "rolled back to the old root CA";
 
 /// A completed step's details: the options it ran with (so `strategy-step show` says which were used
 /// once progress has replaced the start's details), then the warnings the update completed with.

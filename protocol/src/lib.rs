@@ -23,8 +23,8 @@ pub use options::{
     AlarmRestrictionType, DefaultInstanceAction, StorageApplyType, SubcloudOptions, WorkerApplyType,
 };
 pub use phase::{
-    Phase, PhaseState, ROLLBACK_PAST_POINT_OF_NO_RETURN, STATE_ROLLBACK_FAILED, STATE_ROLLED_BACK,
-    STATE_ROLLING_BACK,
+    Phase, PhaseState, ROLLBACK_PAST_POINT_OF_NO_RETURN, ROLLING_BACK, STATE_ROLLBACK_FAILED,
+    STATE_ROLLED_BACK, STATE_ROLLING_BACK,
 };
 
 /// The protocol version this build speaks. Bump it for any change an older peer cannot ignore.

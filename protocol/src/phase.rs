@@ -143,6 +143,10 @@ impl fmt::Display for Phase {
 /// The state name of an update stopped by an abort, as in sysinv.
 pub const STATE_ABORTED: &str = "update-aborted";
 
+/// How every progress detail of a rollback begins, so a step's details, the CLI and the dashboard tell
+/// a rollback from an update.
+pub const ROLLING_BACK: &str = "rolling back: ";
+
 /// The state of a rollback while it runs, whichever phase it undoes (sysinv has no rollback, so no
 /// name of its own for one).
 pub const STATE_ROLLING_BACK: &str = "rolling-back";

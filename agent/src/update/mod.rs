@@ -32,7 +32,8 @@ pub mod stranded;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dc_protocol::{
-    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RunState, UpdateParams,
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, ROLLING_BACK, RunState,
+    UpdateParams,
 };
 use tracing::{Instrument, info, info_span, warn};
 
@@ -40,7 +41,7 @@ pub use admit::{Admission, admit, admit_rollback};
 pub use context::{PhaseContext, PhaseError, Settings};
 
 use crate::cluster::Cluster;
-use crate::journal::{Journal, JournalError, ROLLING_BACK, RollbackStep, UpdateRecord};
+use crate::journal::{Journal, JournalError, RollbackStep, UpdateRecord};
 use crate::trust;
 
 /// What the engine does after a start command.

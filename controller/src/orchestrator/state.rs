@@ -350,6 +350,7 @@ pub mod tests {
             expiry_date: None,
             cert_file: None,
             proceed_with_stranded_pods: false,
+            rollback: false,
             created_at: now_string(),
             updated_at: None,
         })];
