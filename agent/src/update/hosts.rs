@@ -51,8 +51,13 @@ pub async fn walk<C: Cluster>(cx: &PhaseContext<'_, C>, plan: &HostPlan) -> Resu
         return Err(PhaseError::Refused(why));
     }
     let new_ca = new_ca::load(cx.journal)?;
-    let old_ca = if plan.needs_old_key() {
+    let old_ca = if plan.reissue == Some(Issuer::Old) {
         Some(old_ca::load(cx).await?)
+    } else {
+        None
+    };
+    let old_key = if plan.needs_old_key() {
+        Some(old_ca::key_text(cx).await?)
     } else {
         None
     };
@@ -72,6 +77,7 @@ pub async fn walk<C: Cluster>(cx: &PhaseContext<'_, C>, plan: &HostPlan) -> Resu
         cas: Cas {
             new: &new_ca,
             old: old_ca.as_ref(),
+            old_key: old_key.as_deref(),
         },
         total: hosts.len(),
         tally: Mutex::new(Tally::default()),
@@ -83,16 +89,23 @@ pub async fn walk<C: Cluster>(cx: &PhaseContext<'_, C>, plan: &HostPlan) -> Resu
     join::publish_ca(cx, &plan.bundle.pem(&old_pem, new_ca.cert_pem())).await
 }
 
-/// The CAs a walk writes and issues from; the old one with its key only when the plan needs it.
+/// The CAs a walk writes and issues from; the old one, and its key's file as it was, only when the
+/// plan needs them.
 #[derive(Clone, Copy)]
 struct Cas<'a> {
     new: &'a CertifiedCa,
     old: Option<&'a CertifiedCa>,
+    old_key: Option<&'a str>,
 }
 
 impl Cas<'_> {
     fn old(&self) -> Result<&CertifiedCa, PhaseError> {
         self.old
+            .ok_or_else(|| PhaseError::Refused("the old root CA was not loaded".into()))
+    }
+
+    fn old_key(&self) -> Result<&str, PhaseError> {
+        self.old_key
             .ok_or_else(|| PhaseError::Refused("the old root CA's key was not loaded".into()))
     }
 
@@ -253,7 +266,7 @@ impl<C: Cluster> Target<'_, C> {
                 let contents = match part {
                     CaPart::NewCert => self.cas.new.cert_pem().to_owned(),
                     CaPart::NewKey => self.cas.new.key_pem(),
-                    CaPart::OldKey => self.cas.old()?.key_pem(),
+                    CaPart::OldKey => self.cas.old_key()?.to_owned(),
                 };
                 cluster.write_file(name, file, &contents).await?;
             }
@@ -271,6 +284,7 @@ impl<C: Cluster> Target<'_, C> {
                 self.set_kubeconfig_ca(&pem).await?;
             }
             HostAction::PointSigningAt(files) => self.point_signing_at(files).await?,
+            HostAction::RestoreOriginals => self.restore_originals().await?,
             HostAction::Restart(component) => {
                 cluster.restart_component(name, component).await?;
                 self.cx.wait_serving(name, component).await?;
@@ -369,6 +383,58 @@ impl<C: Cluster> Target<'_, C> {
                 cluster
                     .write_file(name, HostFile::Kubeconfig(file), kubeconfig.text())
                     .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back, byte for byte, each file kept before the update first replaced it whose backup holds
+    /// the trust the host has now: `ca.crt` with the old CA alone; a kubeconfig whose CA data is the old
+    /// CA alone and whose embedded client certificate chains to it; the controller-manager's manifest
+    /// signing with `ca.crt`/`ca.key`. Without a backup (the simulated cluster) the rewritten file
+    /// stays, equivalent.
+    async fn restore_originals(&self) -> Result<(), PhaseError> {
+        let (cluster, name) = (self.cx.cluster, &self.host.name);
+        let old = dc_certs::pem_certificates(self.old_pem).unwrap_or_default();
+        let old_alone = |pem: &str| dc_certs::pem_certificates(pem).is_ok_and(|c| c == old);
+        let mut files = vec![HostFile::CaCert];
+        files.extend(
+            KubeconfigFile::of_role(self.host.role)
+                .iter()
+                .map(|&f| HostFile::Kubeconfig(f)),
+        );
+        if self.host.role == crate::cluster::HostRole::Controller {
+            files.push(HostFile::ControllerManagerManifest);
+        }
+        for file in files {
+            let Some(original) = cluster.read_backup(name, file).await? else {
+                continue;
+            };
+            let same_trust = match file {
+                HostFile::CaCert => old_alone(&original),
+                HostFile::Kubeconfig(_) => crate::kubeconfig::Kubeconfig::parse(&original)
+                    .is_ok_and(|k| {
+                        old_alone(k.ca_pem())
+                            && match k.client() {
+                                ClientCredentials::Embedded { cert_pem, .. } => {
+                                    trusts(cert_pem, self.old_pem, Usage::Client).is_ok()
+                                }
+                                // The file it names was re-issued from the old CA.
+                                ClientCredentials::Files { .. } => true,
+                            }
+                    }),
+                _ => {
+                    let dir = crate::manifest::pki_dir(&original);
+                    let (cert, key) = SigningFiles {
+                        cert: HostFile::CaCert,
+                        key: HostFile::CaKey,
+                    }
+                    .paths(dir.as_deref().unwrap_or(KUBEADM_PKI_DIR));
+                    set_signing_files(&original, &cert, &key).is_ok_and(|s| s == original)
+                }
+            };
+            if same_trust && cluster.read_file(name, file).await?.as_deref() != Some(&original) {
+                cluster.write_file(name, file, &original).await?;
             }
         }
         Ok(())

@@ -118,6 +118,10 @@ pub struct HostPlan {
     pub signing: Option<SigningFiles>,
     /// Files removed last.
     pub remove: &'static [HostFile],
+    /// Whether the files kept before the update first replaced them (`ca.crt`, the kubeconfigs, the
+    /// controller-manager's manifest) are put back, byte for byte, where they hold what the plan wrote
+    /// (a rollback's last host step: the old CA alone, signing with `ca.crt`/`ca.key`).
+    pub restore_originals: bool,
 }
 
 /// One thing a host phase does to a host.
@@ -133,6 +137,8 @@ pub enum HostAction {
     WriteBundle(Bundle),
     /// Points the controller-manager's signing flags at these files.
     PointSigningAt(SigningFiles),
+    /// Puts back the files kept before the update first replaced them, where they hold the same trust.
+    RestoreOriginals,
     Restart(Component),
     Remove(HostFile),
 }
@@ -153,6 +159,7 @@ pub const HOST_PLANS: [HostPlan; 3] = [
             key: HostFile::CaNewKey,
         }),
         remove: &[],
+        restore_originals: false,
     },
     HostPlan {
         phase: Phase::HostsUpdateCerts,
@@ -161,6 +168,7 @@ pub const HOST_PLANS: [HostPlan; 3] = [
         bundle: Bundle::NewThenOld,
         signing: None,
         remove: &[],
+        restore_originals: false,
     },
     HostPlan {
         phase: Phase::HostsTrustNewCa,
@@ -172,6 +180,7 @@ pub const HOST_PLANS: [HostPlan; 3] = [
             key: HostFile::CaKey,
         }),
         remove: &[HostFile::CaNewCert, HostFile::CaNewKey],
+        restore_originals: false,
     },
 ];
 
@@ -187,10 +196,9 @@ pub fn pods_bundle(phase: Phase) -> Option<Bundle> {
 }
 
 impl HostPlan {
-    /// Whether the plan needs the old CA's key (to put it back, or to issue from it).
+    /// Whether the plan puts the old CA's key back.
     pub fn needs_old_key(&self) -> bool {
-        self.reissue == Some(Issuer::Old)
-            || self.install.iter().any(|&(_, part)| part == CaPart::OldKey)
+        self.install.iter().any(|&(_, part)| part == CaPart::OldKey)
     }
 
     /// The plan of a host phase; `None` for the other phases.
@@ -218,6 +226,11 @@ impl HostPlan {
         actions.push(HostAction::WriteBundle(self.bundle));
         if controller {
             actions.extend(self.signing.map(HostAction::PointSigningAt));
+        }
+        if self.restore_originals {
+            actions.push(HostAction::RestoreOriginals);
+        }
+        if controller {
             actions.extend(CONTROL_PLANE_RESTART_ORDER.map(HostAction::Restart));
         }
         actions.push(HostAction::Restart(Component::Kubelet));

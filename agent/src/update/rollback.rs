@@ -20,7 +20,10 @@
 //!    both CAs, so nothing presented is refused; only once it finished on every host does any host
 //!    drop the new CA. Run whenever a host was touched, since such leaves can exist before update-certs.
 //! 3. [`RollbackStep::HostsTrustOldCa`]: the old CA alone, signing with `ca.crt`/`ca.key`, the new CA's
-//!    files removed. Everything presented now chains to the old CA, which every pod still trusts.
+//!    files removed. Everything presented now chains to the old CA, which every pod still trusts. Where
+//!    the backend kept the files the update replaced (the Kubernetes backend's `.dc-rootca-backup`)
+//!    and they hold that same trust, they are put back byte for byte (`ca.crt`, the kubeconfigs with
+//!    their original client certificates, the controller-manager's manifest).
 //! 4. [`RollbackStep::PodsTrustOldCa`] (only when pods trust-both-cas began): workloads restarted once
 //!    the controller-manager published the old CA alone, so pods mount it again.
 //! 5. [`RollbackStep::RemoveNewCa`]: the new CA's certificate and key (and the kept old key) leave the
@@ -49,6 +52,7 @@ const TRUST_BOTH_CAS_AGAIN: HostPlan = HostPlan {
         key: HostFile::CaNewKey,
     }),
     remove: &[],
+    restore_originals: false,
 };
 
 /// The host plan that undoes update-certs: leaves from the old CA, the old CA first in the bundle.
@@ -59,6 +63,7 @@ const REISSUE_FROM_OLD_CA: HostPlan = HostPlan {
     bundle: Bundle::OldThenNew,
     signing: None,
     remove: &[],
+    restore_originals: false,
 };
 
 /// The host plan that undoes trust-both-cas: the old CA alone, signing with it, the new CA's files gone.
@@ -72,6 +77,7 @@ const TRUST_OLD_CA: HostPlan = HostPlan {
         key: HostFile::CaKey,
     }),
     remove: &[HostFile::CaNewCert, HostFile::CaNewKey],
+    restore_originals: true,
 };
 
 /// The host plan of a host step; `None` for the others.
@@ -236,12 +242,14 @@ mod tests {
         .collect();
         // The reverse of the update's "ON", "NO", "N", from where trust-new-ca left the hosts.
         assert_eq!(bundles, ["NO", "ON", "O"]);
-        assert!(TRUST_BOTH_CAS_AGAIN.needs_old_key() && REISSUE_FROM_OLD_CA.needs_old_key());
-        assert!(!TRUST_OLD_CA.needs_old_key());
+        assert!(TRUST_BOTH_CAS_AGAIN.needs_old_key());
+        assert!(!REISSUE_FROM_OLD_CA.needs_old_key() && !TRUST_OLD_CA.needs_old_key());
+        assert_eq!(REISSUE_FROM_OLD_CA.reissue, Some(Issuer::Old));
         assert_eq!(
             TRUST_OLD_CA.actions(HostRole::Worker),
             [
                 HostAction::WriteBundle(Bundle::OldOnly),
+                HostAction::RestoreOriginals,
                 HostAction::Restart(Component::Kubelet),
                 HostAction::Remove(HostFile::CaNewCert),
                 HostAction::Remove(HostFile::CaNewKey),
