@@ -55,7 +55,7 @@ pub async fn load<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<CertifiedCa, P
     let text = key_text(cx).await?;
     CertifiedCa::from_pem(&old_cert(cx)?, &text).map_err(|e| {
         PhaseError::Refused(format!(
-            "the old root CA's key cannot issue certificates: {e} (a PKCS#8 key is needed)"
+            "the old root CA's key cannot issue certificates: {e}"
         ))
     })
 }
