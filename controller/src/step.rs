@@ -57,6 +57,8 @@ pub struct Reports {
 pub struct Attach {
     pub session: Recipient<ToAgent>,
     pub update: Option<UpdateStatus>,
+    /// The agent said it can roll back: a rollback step sends an older one nothing.
+    pub can_roll_back: bool,
 }
 
 /// The agent's session dropped.
@@ -173,7 +175,17 @@ impl StepActor {
         }
     }
 
-    fn start_command(&self) {
+    /// Sends the start; a rollback to an agent that cannot roll back (an older version, which would
+    /// finish the update instead) fails the step saying so.
+    fn start_command(&mut self, can_roll_back: bool, ctx: &mut Context<Self>) {
+        if self.params.rollback && !can_roll_back {
+            self.finish(
+                step_state::FAILED,
+                format!("{CANNOT_ROLL_BACK}; upgrade dc-agent on {}", self.subcloud),
+                ctx,
+            );
+            return;
+        }
         self.send(Command::Start {
             update_id: self.update_id.clone(),
             params: self.params.clone(),
@@ -315,7 +327,7 @@ impl Handler<Attach> for StepActor {
                 }
                 if matches!(status.run, RunState::Aborted { .. }) {
                     // Stopped by an earlier abort that this strategy no longer wants: resume.
-                    self.start_command();
+                    self.start_command(msg.can_roll_back, ctx);
                 } else if self.abort.is_some() {
                     self.abort_command();
                 }
@@ -340,7 +352,7 @@ impl Handler<Attach> for StepActor {
             }
             None => {
                 tracing::info!(subcloud = %self.subcloud, update_id = %self.update_id, "starting the update");
-                self.start_command();
+                self.start_command(msg.can_roll_back, ctx);
             }
         }
     }
@@ -451,6 +463,9 @@ impl Handler<FromAgent> for StepActor {
     }
 }
 
+/// Why a rollback step is not sent to an agent that did not say it can roll back.
+pub const CANNOT_ROLL_BACK: &str = "cannot roll back: the subcloud's agent does not support rollback (an older version would finish the update instead)";
+
 /// What a completed rollback step says.
 pub const ROLLED_BACK_DETAILS: &str = "rolled back to the old root CA";
 
@@ -531,6 +546,10 @@ mod tests {
     }
 
     fn rig(abort: Option<&str>) -> Rig {
+        rig_with(abort, UpdateParams::default())
+    }
+
+    fn rig_with(abort: Option<&str>, params: UpdateParams) -> Rig {
         let (rt, reports) = mpsc::unbounded_channel();
         let (ct, commands) = mpsc::unbounded_channel();
         let c = Collector {
@@ -542,7 +561,7 @@ mod tests {
             id: 1,
             subcloud: "s1".into(),
             update_id: "u1".into(),
-            params: UpdateParams::default(),
+            params,
             abort: abort.map(str::to_owned),
             agent_wait: Duration::from_secs(600),
             state: step_state::STARTING.into(),
@@ -585,6 +604,7 @@ mod tests {
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: None,
+            can_roll_back: true,
         });
         assert!(matches!(
             r.commands.recv().await,
@@ -631,6 +651,7 @@ mod tests {
                 warnings: vec!["1 running pod(s) would keep the old root CA alone".into()],
                 ..status(RunState::Completed)
             }),
+            can_roll_back: true,
         });
         match r.reports.recv().await {
             Some(Report::Finished { state, details }) => {
@@ -652,6 +673,7 @@ mod tests {
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: Some(status(RunState::Running)),
+            can_roll_back: true,
         });
         assert_eq!(
             r.commands.recv().await,
@@ -682,12 +704,50 @@ mod tests {
         }
     }
 
+    /// An agent that did not say it can roll back (an older version) is never sent a rollback's start:
+    /// it would finish the update instead. One that did gets the start.
+    #[actix::test]
+    async fn a_rollback_is_sent_only_to_an_agent_that_can_roll_back() {
+        let rollback = UpdateParams {
+            rollback: true,
+            ..UpdateParams::default()
+        };
+        let mut r = rig_with(None, rollback.clone());
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: None,
+            can_roll_back: false,
+        });
+        match r.reports.recv().await {
+            Some(Report::Finished { state, details }) => {
+                assert_eq!(state, step_state::FAILED);
+                assert_eq!(
+                    details,
+                    format!("{CANNOT_ROLL_BACK}; upgrade dc-agent on s1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(r.commands.try_recv().is_err());
+        let mut r = rig_with(None, rollback);
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: None,
+            can_roll_back: true,
+        });
+        assert!(matches!(
+            r.commands.recv().await,
+            Some(Command::Start { params, .. }) if params.rollback
+        ));
+    }
+
     #[actix::test]
     async fn an_aborted_step_whose_agent_never_started_ends_aborted() {
         let mut r = rig(Some("aborted"));
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: None,
+            can_roll_back: true,
         });
         match r.reports.recv().await {
             Some(Report::Finished { state, .. }) => assert_eq!(state, step_state::ABORTED),
@@ -702,6 +762,7 @@ mod tests {
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: Some(status(RunState::Running)),
+            can_roll_back: true,
         });
         let _connected = r.reports.recv().await;
         let progress = |seq, state: &str| {

@@ -56,6 +56,10 @@ pub enum ControllerMessage {
 /// The Hello capability of an agent that wants a [`ControllerMessage::HeartbeatAck`] per heartbeat.
 pub const HEARTBEAT_ACK: &str = "heartbeat-ack";
 
+/// The Hello capability of an agent that rolls back ([`UpdateParams::rollback`]): an older one would
+/// take a rollback's start for an update's and finish the update instead, so it is never sent one.
+pub const ROLLBACK: &str = "rollback";
+
 /// The first message of every connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

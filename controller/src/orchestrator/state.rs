@@ -30,6 +30,8 @@ pub struct SessionRef {
     pub heartbeat_seen: bool,
     /// The running step (if any) has been given this session.
     pub attached: bool,
+    /// The agent can roll back.
+    pub can_roll_back: bool,
 }
 
 /// What the agent last reported.
