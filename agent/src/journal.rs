@@ -12,8 +12,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use dc_certs::files::{PRIVATE, create_private_dir, write_atomic};
 use dc_protocol::{
-    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RootCaInfo, RunState,
-    Stopped, UnixTime, UpdateParams, UpdateStatus,
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, ROLLING_BACK, RootCaInfo,
+    RunState, STATE_ROLLBACK_FAILED, STATE_ROLLED_BACK, STATE_ROLLING_BACK, Stopped, UnixTime,
+    UpdateParams, UpdateStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -78,6 +79,10 @@ pub struct UpdateRecord {
     /// The health gate's findings under `alarm-restriction-type relaxed`, reported the same way.
     #[serde(default)]
     pub health: Vec<String>,
+    /// Set once a rollback began: from then on `run` is the rollback's, and `phase` the phase its
+    /// current step undoes.
+    #[serde(default)]
+    pub rollback: Option<RollbackRecord>,
 }
 
 impl UpdateRecord {
@@ -86,18 +91,46 @@ impl UpdateRecord {
         self.health.iter().chain(&self.warnings).cloned().collect()
     }
 
+    /// Whether a host may already trust the update's new CA: a host phase after the first began, or the
+    /// first one recorded a host (hosts are recorded before they are changed).
+    pub fn hosts_touched(&self) -> bool {
+        self.phase > Phase::HostsTrustBothCas
+            || (self.phase == Phase::HostsTrustBothCas && !self.hosts.is_empty())
+    }
+
     /// Share of the whole update done.
     pub fn percent(&self, phase_percent: u8) -> u8 {
         if self.run == RunState::Completed {
             return 100;
         }
+        if let Some(rollback) = &self.rollback {
+            return rollback.percent(phase_percent);
+        }
         let done = self.phase.index() * 100 + usize::from(phase_percent.min(100));
         u8::try_from(done / Phase::ALL.len()).unwrap_or(100)
     }
 
-    /// The sysinv state name.
+    /// The sysinv state name, or the rollback's.
     pub fn state(&self) -> &'static str {
+        if self.rollback.is_some() {
+            return match (&self.run, self.phase_state) {
+                (RunState::Completed, _) => STATE_ROLLED_BACK,
+                (_, PhaseState::Failed) => STATE_ROLLBACK_FAILED,
+                _ => STATE_ROLLING_BACK,
+            };
+        }
         self.phase.state_name(self.phase_state, self.uploaded)
+    }
+
+    /// What a progress message says: during a rollback, `rolling back: <step>: <details>`, so the
+    /// step's details, the CLI and the dashboard tell a rollback from an update.
+    fn details(&self, details: String) -> String {
+        match self.rollback.as_ref().and_then(RollbackRecord::current) {
+            Some(step) if !details.starts_with(ROLLING_BACK) => {
+                format!("{ROLLING_BACK}{}: {details}", step.label())
+            }
+            _ => details,
+        }
     }
 
     fn status(&self) -> UpdateStatus {
@@ -115,6 +148,70 @@ impl UpdateRecord {
             since: self.since,
             new_ca: self.new_ca.clone(),
             warnings: self.all_warnings(),
+            rollback: self.rollback.is_some(),
+        }
+    }
+}
+
+/// One step of a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RollbackStep {
+    HostsTrustBothCasAgain,
+    HostsReissueFromOldCa,
+    HostsTrustOldCa,
+    PodsTrustOldCa,
+    RemoveNewCa,
+}
+
+/// A rollback under way, as the journal keeps it. The record's host progress and restart stamp belong
+/// to the step in progress, as they belong to the phase in progress during an update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// Where the update stood when the rollback began.
+    pub from: Phase,
+    pub steps: Vec<RollbackStep>,
+    /// Index of the step in progress, or the next one to run; `steps.len()` once rolled back.
+    pub step: usize,
+}
+
+impl RollbackRecord {
+    /// The step in progress, or the next one; `None` once rolled back.
+    pub fn current(&self) -> Option<RollbackStep> {
+        self.steps.get(self.step).copied()
+    }
+
+    /// Share of the rollback done.
+    pub fn percent(&self, step_percent: u8) -> u8 {
+        if self.steps.is_empty() {
+            return 100;
+        }
+        let done = self.step * 100 + usize::from(step_percent.min(100));
+        u8::try_from(done / self.steps.len()).unwrap_or(100)
+    }
+}
+
+impl RollbackStep {
+    /// The phase this step undoes: what its progress reports, and where an update that takes over an
+    /// unfinished rollback has to start again.
+    pub fn undoes(self) -> Phase {
+        match self {
+            Self::HostsTrustBothCasAgain => Phase::HostsTrustNewCa,
+            Self::HostsReissueFromOldCa => Phase::HostsUpdateCerts,
+            Self::HostsTrustOldCa => Phase::HostsTrustBothCas,
+            Self::PodsTrustOldCa => Phase::PodsTrustBothCas,
+            Self::RemoveNewCa => Phase::NewRootCa,
+        }
+    }
+
+    /// What the operator reads: `rolling back: <label>: ...`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::HostsTrustBothCasAgain => "hosts trust-both-cas again",
+            Self::HostsReissueFromOldCa => "hosts re-issue certificates from the old CA",
+            Self::HostsTrustOldCa => "hosts trust-old-ca",
+            Self::PodsTrustOldCa => "pods trust-old-ca",
+            Self::RemoveNewCa => "remove the new CA",
         }
     }
 }
@@ -241,7 +338,13 @@ impl Journal {
         if next.run != record.run {
             next.since = Some(dc_certs::now());
         }
-        let message = message(&next, next.last_seq + 1);
+        let message = message(&next, next.last_seq + 1).map(|m| match m {
+            AgentMessage::Progress(p) => AgentMessage::Progress(Progress {
+                details: next.details(p.details),
+                ..p
+            }),
+            other => other,
+        });
         if message.is_some() {
             next.last_seq += 1;
         }
@@ -272,6 +375,7 @@ impl Journal {
             new_ca: None,
             warnings: Vec::new(),
             health: Vec::new(),
+            rollback: None,
         };
         let mut guard = self.lock();
         self.save(&record)?;
@@ -356,6 +460,145 @@ impl Journal {
                 }))
             },
         )
+    }
+
+    /// Begins rolling the recorded update back under `update_id` (the rollback strategy's), with the
+    /// steps [`crate::update::rollback::plan`] chose; the record keeps the CAs and the update's
+    /// parameters, and its host progress and restart stamp start afresh for the first step.
+    pub fn begin_rollback(
+        &self,
+        update_id: &str,
+        steps: Vec<RollbackStep>,
+    ) -> Result<(), JournalError> {
+        self.update(
+            |r| {
+                let from = r.phase;
+                r.update_id = update_id.to_owned();
+                r.run = RunState::Running;
+                r.phase_state = PhaseState::InProgress;
+                r.hosts.clear();
+                r.restarted_at = None;
+                r.phase = steps.first().map_or(from, |s| s.undoes());
+                r.rollback = Some(RollbackRecord {
+                    from,
+                    steps,
+                    step: 0,
+                });
+            },
+            |r, seq| {
+                Some(AgentMessage::Progress(Progress {
+                    update_id: r.update_id.clone(),
+                    seq,
+                    phase: r.phase,
+                    host: None,
+                    state: r.state().to_owned(),
+                    phase_percent: 0,
+                    percent: r.percent(0),
+                    details: format!(
+                        "{ROLLING_BACK}the update from {} to the old root CA: {}",
+                        r.rollback.as_ref().map_or(r.phase, |b| b.from).label(),
+                        r.rollback
+                            .as_ref()
+                            .map(|b| b.steps.iter().map(|s| s.label()).collect::<Vec<_>>())
+                            .unwrap_or_default()
+                            .join(", ")
+                    ),
+                }))
+            },
+        )
+    }
+
+    /// A rollback step ended: on success the next one is recorded (or the rollback completed, the
+    /// subcloud on its old CA alone), on failure the rollback stops, resumable at this step.
+    pub fn finish_rollback_step(&self, outcome: PhaseOutcome) -> Result<(), JournalError> {
+        let phase = self.record().ok_or(JournalError::NoUpdate)?.phase;
+        self.update(
+            |r| {
+                let Some(rollback) = r.rollback.as_mut() else {
+                    return;
+                };
+                match &outcome {
+                    PhaseOutcome::Succeeded => {
+                        r.hosts.clear();
+                        r.restarted_at = None;
+                        rollback.step += 1;
+                        match rollback.current() {
+                            Some(next) => {
+                                r.phase = next.undoes();
+                                r.phase_state = PhaseState::InProgress;
+                            }
+                            None => {
+                                r.phase_state = PhaseState::Done;
+                                r.run = RunState::Completed;
+                            }
+                        }
+                    }
+                    PhaseOutcome::Failed { reason } => {
+                        r.phase_state = PhaseState::Failed;
+                        r.run = RunState::Failed {
+                            phase,
+                            reason: reason.clone(),
+                        };
+                    }
+                }
+            },
+            |r, seq| {
+                // Only the end and a failure are phase results: a step in between is progress, so a
+                // controller never takes a step of the rollback for a phase of an update.
+                if outcome == PhaseOutcome::Succeeded && r.run != RunState::Completed {
+                    return Some(AgentMessage::Progress(Progress {
+                        update_id: r.update_id.clone(),
+                        seq,
+                        phase: r.phase,
+                        host: None,
+                        state: r.state().to_owned(),
+                        phase_percent: 0,
+                        percent: r.percent(0),
+                        details: format!(
+                            "{ROLLING_BACK}{} done",
+                            r.rollback
+                                .as_ref()
+                                .and_then(|b| b.steps.get(b.step.wrapping_sub(1)))
+                                .map_or("a step", |s| s.label())
+                        ),
+                    }));
+                }
+                Some(AgentMessage::PhaseResult(PhaseResult {
+                    update_id: r.update_id.clone(),
+                    seq,
+                    phase,
+                    outcome: outcome.clone(),
+                    state: r.state().to_owned(),
+                    percent: r.percent(0),
+                    warnings: r.all_warnings(),
+                }))
+            },
+        )
+    }
+
+    /// Answers a start this agent refuses (a rollback past the point of no return, or with nothing to
+    /// roll back) with a failed phase result under the command's id, leaving the recorded update as it
+    /// is: the controller fails that step with `reason`, and a repeated start is refused again.
+    pub fn refuse(&self, update_id: &str, reason: String) -> Result<(), JournalError> {
+        let message = |phase: Phase, seq: u64| {
+            AgentMessage::PhaseResult(PhaseResult {
+                update_id: update_id.to_owned(),
+                seq,
+                phase,
+                outcome: PhaseOutcome::Failed {
+                    reason: reason.clone(),
+                },
+                state: phase.state_name(PhaseState::Failed, false).to_owned(),
+                percent: 0,
+                warnings: Vec::new(),
+            })
+        };
+        if self.record().is_none() {
+            // No record to number it after: the first message of that update.
+            self.outbox.push(message(Phase::Start, 1));
+            return Ok(());
+        }
+        self.update(|_| {}, |r, seq| Some(message(r.phase, seq)))
     }
 
     /// Stops the update after an abort; a later start resumes at `next`.

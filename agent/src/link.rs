@@ -198,6 +198,7 @@ async fn session(
                 "simulated".to_owned(),
                 "cert-file".to_owned(),
                 dc_protocol::HEARTBEAT_ACK.to_owned(),
+                dc_protocol::ROLLBACK.to_owned(),
             ],
         }))?)
         .await?;

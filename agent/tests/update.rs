@@ -166,7 +166,7 @@ async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats
         // arrives before it resumed on its own: it takes the update over (or, before any host changed,
         // replaces it) and finishes the cluster.
         let updater = open(dir.path(), &config);
-        let touched = dc_agent::update::admit::hosts_touched(&record(&updater));
+        let touched = record(&updater).hosts_touched();
         // (Killed as it completed, there is nothing left to take over: a later start is a new update.)
         if record(&updater).run != RunState::Completed {
             assert_eq!(
@@ -436,7 +436,7 @@ async fn fault_then_resume(faulty: SimConfig, phase: Phase, expect: &[&str]) {
             "{}",
             record(&updater).state()
         );
-        let touched = dc_agent::update::admit::hosts_touched(&record(&updater));
+        let touched = record(&updater).hosts_touched();
         drop(updater);
         let mut fixed = faulty.clone();
         fixed.faults = Default::default();
@@ -470,7 +470,7 @@ async fn aborted_after_any_phase_a_later_update_finishes_the_cluster() {
         });
         let updater = open(dir.path(), &config);
         abort_at(&updater, phase).await;
-        let touched = dc_agent::update::admit::hosts_touched(&record(&updater));
+        let touched = record(&updater).hosts_touched();
         assert_eq!(
             updater.start("u2", other_params(), false).unwrap(),
             StartDecision::Run,

@@ -194,10 +194,7 @@ async fn ignore_is_refused_where_there_are_workers_and_a_later_strategy_with_ser
         ),
         "{reason}"
     );
-    assert!(
-        !dc_agent::update::admit::hosts_touched(&record(&updater)),
-        "nothing changed"
-    );
+    assert!(!record(&updater).hosts_touched(), "nothing changed");
     updater
         .start("u2", with(WorkerApplyType::Serial, 10), false)
         .unwrap();

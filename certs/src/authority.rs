@@ -13,6 +13,37 @@ use crate::{ExpiryDate, Subject, UnixTime};
 /// certificate issued a moment ago.
 pub const CLOCK_SKEW_SECS: i64 = 300;
 
+/// A PKCS#1 RSA private key (DER) as PKCS#8's PrivateKeyInfo: version 0, rsaEncryption with NULL
+/// parameters, the PKCS#1 key as the octet string.
+fn pkcs8_of_pkcs1_rsa(pkcs1: &[u8]) -> Vec<u8> {
+    fn with_len(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = body.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|&b| b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+    const VERSION_0: [u8; 3] = [0x02, 0x01, 0x00];
+    // SEQUENCE { OID 1.2.840.113549.1.1.1 (rsaEncryption), NULL }
+    const RSA_ENCRYPTION: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut body = VERSION_0.to_vec();
+    body.extend(RSA_ENCRYPTION);
+    body.extend(with_len(0x04, pkcs1));
+    with_len(0x30, &body)
+}
+
 /// Errors while creating or loading a CA.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
@@ -26,6 +57,8 @@ pub enum AuthorityError {
     Time(UnixTime),
     #[error("the random number generator failed")]
     Random,
+    #[error("the private key does not belong to the CA certificate")]
+    KeyMismatch,
 }
 
 /// The key algorithm of a generated key.
@@ -90,9 +123,35 @@ impl CertifiedCa {
         })
     }
 
-    /// Loads a CA from its certificate and PKCS#8 private key in PEM form.
+    /// Loads a CA from its certificate and PKCS#8 private key in PEM form; a key that is not the
+    /// certificate's is refused (it would sign leaves that nothing trusting the CA verifies).
+    ///
+    /// kubeadm writes its CA key as PKCS#1 (`RSA PRIVATE KEY`), which ring reads only as PKCS#8: such a
+    /// key is wrapped into PKCS#8 first, so a rollback can issue from a kubeadm cluster's old CA.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, AuthorityError> {
-        let key = KeyPair::from_pem(key_pem).map_err(AuthorityError::Key)?;
+        let key = match pem::parse(key_pem) {
+            Ok(block) if block.tag() == "RSA PRIVATE KEY" => {
+                let pkcs8 = pkcs8_of_pkcs1_rsa(block.contents());
+                KeyPair::from_pkcs8_der_and_sign_algo(
+                    &rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_slice()),
+                    &rcgen::PKCS_RSA_SHA256,
+                )
+            }
+            _ => KeyPair::from_pem(key_pem),
+        }
+        .map_err(AuthorityError::Key)?;
+        let spki_matches = crate::pem_certificates(cert_pem)
+            .ok()
+            .and_then(|ders| ders.into_iter().next())
+            .is_some_and(|der| {
+                use rcgen::PublicKeyData;
+                x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, cert)| {
+                    cert.public_key().subject_public_key.data.as_ref() == key.der_bytes()
+                })
+            });
+        if !spki_matches {
+            return Err(AuthorityError::KeyMismatch);
+        }
         let issuer =
             Issuer::from_ca_cert_pem(cert_pem, key).map_err(AuthorityError::Certificate)?;
         let cert_der = crate::pem_certificates(cert_pem)
@@ -218,5 +277,31 @@ mod tests {
         let again = CertifiedCa::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
         assert_eq!(again.cert_der(), ca.cert_der());
         assert!(CertifiedCa::from_pem(ca.cert_pem(), "garbage").is_err());
+        let other = NewRootCa::default().generate(86400 * 30, now).unwrap();
+        assert!(matches!(
+            CertifiedCa::from_pem(ca.cert_pem(), &other.key_pem()),
+            Err(AuthorityError::KeyMismatch)
+        ));
+    }
+
+    /// A kubeadm CA (RSA 2048, its key PKCS#1, made with openssl) loads and issues leaves that chain
+    /// to it; another CA's certificate with that key is refused.
+    #[test]
+    fn a_kubeadm_pkcs1_rsa_key_loads_and_signs() {
+        let cert = include_str!("../tests/fixtures/kubeadm-ca.crt");
+        let key = include_str!("../tests/fixtures/kubeadm-ca-pkcs1.key");
+        assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let ca = CertifiedCa::from_pem(cert, key).expect("a kubeadm CA");
+        let now = crate::now();
+        let leaf = crate::leaf::LeafSpec::client("kubernetes-admin", &["system:masters"])
+            .issue(&ca, now + 86400, now, KeyAlgorithm::EcdsaP384)
+            .expect("issued");
+        crate::verify::verify_chain(&leaf.cert_pem, cert, crate::verify::Usage::Client, now)
+            .expect("chains to the kubeadm CA");
+        let other = NewRootCa::default().generate(86400 * 30, now).unwrap();
+        assert!(matches!(
+            CertifiedCa::from_pem(other.cert_pem(), key),
+            Err(AuthorityError::KeyMismatch)
+        ));
     }
 }

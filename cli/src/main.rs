@@ -707,6 +707,28 @@ mod tests {
     }
 
     #[test]
+    fn rollback_goes_with_scope_flags_but_not_with_new_ca_parameters() {
+        let create = |extra: &[&str]| {
+            let args = [
+                "dcmanager",
+                "kube-rootca-update-strategy",
+                "create",
+                "--rollback",
+            ];
+            Cli::try_parse_from(args.iter().chain(extra))
+        };
+        assert!(create(&["--max-parallel-subclouds", "5", "subcloud1"]).is_ok());
+        for bad in [
+            &["--subject", "CN=x"][..],
+            &["--expiry-date", "2030-01-01"],
+            &["--cert-file", "ca.pem"],
+            &["--force"],
+        ] {
+            assert!(create(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn formats_differ_between_show_and_list() {
         assert!(
             Cli::try_parse_from([

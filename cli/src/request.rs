@@ -76,6 +76,10 @@ pub struct CreateStrategy {
     /// trusting the old root CA alone and lose trust in the API server at update-certs.
     #[arg(long)]
     pub proceed_with_stranded_pods: bool,
+    /// Roll back the subclouds' unfinished updates to their old root CA instead of updating: targets
+    /// the subclouds with an unfinished update; refused on one that completed hosts trust-new-ca.
+    #[arg(long, conflicts_with_all = ["subject", "expiry_date", "cert_file", "force"])]
+    pub rollback: bool,
     /// Name of a single subcloud to update.
     pub cloud_name: Option<String>,
 }
@@ -132,6 +136,7 @@ impl CreateStrategy {
             "proceed-with-stranded-pods",
             self.proceed_with_stranded_pods.then(|| json!("true")),
         );
+        put("rollback", self.rollback.then(|| json!("true")));
         Ok(Value::Object(body))
     }
 }
@@ -326,6 +331,15 @@ mod tests {
         assert_eq!(
             CreateStrategy::default().body(None).unwrap(),
             json!({"type": "kube-rootca-update"})
+        );
+        let rollback = CreateStrategy {
+            rollback: true,
+            cloud_name: Some("subcloud1".into()),
+            ..CreateStrategy::default()
+        };
+        assert_eq!(
+            rollback.body(None).unwrap(),
+            json!({"type": "kube-rootca-update", "cloud_name": "subcloud1", "rollback": "true"})
         );
         let group = CreateStrategy {
             group: Some("Default".into()),

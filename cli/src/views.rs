@@ -225,6 +225,10 @@ fn update_summary(u: &Value) -> Value {
         Some(next) => format!("{id} {run} before {next}"),
         None => format!("{id} {run} at {}", field("phase").unwrap_or("?")),
     };
+    if u.get("rollback").and_then(Value::as_bool) == Some(true) {
+        // Its phase is the one its next step undoes: say it is a rollback before anything else.
+        out = format!("rollback {out}");
+    }
     if let Some(since) = field("since") {
         out.push_str(&format!(" since {since}"));
     }
@@ -348,6 +352,17 @@ mod tests {
             .unwrap(),
             "u1 aborted before hosts update-certs since 2026-12-05 10:00:00.000000; \
              new root CA CN=new expiring 2031-06-30 00:00:00.000000\n"
+        );
+        let rollback = json!({"kube-rootca-update": {"update-id": "r1", "rollback": true,
+            "run": "failed", "phase": "hosts update-certs", "reason": "rolling back: x"}});
+        assert_eq!(
+            render_one(
+                &subcloud(&rollback),
+                OneFormat::Value,
+                &["kube-rootca_update".into()]
+            )
+            .unwrap(),
+            "rollback r1 failed at hosts update-certs: rolling back: x\n"
         );
         assert_eq!(
             render_one(

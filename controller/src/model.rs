@@ -356,6 +356,7 @@ fn unfinished_json(u: &dc_protocol::UpdateStatus) -> Value {
     };
     json!({
         "update-id": u.update_id,
+        "rollback": u.rollback,
         "run": run,
         "phase": u.phase.label(),
         "state": u.state,
@@ -382,6 +383,8 @@ pub struct Strategy {
     pub cert_file: Option<String>,
     /// Whether subclouds go on although pods that nothing restarts would keep the old CA alone.
     pub proceed_with_stranded_pods: bool,
+    /// A rollback strategy: each step takes its subcloud's unfinished update back to the old root CA.
+    pub rollback: bool,
     pub created_at: String,
     pub updated_at: Option<String>,
 }
@@ -402,6 +405,7 @@ impl Strategy {
                 "subject": self.subject,
                 "cert-file": self.cert_file.as_ref().map(|_| "uploaded"),
                 "proceed-with-stranded-pods": self.proceed_with_stranded_pods,
+                "rollback": self.rollback,
             },
         })
     }
@@ -512,6 +516,7 @@ mod tests {
             expiry_date: Some("2030-01-01".into()),
             cert_file: Some("PEM".into()),
             proceed_with_stranded_pods: false,
+            rollback: false,
             created_at: "x".into(),
             updated_at: None,
         };
@@ -589,6 +594,7 @@ mod tests {
                     not_after: 86_400,
                 }),
                 warnings: Vec::new(),
+                rollback: false,
             }),
             ..LiveView::default()
         };

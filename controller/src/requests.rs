@@ -252,6 +252,10 @@ fn proceed_with_stranded_pods<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D
     bool_or_string(d, |_| "proceed-with-stranded-pods invalid".to_owned())
 }
 
+fn rollback<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    bool_or_string(d, |_| "rollback invalid".to_owned())
+}
+
 fn stop_on_failure<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     bool_or_string(d, |_| "stop-on-failure invalid".to_owned())
 }
@@ -345,6 +349,12 @@ pub struct CreateStrategy {
     )]
     #[schema(value_type = bool)]
     pub proceed_with_stranded_pods: bool,
+    /// Roll the targeted subclouds' unfinished updates back to their old root CA instead of updating
+    /// (a JSON boolean or "true"/"false"; ours, dcmanager has no rollback): targets the subclouds with
+    /// an unfinished update; subject, expiry-date, cert-file and force do not go with it.
+    #[serde(default, deserialize_with = "rollback")]
+    #[schema(value_type = bool)]
+    pub rollback: bool,
 }
 
 impl CreateStrategy {

@@ -32,6 +32,8 @@ pub struct Candidate {
     pub managed: bool,
     pub online: bool,
     pub sync: SyncStatus,
+    /// Its agent reports an unfinished update (or rollback): what a rollback strategy targets.
+    pub unfinished: bool,
 }
 
 /// Which subclouds the strategy may touch.
@@ -53,6 +55,8 @@ pub enum SelectError {
     UnknownSync,
     #[error("Strategy has no steps to apply")]
     NoSteps,
+    #[error("Subcloud {0} has no unfinished {STRATEGY_TYPE} to roll back")]
+    NothingToRollBack(String),
 }
 
 /// dcmanager's selection: managed, online subclouds in scope that are out-of-sync (or in-sync too with
@@ -85,6 +89,41 @@ pub fn select_targets(
     let targets: Vec<String> = eligible
         .into_iter()
         .filter(|c| c.sync == SyncStatus::OutOfSync || (force && c.sync == SyncStatus::InSync))
+        .map(|c| c.name.clone())
+        .collect();
+    if targets.is_empty() {
+        Err(SelectError::NoSteps)
+    } else {
+        Ok(targets)
+    }
+}
+
+/// A rollback strategy's selection: managed, online subclouds in scope whose agent reports an unfinished
+/// update (or rollback), in the given order. One past the point of no return is selected too: its step
+/// fails with the agent's exact reason, which is what the operator must read.
+pub fn select_rollback_targets(
+    candidates: &[Candidate],
+    scope: &Scope,
+) -> Result<Vec<String>, SelectError> {
+    let in_scope: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| match scope {
+            Scope::All => true,
+            Scope::Group(g) => c.group_id == *g,
+            Scope::Cloud(name) => &c.name == name,
+        })
+        .collect();
+    if let Scope::Cloud(name) = scope {
+        let Some(c) = in_scope.first() else {
+            return Err(SelectError::NoSuchSubcloud(name.clone()));
+        };
+        if c.online && !c.unfinished {
+            return Err(SelectError::NothingToRollBack(name.clone()));
+        }
+    }
+    let targets: Vec<String> = in_scope
+        .into_iter()
+        .filter(|c| c.managed && c.online && c.unfinished)
         .map(|c| c.name.clone())
         .collect();
     if targets.is_empty() {
@@ -165,6 +204,10 @@ pub fn kube_rootca_sync(
 /// A running step's details: the phase, its host, the agent's words, and the update's percent, e.g.
 /// "pods trust-both-cas: 12 of 40 workloads restarted; update 45% complete".
 pub fn progress_details(p: &dc_protocol::Progress) -> String {
+    if p.details.starts_with(dc_protocol::ROLLING_BACK) {
+        // A rollback's details name its step and host already; the phase it undoes would mislead.
+        return format!("{}; rollback {}% complete", p.details, p.percent);
+    }
     let mut out = p.phase.label().to_owned();
     if let Some(host) = &p.host {
         out.push_str(" on ");
@@ -222,7 +265,66 @@ mod tests {
             managed,
             online,
             sync,
+            unfinished: false,
         }
+    }
+
+    #[test]
+    fn rollback_target_selection_takes_the_unfinished_updates() {
+        use SyncStatus::*;
+        let unfinished = |name: &str, group: i64, managed: bool, online: bool| Candidate {
+            unfinished: true,
+            ..cand(name, group, managed, online, OutOfSync)
+        };
+        let all = vec![
+            unfinished("a", 1, true, true),
+            cand("b", 1, true, true, OutOfSync),
+            unfinished("c", 2, true, true),
+            unfinished("d", 1, false, true),
+            unfinished("e", 1, true, false),
+        ];
+        assert_eq!(
+            select_rollback_targets(&all, &Scope::All),
+            Ok(vec!["a".into(), "c".into()])
+        );
+        assert_eq!(
+            select_rollback_targets(&all, &Scope::Group(2)),
+            Ok(vec!["c".into()])
+        );
+        assert_eq!(
+            select_rollback_targets(&all, &Scope::Cloud("b".into())),
+            Err(SelectError::NothingToRollBack("b".into()))
+        );
+        assert_eq!(
+            select_rollback_targets(&all, &Scope::Cloud("e".into())),
+            Err(SelectError::NoSteps)
+        );
+        assert_eq!(
+            select_rollback_targets(&all, &Scope::Cloud("z".into())),
+            Err(SelectError::NoSuchSubcloud("z".into()))
+        );
+        assert_eq!(
+            SelectError::NothingToRollBack("b".into()).to_string(),
+            "Subcloud b has no unfinished kube-rootca-update to roll back"
+        );
+    }
+
+    #[test]
+    fn a_rollback_s_progress_keeps_its_own_words() {
+        let p = dc_protocol::Progress {
+            update_id: "r1".into(),
+            seq: 3,
+            phase: dc_protocol::Phase::HostsUpdateCerts,
+            host: Some("controller-0".into()),
+            state: dc_protocol::STATE_ROLLING_BACK.into(),
+            phase_percent: 25,
+            percent: 10,
+            details: "rolling back: hosts trust-old-ca: host 1 of 4: controller-0".into(),
+        };
+        assert_eq!(
+            progress_details(&p),
+            "rolling back: hosts trust-old-ca: host 1 of 4: controller-0; rollback 10% complete"
+        );
     }
 
     #[test]
@@ -394,6 +496,7 @@ mod tests {
             since: None,
             new_ca: None,
             warnings: Vec::new(),
+            rollback: false,
         };
         let stopped = update(dc_protocol::RunState::Aborted {
             next: dc_protocol::Phase::PodsTrustBothCas,

@@ -54,6 +54,8 @@ pub struct Hello {
     pub not_before: i64,
     pub session_id: u64,
     pub session: Addr<Session>,
+    /// The agent said it can roll back ([`dc_protocol::ROLLBACK`]).
+    pub can_roll_back: bool,
 }
 
 /// The answer to an accepted [`Hello`].
@@ -254,6 +256,10 @@ impl Session {
             not_before: self.not_before,
             session_id: self.id,
             session: ctx.address(),
+            can_roll_back: hello
+                .capabilities
+                .iter()
+                .any(|c| c == dc_protocol::ROLLBACK),
         });
         // Nothing else is read until upstream has bound (or refused) this session.
         ctx.wait(ask.into_actor(self).map(move |res, act, _| match res {

@@ -57,6 +57,8 @@ pub struct Reports {
 pub struct Attach {
     pub session: Recipient<ToAgent>,
     pub update: Option<UpdateStatus>,
+    /// The agent said it can roll back: a rollback step sends an older one nothing.
+    pub can_roll_back: bool,
 }
 
 /// The agent's session dropped.
@@ -173,7 +175,17 @@ impl StepActor {
         }
     }
 
-    fn start_command(&self) {
+    /// Sends the start; a rollback to an agent that cannot roll back (an older version, which would
+    /// finish the update instead) fails the step saying so.
+    fn start_command(&mut self, can_roll_back: bool, ctx: &mut Context<Self>) {
+        if self.params.rollback && !can_roll_back {
+            self.finish(
+                step_state::FAILED,
+                format!("{CANNOT_ROLL_BACK}; upgrade dc-agent on {}", self.subcloud),
+                ctx,
+            );
+            return;
+        }
         self.send(Command::Start {
             update_id: self.update_id.clone(),
             params: self.params.clone(),
@@ -217,24 +229,19 @@ impl StepActor {
     fn take_end(&mut self, status: &UpdateStatus, ctx: &mut Context<Self>) -> bool {
         match &status.run {
             RunState::Completed => {
-                self.finish(
-                    step_state::COMPLETE,
-                    completed_details(&status.warnings, &self.params.options),
-                    ctx,
-                );
+                let details = self.completed_details(&status.warnings);
+                self.finish(step_state::COMPLETE, details, ctx);
                 true
             }
             RunState::Failed { phase, reason } => {
-                self.finish(
-                    step_state::FAILED,
-                    format!("{} failed: {reason}", phase.label()),
-                    ctx,
-                );
+                let details = self.failed_details(*phase, reason);
+                self.finish(step_state::FAILED, details, ctx);
                 true
             }
             RunState::Aborted { next } if self.abort.is_some() => {
                 let reason = self.abort.clone().unwrap_or_default();
-                self.finish(step_state::ABORTED, stopped_details(&reason, *next), ctx);
+                let details = self.stopped_details(&reason, *next);
+                self.finish(step_state::ABORTED, details, ctx);
                 true
             }
             RunState::Aborted { .. } | RunState::Running => false,
@@ -243,6 +250,34 @@ impl StepActor {
 }
 
 impl StepActor {
+    /// A completed step's details: a rollback says so; an update names its options and warnings.
+    fn completed_details(&self, warnings: &[String]) -> String {
+        if self.params.rollback {
+            return format!("{ROLLED_BACK_DETAILS}; rollback 100% complete");
+        }
+        completed_details(warnings, &self.params.options)
+    }
+
+    /// A stopped step's details: an update names the phase it resumes at; a rollback's next step
+    /// undoes a phase, whose name would mislead, so it says what resumes it.
+    fn stopped_details(&self, reason: &str, next: Phase) -> String {
+        if self.params.rollback {
+            return format!(
+                "{reason}: the rollback stopped after its step in progress; a rollback strategy resumes it"
+            );
+        }
+        stopped_details(reason, next)
+    }
+
+    /// A failed step's details: a rollback's reason as the agent words it (`rolling back: <step>: …`,
+    /// or why it cannot roll back at all), an update's after its phase.
+    fn failed_details(&self, phase: Phase, reason: &str) -> String {
+        if self.params.rollback {
+            return reason.to_owned();
+        }
+        format!("{} failed: {reason}", phase.label())
+    }
+
     /// The state an agent reported, if sysinv knows it for that phase; otherwise the phase's own
     /// in-progress state, and a warning: an agent's text is never stored, shown or used as a metrics
     /// label unchecked.
@@ -292,7 +327,7 @@ impl Handler<Attach> for StepActor {
                 }
                 if matches!(status.run, RunState::Aborted { .. }) {
                     // Stopped by an earlier abort that this strategy no longer wants: resume.
-                    self.start_command();
+                    self.start_command(msg.can_roll_back, ctx);
                 } else if self.abort.is_some() {
                     self.abort_command();
                 }
@@ -317,7 +352,7 @@ impl Handler<Attach> for StepActor {
             }
             None => {
                 tracing::info!(subcloud = %self.subcloud, update_id = %self.update_id, "starting the update");
-                self.start_command();
+                self.start_command(msg.can_roll_back, ctx);
             }
         }
     }
@@ -392,12 +427,11 @@ impl Handler<FromAgent> for StepActor {
                 self.progress(state, details, urgent, None);
             }
             AgentMessage::PhaseResult(r) => match r.outcome {
-                PhaseOutcome::Succeeded if r.phase == Phase::Complete => {
-                    self.finish(
-                        step_state::COMPLETE,
-                        completed_details(&r.warnings, &self.params.options),
-                        ctx,
-                    );
+                PhaseOutcome::Succeeded
+                    if r.phase == Phase::Complete || r.state == dc_protocol::STATE_ROLLED_BACK =>
+                {
+                    let details = self.completed_details(&r.warnings);
+                    self.finish(step_state::COMPLETE, details, ctx);
                 }
                 PhaseOutcome::Succeeded => {
                     let took = if self.phase == Some(r.phase) {
@@ -412,11 +446,8 @@ impl Handler<FromAgent> for StepActor {
                     self.progress(self.state.clone(), details, true, Some((r.phase, took)));
                 }
                 PhaseOutcome::Failed { reason } => {
-                    self.finish(
-                        step_state::FAILED,
-                        format!("{} failed: {reason}", r.phase.label()),
-                        ctx,
-                    );
+                    let details = self.failed_details(r.phase, &reason);
+                    self.finish(step_state::FAILED, details, ctx);
                 }
             },
             AgentMessage::Stopped(s) => {
@@ -424,12 +455,19 @@ impl Handler<FromAgent> for StepActor {
                     .abort
                     .clone()
                     .unwrap_or_else(|| "stopped by the agent".to_owned());
-                self.finish(step_state::ABORTED, stopped_details(&reason, s.next), ctx);
+                let details = self.stopped_details(&reason, s.next);
+                self.finish(step_state::ABORTED, details, ctx);
             }
             _ => {}
         }
     }
 }
+
+/// Why a rollback step is not sent to an agent that did not say it can roll back.
+pub const CANNOT_ROLL_BACK: &str = "cannot roll back: the subcloud's agent does not support rollback (an older version would finish the update instead)";
+
+/// What a completed rollback step says.
+pub const ROLLED_BACK_DETAILS: &str = "rolled back to the old root CA";
 
 /// A completed step's details: the options it ran with (so `strategy-step show` says which were used
 /// once progress has replaced the start's details), then the warnings the update completed with.
@@ -508,6 +546,10 @@ mod tests {
     }
 
     fn rig(abort: Option<&str>) -> Rig {
+        rig_with(abort, UpdateParams::default())
+    }
+
+    fn rig_with(abort: Option<&str>, params: UpdateParams) -> Rig {
         let (rt, reports) = mpsc::unbounded_channel();
         let (ct, commands) = mpsc::unbounded_channel();
         let c = Collector {
@@ -519,7 +561,7 @@ mod tests {
             id: 1,
             subcloud: "s1".into(),
             update_id: "u1".into(),
-            params: UpdateParams::default(),
+            params,
             abort: abort.map(str::to_owned),
             agent_wait: Duration::from_secs(600),
             state: step_state::STARTING.into(),
@@ -551,6 +593,7 @@ mod tests {
             since: None,
             new_ca: None,
             warnings: Vec::new(),
+            rollback: false,
         }
     }
 
@@ -561,6 +604,7 @@ mod tests {
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: None,
+            can_roll_back: true,
         });
         assert!(matches!(
             r.commands.recv().await,
@@ -607,6 +651,7 @@ mod tests {
                 warnings: vec!["1 running pod(s) would keep the old root CA alone".into()],
                 ..status(RunState::Completed)
             }),
+            can_roll_back: true,
         });
         match r.reports.recv().await {
             Some(Report::Finished { state, details }) => {
@@ -628,6 +673,7 @@ mod tests {
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: Some(status(RunState::Running)),
+            can_roll_back: true,
         });
         assert_eq!(
             r.commands.recv().await,
@@ -658,12 +704,50 @@ mod tests {
         }
     }
 
+    /// An agent that did not say it can roll back (an older version) is never sent a rollback's start:
+    /// it would finish the update instead. One that did gets the start.
+    #[actix::test]
+    async fn a_rollback_is_sent_only_to_an_agent_that_can_roll_back() {
+        let rollback = UpdateParams {
+            rollback: true,
+            ..UpdateParams::default()
+        };
+        let mut r = rig_with(None, rollback.clone());
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: None,
+            can_roll_back: false,
+        });
+        match r.reports.recv().await {
+            Some(Report::Finished { state, details }) => {
+                assert_eq!(state, step_state::FAILED);
+                assert_eq!(
+                    details,
+                    format!("{CANNOT_ROLL_BACK}; upgrade dc-agent on s1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(r.commands.try_recv().is_err());
+        let mut r = rig_with(None, rollback);
+        r.step.do_send(Attach {
+            session: r.agent.clone(),
+            update: None,
+            can_roll_back: true,
+        });
+        assert!(matches!(
+            r.commands.recv().await,
+            Some(Command::Start { params, .. }) if params.rollback
+        ));
+    }
+
     #[actix::test]
     async fn an_aborted_step_whose_agent_never_started_ends_aborted() {
         let mut r = rig(Some("aborted"));
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: None,
+            can_roll_back: true,
         });
         match r.reports.recv().await {
             Some(Report::Finished { state, .. }) => assert_eq!(state, step_state::ABORTED),
@@ -678,6 +762,7 @@ mod tests {
         r.step.do_send(Attach {
             session: r.agent.clone(),
             update: Some(status(RunState::Running)),
+            can_roll_back: true,
         });
         let _connected = r.reports.recv().await;
         let progress = |seq, state: &str| {

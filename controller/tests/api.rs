@@ -399,6 +399,36 @@ async fn strategy_endpoints_and_rejections() {
             "{prefix}Invalid extra args. <cert-file> cannot be specified along with <subject> or <expiry-date>."
         ),
     );
+    // A rollback goes back to each subcloud's old CA: it takes no new-CA parameters, nor force.
+    for extra in [
+        json!({"subject": "CN=a"}),
+        json!({"expiry-date": "2099-01-01"}),
+        json!({"force": true}),
+    ] {
+        let mut body = json!({"type": "kube-rootca-update", "rollback": "true"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        assert_error(
+            &call!(&app, "POST", "/v1.0/sw-update-strategy", a, Some(body)),
+            422,
+            &format!(
+                "{prefix}Invalid extra args. <rollback> cannot be specified along with <subject>, <expiry-date>, <cert-file> or <force>: a rollback goes back to each subcloud's old root CA."
+            ),
+        );
+    }
+    // With no unfinished update anywhere, a rollback has nothing to target.
+    assert_error(
+        &call!(
+            &app,
+            "POST",
+            "/v1.0/sw-update-strategy",
+            a,
+            Some(json!({"type": "kube-rootca-update", "rollback": true}))
+        ),
+        422,
+        &format!("{prefix}Strategy has no steps to apply"),
+    );
     assert_error(
         &call!(
             &app,
@@ -472,7 +502,7 @@ async fn strategy_endpoints_and_rejections() {
     assert_eq!(
         r.1["extra-args"],
         json!({"expiry-date": "2099-01-01", "subject": null, "cert-file": null,
-            "proceed-with-stranded-pods": false})
+            "proceed-with-stranded-pods": false, "rollback": false})
     );
     assert_error(
         &call!(&app, "POST", "/v1.0/sw-update-strategy", a, Some(t.clone())),

@@ -71,13 +71,19 @@ function matches(filters, sub, step) {
   return false;
 }
 
-/** The percent a step's details give ("...; update 45% complete"), 100 once complete. */
+/**
+ * The percent a step's details give ("...; update 45% complete", a rollback's "...; rollback 45%
+ * complete"), 100 once complete.
+ */
 function stepPercent(step) {
   if (!step) return 0;
   if (step.state === "complete") return 100;
-  const m = /update (\d+)% complete/.exec(step.details || "");
+  const m = /(?:update|rollback) (\d+)% complete/.exec(step.details || "");
   return m ? Number(m[1]) : 0;
 }
+
+/** How a rollback's details begin (rules.rs, dc_protocol::ROLLING_BACK). */
+const ROLLING_BACK = "rolling back: ";
 
 /**
  * The phase and host a step's details name, as the controller writes them (rules.rs): "hosts
@@ -86,6 +92,14 @@ function stepPercent(step) {
  */
 function stepPhaseHost(step) {
   const details = (step && step.details) || "";
+  if (details.startsWith(ROLLING_BACK)) {
+    // A rollback: "rolling back: hosts trust-old-ca: host 1 of 2: controller-0; rollback 50% complete".
+    // Its phase is the rollback's step, shown as such; its host follows "host N of M: ".
+    const rest = details.slice(ROLLING_BACK.length);
+    const step = /^([^:;]+)/.exec(rest);
+    const host = /: host \d+ of \d+: ([^;:\s]+)/.exec(rest);
+    return { phase: ROLLING_BACK + (step ? step[1] : ""), host: host ? host[1] : "" };
+  }
   const m = /^([^:;]+?)(?: on (\S+))?: /.exec(details);
   return m ? { phase: m[1], host: m[2] || "" } : { phase: "", host: "" };
 }
@@ -343,9 +357,12 @@ function draw() {
 
 function drawSummary() {
   const s = model.strategy;
-  $("strategy-state").textContent = s ? s.state : "none";
+  const rollback = Boolean(s && s["extra-args"] && s["extra-args"].rollback);
+  // A rollback strategy says so first: its steps take subclouds back to their old root CA.
+  $("strategy-state").textContent = s ? (rollback ? "rollback " : "") + s.state : "none";
   $("strategy-meta").textContent = s
-    ? s["subcloud-apply-type"] + ", max " + s["max-parallel-subclouds"] + " in parallel" +
+    ? (rollback ? "back to each subcloud's old root CA, " : "") +
+      s["subcloud-apply-type"] + ", max " + s["max-parallel-subclouds"] + " in parallel" +
       (s["extra-args"] && s["extra-args"].subject ? ", subject " + s["extra-args"].subject : "")
     : "";
   const steps = [...model.steps.values()];
@@ -536,7 +553,7 @@ function start() {
   // The time left moves with the clock too: redraw the summary each second while applying.
   setInterval(() => { if (model.strategy && model.strategy.state === "applying") changed(); }, 1000);
   // For the browser tests: where a cell is, the model, and the event path and frame they time.
-  window.dcUi = { cellCentre, model, apply, draw, readEvents, stepPhaseHost };
+  window.dcUi = { cellCentre, model, apply, draw, readEvents, stepPhaseHost, stepPercent };
   changed();
   if (token()) follow();
 }

@@ -133,6 +133,7 @@ mod tests {
                     since: Some(5),
                     new_ca: None,
                     warnings: vec!["3 pods".into()],
+                    rollback: false,
                 }),
             })),
             AgentMessage::Progress(Progress {
@@ -197,6 +198,7 @@ mod tests {
                         max_parallel_workers: 3,
                         alarm_restriction_type: crate::AlarmRestrictionType::Strict,
                     },
+                    rollback: true,
                 },
             }),
             ControllerMessage::Command(Command::Abort {

@@ -22,7 +22,10 @@ pub use message::*;
 pub use options::{
     AlarmRestrictionType, DefaultInstanceAction, StorageApplyType, SubcloudOptions, WorkerApplyType,
 };
-pub use phase::{Phase, PhaseState};
+pub use phase::{
+    Phase, PhaseState, ROLLBACK_PAST_POINT_OF_NO_RETURN, ROLLING_BACK, STATE_ROLLBACK_FAILED,
+    STATE_ROLLED_BACK, STATE_ROLLING_BACK,
+};
 
 /// The protocol version this build speaks. Bump it for any change an older peer cannot ignore.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -56,6 +56,10 @@ pub enum ControllerMessage {
 /// The Hello capability of an agent that wants a [`ControllerMessage::HeartbeatAck`] per heartbeat.
 pub const HEARTBEAT_ACK: &str = "heartbeat-ack";
 
+/// The Hello capability of an agent that rolls back ([`UpdateParams::rollback`]): an older one would
+/// take a rollback's start for an update's and finish the update instead, so it is never sent one.
+pub const ROLLBACK: &str = "rollback";
+
 /// The first message of every connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -173,6 +177,10 @@ pub struct UpdateStatus {
     /// [`PhaseResult::warnings`]), so an end learnt from a heartbeat or a reconnect says it too.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// This is a rollback to the old root CA, not an update: `phase` is the phase its current step
+    /// undoes, `run` how the rollback runs or ended (completed: the old root CA alone everywhere).
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 impl UpdateStatus {
@@ -239,6 +247,10 @@ pub struct UpdateParams {
     /// The subcloud's effective strategy-config options (upstream's defaults when absent).
     #[serde(default)]
     pub options: crate::SubcloudOptions,
+    /// Roll the unfinished update back to the old root CA instead of updating (`create --rollback`);
+    /// the CA parameters do not apply.
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// Progress within a phase.

@@ -129,6 +129,7 @@ impl Phase {
         [PhaseState::InProgress, PhaseState::Done, PhaseState::Failed]
             .into_iter()
             .flat_map(|s| [self.state_name(s, false), self.state_name(s, true)])
+            .chain(ROLLBACK_STATES)
             .find(|known| *known == name)
     }
 }
@@ -141,6 +142,26 @@ impl fmt::Display for Phase {
 
 /// The state name of an update stopped by an abort, as in sysinv.
 pub const STATE_ABORTED: &str = "update-aborted";
+
+/// How every progress detail of a rollback begins, so a step's details, the CLI and the dashboard tell
+/// a rollback from an update.
+pub const ROLLING_BACK: &str = "rolling back: ";
+
+/// The state of a rollback while it runs, whichever phase it undoes (sysinv has no rollback, so no
+/// name of its own for one).
+pub const STATE_ROLLING_BACK: &str = "rolling-back";
+/// The state of a rollback one of whose steps failed; a later rollback resumes it.
+pub const STATE_ROLLBACK_FAILED: &str = "rollback-failed";
+/// The state of a subcloud taken back to its old root CA alone.
+pub const STATE_ROLLED_BACK: &str = "rolled-back";
+/// The rollback's states, known for every phase (a rollback step reports the phase it undoes).
+pub const ROLLBACK_STATES: [&str; 3] =
+    [STATE_ROLLING_BACK, STATE_ROLLBACK_FAILED, STATE_ROLLED_BACK];
+
+/// What a rollback that targets a subcloud past the point of no return fails with, word for word: once
+/// `hosts trust-new-ca` completed, no trust bundle holds the old root CA any more, and going back to it
+/// is a trust change like any other.
+pub const ROLLBACK_PAST_POINT_OF_NO_RETURN: &str = "cannot roll back: the subcloud completed hosts trust-new-ca, the point of no return (no trust bundle holds the old root CA any more); rolling back now is a new update to a new root CA";
 
 #[cfg(test)]
 mod tests {
@@ -163,6 +184,10 @@ mod tests {
         assert_eq!(
             Phase::Start.known_state("x\"} 1\ninjected_metric 666"),
             None
+        );
+        assert_eq!(
+            Phase::HostsUpdateCerts.known_state(STATE_ROLLING_BACK),
+            Some("rolling-back")
         );
     }
 

@@ -86,8 +86,10 @@ pub struct Site {
     pub shape: Shape,
     /// Workloads (`namespace/name`) whose new pods never become ready.
     pub never_ready: Vec<String>,
-    /// Extra milliseconds every pods phase takes (to catch a subcloud mid-phase).
+    /// Extra milliseconds `slow_phase` takes (to catch a subcloud mid-phase).
     pub slow_pods_ms: u64,
+    /// The phase `slow_pods_ms` slows: pods trust-both-cas unless a test needs another.
+    pub slow_phase: dc_protocol::Phase,
     /// The agent's whole `[cluster]` table (e.g. `kind = "kubernetes"` pointed at a served API),
     /// replacing the simulated cluster of `shape`.
     pub cluster: Option<String>,
@@ -110,6 +112,7 @@ impl Site {
             shape,
             never_ready: Vec::new(),
             slow_pods_ms: 0,
+            slow_phase: dc_protocol::Phase::PodsTrustBothCas,
             cluster: None,
             phase_timeout_secs: 15,
             component_timeout_secs: 15,
@@ -648,7 +651,7 @@ fn simulated(site: &Site) -> SimConfig {
     sim.root_ca_expiry_days = site.ca_days;
     sim.faults.never_ready = site.never_ready.clone();
     sim.faults.slow_phase = (site.slow_pods_ms > 0).then_some(SlowPhase {
-        phase: dc_protocol::Phase::PodsTrustBothCas,
+        phase: site.slow_phase,
         delay_ms: site.slow_pods_ms,
     });
     sim

@@ -580,3 +580,147 @@ fn the_health_gate_reads_the_api_strict_refuses_and_relaxed_finishes() {
     );
     assert_new_ca(&fleet, 0, not_after);
 }
+
+/// Where site file `file` of `host` lives in the simulated cluster the served API and the agent share.
+fn host_path(sim: &SimCluster, host: &str, file: HostFile) -> PathBuf {
+    match file {
+        HostFile::KubeletClientCurrent => sim.kubelet_pki_dir(host).join(file.path()),
+        _ => sim.host_dir(host).join(file.path()),
+    }
+}
+
+/// A rollback with the Kubernetes backend: an update aborted after hosts update-certs (every leaf and
+/// kubeconfig client re-issued from the new CA, the hosts trusting both) is rolled back by a
+/// `create --rollback` strategy. The files the update replaced end byte-identical to the backups it
+/// kept (`ca.crt`, every kubeconfig, the controller-manager's manifest; `ca.key` was never replaced),
+/// and the leaves that
+/// had to be re-issued (the apiserver's, the kubelet's client file of a `kubeadm join`ed worker) are
+/// signed by the old CA again, with their subjects and SANs.
+#[test]
+fn a_rollback_puts_the_replaced_files_back_from_their_backups_and_reissues_leaves_from_the_old_ca()
+{
+    use dc_agent::cluster::{HostRole, KubeconfigFile};
+    use dc_certs::inspect::CertSummary;
+    use dc_certs::verify::Usage;
+
+    let config = SimConfig {
+        // Slow pods keep the update in its pods phase long enough to see it and abort in update-certs.
+        pod_ready_ms: 500,
+        ..SimConfig::typical()
+    };
+    let fleet = start_kube(config, |sim| {
+        kubelet_conf_with_a_client_file(sim, "worker-1")
+    });
+    let hosts = fleet.sim().snapshot().expect("snapshot").hosts;
+    let mut restored = Vec::new();
+    let mut reissued = Vec::new();
+    for host in &hosts {
+        let mut files = vec![HostFile::CaCert];
+        files.extend(
+            KubeconfigFile::of_role(host.role)
+                .iter()
+                .map(|&k| HostFile::Kubeconfig(k))
+                .filter(|&f| host_path(fleet.sim(), &host.name, f).exists()),
+        );
+        if host.role == HostRole::Controller {
+            files.extend([HostFile::CaKey, HostFile::ControllerManagerManifest]);
+            reissued.extend([
+                (host.name.clone(), HostFile::ApiserverCert, Usage::Server),
+                (
+                    host.name.clone(),
+                    HostFile::ApiserverKubeletClientCert,
+                    Usage::Client,
+                ),
+            ]);
+        }
+        for file in files {
+            let path = host_path(fleet.sim(), &host.name, file);
+            let text = std::fs::read_to_string(&path).expect("original");
+            restored.push((host.name.clone(), file, path, text));
+        }
+    }
+    reissued.push((
+        "worker-1".to_owned(),
+        HostFile::KubeletClientCurrent,
+        Usage::Client,
+    ));
+    let originals: Vec<(PathBuf, CertSummary)> = reissued
+        .iter()
+        .map(|(host, file, _)| {
+            let path = host_path(fleet.sim(), host, *file);
+            let pem = std::fs::read_to_string(&path).expect("leaf");
+            (path, CertSummary::from_pem(&pem).expect("leaf"))
+        })
+        .collect();
+    let old_ca = std::fs::read_to_string(host_path(fleet.sim(), "controller-0", HostFile::CaCert))
+        .expect("ca.crt");
+
+    create_and_apply(&fleet, &[]);
+    wait_until(TIMEOUT, || Ok(in_phase(&fleet, NAME, "update-certs")))
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", steps(&fleet)));
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "abort"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "aborted", "{steps:#?}");
+    // Stopped after update-certs: the apiserver presents a certificate of the new CA.
+    let apiserver = &originals[0];
+    let now = std::fs::read_to_string(&apiserver.0).expect("apiserver.crt");
+    assert_ne!(
+        CertSummary::from_pem(&now).expect("leaf").issuer,
+        apiserver.1.issuer
+    );
+    delete_strategy(&fleet);
+
+    create_with_and_apply(&fleet, &["--rollback"]);
+    let (state, steps) = finish(&fleet);
+    assert_eq!(state, "complete", "{steps:#?}");
+    assert_eq!(
+        steps[0]["details"], "rolled back to the old root CA; rollback 100% complete",
+        "{steps:#?}"
+    );
+    for (host, file, path, original) in &restored {
+        let now = std::fs::read_to_string(path).expect("restored");
+        assert!(
+            now == *original,
+            "{host} {} is not byte-identical to its original",
+            file.path()
+        );
+        if *file == HostFile::CaKey {
+            // Never replaced before trust-new-ca: nothing to back up.
+            continue;
+        }
+        let backup = std::fs::read_to_string(format!(
+            "{}{}",
+            path.display(),
+            dc_agent::kube::host::BACKUP_SUFFIX
+        ))
+        .expect("the update kept a backup");
+        assert_eq!(&backup, original, "{host} {}: the backup", file.path());
+    }
+    for (path, before) in &originals {
+        let pem = std::fs::read_to_string(path).expect("leaf");
+        let after = CertSummary::from_pem(&pem).expect("leaf");
+        dc_agent::trust::trusts(&pem, &old_ca, Usage::Client)
+            .or_else(|_| dc_agent::trust::trusts(&pem, &old_ca, Usage::Server))
+            .unwrap_or_else(|e| panic!("{} is not signed by the old CA: {e}", path.display()));
+        assert_eq!(
+            (&after.subject, &after.dns_names, &after.ip_addresses),
+            (&before.subject, &before.dns_names, &before.ip_addresses),
+            "{}",
+            path.display()
+        );
+        assert_ne!(
+            after.serial,
+            before.serial,
+            "{} was re-issued",
+            path.display()
+        );
+    }
+    for host in &hosts {
+        for file in [HostFile::CaNewCert, HostFile::CaNewKey] {
+            assert!(!host_path(fleet.sim(), &host.name, file).exists());
+        }
+    }
+    assert_untouched(&fleet, 0);
+}

@@ -469,8 +469,13 @@ fn the_page_at_ten_thousand_subclouds_pages_its_list_and_counts_every_event() {
              const counts = Object.fromEntries([...document.querySelectorAll('#counts tr')]\
                .map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)]));\
              const hosts = ['hosts trust-both-cas on controller-1: host 2 of 4; update 25% complete',\
-               'pods trust-both-cas: started; update 37% complete'].map((details) => ui.stepPhaseHost({details}));\
-             return {snapshot, events, counts, hosts, seen: ui.model.events - before, last: ui.model.lastEventId,\
+               'pods trust-both-cas: started; update 37% complete',\
+               'rolling back: hosts trust-old-ca: host 1 of 2: controller-0; rollback 50% complete',\
+               'rolling back: pods trust-old-ca: restarted 1 of 7 workloads; rollback 62% complete']\
+               .map((details) => ({...ui.stepPhaseHost({details}), percent: ui.stepPercent({details})}));\
+             ui.apply('strategy', {...ui.model.strategy, 'extra-args': {rollback: true}}); ui.draw();\
+             const rollbackHeader = document.getElementById('strategy-state').textContent;\
+             return {snapshot, events, counts, hosts, rollbackHeader, seen: ui.model.events - before, last: ui.model.lastEventId,\
                rows: document.querySelectorAll('#subclouds tbody tr').length,\
                listed: document.getElementById('list-count').textContent}; })()",
             json!([]),
@@ -487,12 +492,19 @@ fn the_page_at_ten_thousand_subclouds_pages_its_list_and_counts_every_event() {
         (Some(1401), Some("t-1401")),
         "{timing}"
     );
-    // The phase and host the detail panel shows, from details as the controller writes them.
+    // The phase, host and percent the detail panel shows, from details as the controller writes them:
+    // a rollback's step shows as a rollback.
     assert_eq!(
         timing["hosts"],
-        json!([{"phase": "hosts trust-both-cas", "host": "controller-1"}, {"phase": "pods trust-both-cas", "host": ""}]),
+        json!([
+            {"phase": "hosts trust-both-cas", "host": "controller-1", "percent": 25},
+            {"phase": "pods trust-both-cas", "host": "", "percent": 37},
+            {"phase": "rolling back: hosts trust-old-ca", "host": "controller-0", "percent": 50},
+            {"phase": "rolling back: pods trust-old-ca", "host": "", "percent": 62}
+        ]),
         "{timing}"
     );
+    assert_eq!(timing["rollbackHeader"], "rollback applying", "{timing}");
     assert_eq!(
         timing["counts"],
         json!({"complete": 3550, "failed": 2150, "initial": 2150, "updating-pods-trust-both-cas": 2150}),

@@ -25,7 +25,8 @@ use super::apply_type;
 use super::context::{PhaseContext, PhaseError, percent_of};
 use super::join;
 use super::new_ca;
-use super::plan::{HostAction, HostPlan, KUBEADM_PKI_DIR, NewCaPart, SigningFiles};
+use super::old_ca;
+use super::plan::{Bundle, CaPart, HostAction, HostPlan, Issuer, KUBEADM_PKI_DIR, SigningFiles};
 use super::repair;
 use super::stranded;
 
@@ -34,14 +35,34 @@ use super::stranded;
 pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(), PhaseError> {
     let plan = HostPlan::of(phase)
         .ok_or_else(|| PhaseError::Refused(format!("{phase} is not a host phase")))?;
+    if plan.bundle == Bundle::NewOnly {
+        // The last moment the old key is surely on a controller: a rollback from here on needs it.
+        old_ca::keep(cx).await?;
+    }
+    walk(cx, plan).await
+}
+
+/// Takes every host not done yet through `plan`: a host phase, or a rollback's host step.
+pub async fn walk<C: Cluster>(cx: &PhaseContext<'_, C>, plan: &HostPlan) -> Result<(), PhaseError> {
+    let phase = plan.phase;
     let hosts = cx.sorted_hosts().await?;
     let record = cx.record()?;
     if let Some(why) = apply_type::refusal(record.params.options, &hosts) {
         return Err(PhaseError::Refused(why));
     }
     let new_ca = new_ca::load(cx.journal)?;
+    let old_ca = if plan.reissue == Some(Issuer::Old) {
+        Some(old_ca::load(cx).await?)
+    } else {
+        None
+    };
+    let old_key = if plan.needs_old_key() {
+        Some(old_ca::key_text(cx).await?)
+    } else {
+        None
+    };
     let old_pem = record.old_ca_pem.unwrap_or_default();
-    if phase == Phase::HostsUpdateCerts && record.hosts.is_empty() {
+    if plan.reissue == Some(Issuer::New) && record.hosts.is_empty() {
         // The last moment: this phase re-issues the apiserver's certificate from the new CA, which a
         // pod trusting the old CA alone cannot verify. Once a host of it changed, there is no going
         // back to check.
@@ -53,7 +74,11 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
         phase,
         plan,
         old_pem: &old_pem,
-        new_ca: &new_ca,
+        cas: Cas {
+            new: &new_ca,
+            old: old_ca.as_ref(),
+            old_key: old_key.as_deref(),
+        },
         total: hosts.len(),
         tally: Mutex::new(Tally::default()),
     };
@@ -64,13 +89,41 @@ pub async fn run<C: Cluster>(cx: &PhaseContext<'_, C>, phase: Phase) -> Result<(
     join::publish_ca(cx, &plan.bundle.pem(&old_pem, new_ca.cert_pem())).await
 }
 
+/// The CAs a walk writes and issues from; the old one, and its key's file as it was, only when the
+/// plan needs them.
+#[derive(Clone, Copy)]
+struct Cas<'a> {
+    new: &'a CertifiedCa,
+    old: Option<&'a CertifiedCa>,
+    old_key: Option<&'a str>,
+}
+
+impl Cas<'_> {
+    fn old(&self) -> Result<&CertifiedCa, PhaseError> {
+        self.old
+            .ok_or_else(|| PhaseError::Refused("the old root CA was not loaded".into()))
+    }
+
+    fn old_key(&self) -> Result<&str, PhaseError> {
+        self.old_key
+            .ok_or_else(|| PhaseError::Refused("the old root CA's key was not loaded".into()))
+    }
+
+    fn issuer(&self, issuer: Issuer) -> Result<&CertifiedCa, PhaseError> {
+        match issuer {
+            Issuer::New => Ok(self.new),
+            Issuer::Old => self.old(),
+        }
+    }
+}
+
 /// One host phase's walk over the hosts.
 struct Walk<'a, C> {
     cx: &'a PhaseContext<'a, C>,
     phase: Phase,
     plan: &'a HostPlan,
     old_pem: &'a str,
-    new_ca: &'a CertifiedCa,
+    cas: Cas<'a>,
     total: usize,
     tally: Mutex<Tally>,
 }
@@ -132,12 +185,12 @@ impl<C: Cluster> Walk<'_, C> {
             // is read from it again.
             Some(PhaseState::InProgress) => {
                 let restored = repair::damaged_files(cx, self.plan, host).await?;
-                if restored && phase == Phase::HostsTrustNewCa {
+                if restored && self.plan.bundle == Bundle::NewOnly {
                     // What was put back predates update-certs: its leaves are issued again from the
                     // new CA before the host trusts that CA alone.
-                    actions.insert(0, HostAction::ReissueKubeconfigClients);
+                    actions.insert(0, HostAction::ReissueKubeconfigClients(Issuer::New));
                     if host.role == crate::cluster::HostRole::Controller {
-                        actions.insert(0, HostAction::ReissueApiserverCerts);
+                        actions.insert(0, HostAction::ReissueApiserverCerts(Issuer::New));
                     }
                 }
             }
@@ -174,7 +227,7 @@ impl<C: Cluster> Walk<'_, C> {
                 cx,
                 host,
                 old_pem: self.old_pem,
-                new_ca: self.new_ca,
+                cas: self.cas,
             };
             for action in actions {
                 target.apply(action).await?;
@@ -201,7 +254,7 @@ struct Target<'a, C> {
     cx: &'a PhaseContext<'a, C>,
     host: &'a Host,
     old_pem: &'a str,
-    new_ca: &'a CertifiedCa,
+    cas: Cas<'a>,
 }
 
 impl<C: Cluster> Target<'_, C> {
@@ -211,19 +264,27 @@ impl<C: Cluster> Target<'_, C> {
         match action {
             HostAction::Install(file, part) => {
                 let contents = match part {
-                    NewCaPart::Cert => self.new_ca.cert_pem().to_owned(),
-                    NewCaPart::Key => self.new_ca.key_pem(),
+                    CaPart::NewCert => self.cas.new.cert_pem().to_owned(),
+                    CaPart::NewKey => self.cas.new.key_pem(),
+                    CaPart::OldKey => self.cas.old_key()?.to_owned(),
                 };
                 cluster.write_file(name, file, &contents).await?;
             }
-            HostAction::ReissueApiserverCerts => self.reissue_apiserver_certs().await?,
-            HostAction::ReissueKubeconfigClients => self.reissue_kubeconfig_clients().await?,
+            HostAction::ReissueApiserverCerts(issuer) => {
+                self.reissue_apiserver_certs(self.cas.issuer(issuer)?)
+                    .await?;
+            }
+            HostAction::ReissueKubeconfigClients(issuer) => {
+                self.reissue_kubeconfig_clients(self.cas.issuer(issuer)?)
+                    .await?;
+            }
             HostAction::WriteBundle(bundle) => {
-                let pem = bundle.pem(self.old_pem, self.new_ca.cert_pem());
+                let pem = bundle.pem(self.old_pem, self.cas.new.cert_pem());
                 cluster.write_file(name, HostFile::CaCert, &pem).await?;
                 self.set_kubeconfig_ca(&pem).await?;
             }
             HostAction::PointSigningAt(files) => self.point_signing_at(files).await?,
+            HostAction::RestoreOriginals => self.restore_originals().await?,
             HostAction::Restart(component) => {
                 cluster.restart_component(name, component).await?;
                 self.cx.wait_serving(name, component).await?;
@@ -241,13 +302,18 @@ impl<C: Cluster> Target<'_, C> {
         }
     }
 
-    /// A leaf with the same identity, issued by the new CA.
-    fn reissue(&self, file: HostFile, pem: &str) -> Result<dc_certs::leaf::IssuedLeaf, PhaseError> {
-        dc_certs::leaf::reissue(pem, self.new_ca, dc_certs::now())
+    /// A leaf with the same identity, issued by `ca`.
+    fn reissue(
+        &self,
+        ca: &CertifiedCa,
+        file: HostFile,
+        pem: &str,
+    ) -> Result<dc_certs::leaf::IssuedLeaf, PhaseError> {
+        dc_certs::leaf::reissue(pem, ca, dc_certs::now())
             .map_err(|e| self.certificate_error(file.path(), e))
     }
 
-    async fn reissue_apiserver_certs(&self) -> Result<(), PhaseError> {
+    async fn reissue_apiserver_certs(&self, ca: &CertifiedCa) -> Result<(), PhaseError> {
         let (cluster, name) = (self.cx.cluster, &self.host.name);
         for (cert, key, usage) in [
             (
@@ -262,8 +328,8 @@ impl<C: Cluster> Target<'_, C> {
             ),
         ] {
             let pem = self.cx.read(name, cert).await?;
-            if trusts(&pem, self.new_ca.cert_pem(), usage).is_err() {
-                let leaf = self.reissue(cert, &pem)?;
+            if trusts(&pem, ca.cert_pem(), usage).is_err() {
+                let leaf = self.reissue(ca, cert, &pem)?;
                 // Key first: a certificate never points at a key that is not there yet.
                 cluster.write_file(name, key, &leaf.key_pem).await?;
                 cluster.write_file(name, cert, &leaf.cert_pem).await?;
@@ -272,19 +338,19 @@ impl<C: Cluster> Target<'_, C> {
         Ok(())
     }
 
-    async fn reissue_kubeconfig_clients(&self) -> Result<(), PhaseError> {
+    async fn reissue_kubeconfig_clients(&self, ca: &CertifiedCa) -> Result<(), PhaseError> {
         let (cluster, name) = (self.cx.cluster, &self.host.name);
         for &file in KubeconfigFile::of_role(self.host.role) {
             let Some(mut kubeconfig) = trust::read_kubeconfig(cluster, name, file).await? else {
                 continue;
             };
             let cert_pem = trust::client_cert_pem(cluster, name, file, &kubeconfig).await?;
-            if trusts(&cert_pem, self.new_ca.cert_pem(), Usage::Client).is_ok() {
+            if trusts(&cert_pem, ca.cert_pem(), Usage::Client).is_ok() {
                 continue;
             }
             match kubeconfig.client() {
                 ClientCredentials::Embedded { .. } => {
-                    let leaf = self.reissue(HostFile::Kubeconfig(file), &cert_pem)?;
+                    let leaf = self.reissue(ca, HostFile::Kubeconfig(file), &cert_pem)?;
                     kubeconfig
                         .set_client(&leaf.cert_pem, &leaf.key_pem)
                         .map_err(|e| self.certificate_error(file.path(), e))?;
@@ -296,7 +362,7 @@ impl<C: Cluster> Target<'_, C> {
                     // kubeadm's kubelet.conf: certificate and key together in the file it names.
                     let pem_file = trust::credentials_file(file, cert, key)
                         .map_err(|reason| self.certificate_error(file.path(), reason))?;
-                    let leaf = self.reissue(pem_file, &cert_pem)?;
+                    let leaf = self.reissue(ca, pem_file, &cert_pem)?;
                     let contents = format!("{}{}", leaf.cert_pem, leaf.key_pem);
                     cluster.write_file(name, pem_file, &contents).await?;
                 }
@@ -317,6 +383,58 @@ impl<C: Cluster> Target<'_, C> {
                 cluster
                     .write_file(name, HostFile::Kubeconfig(file), kubeconfig.text())
                     .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back, byte for byte, each file kept before the update first replaced it whose backup holds
+    /// the trust the host has now: `ca.crt` with the old CA alone; a kubeconfig whose CA data is the old
+    /// CA alone and whose embedded client certificate chains to it; the controller-manager's manifest
+    /// signing with `ca.crt`/`ca.key`. Without a backup (the simulated cluster) the rewritten file
+    /// stays, equivalent.
+    async fn restore_originals(&self) -> Result<(), PhaseError> {
+        let (cluster, name) = (self.cx.cluster, &self.host.name);
+        let old = dc_certs::pem_certificates(self.old_pem).unwrap_or_default();
+        let old_alone = |pem: &str| dc_certs::pem_certificates(pem).is_ok_and(|c| c == old);
+        let mut files = vec![HostFile::CaCert];
+        files.extend(
+            KubeconfigFile::of_role(self.host.role)
+                .iter()
+                .map(|&f| HostFile::Kubeconfig(f)),
+        );
+        if self.host.role == crate::cluster::HostRole::Controller {
+            files.push(HostFile::ControllerManagerManifest);
+        }
+        for file in files {
+            let Some(original) = cluster.read_backup(name, file).await? else {
+                continue;
+            };
+            let same_trust = match file {
+                HostFile::CaCert => old_alone(&original),
+                HostFile::Kubeconfig(_) => crate::kubeconfig::Kubeconfig::parse(&original)
+                    .is_ok_and(|k| {
+                        old_alone(k.ca_pem())
+                            && match k.client() {
+                                ClientCredentials::Embedded { cert_pem, .. } => {
+                                    trusts(cert_pem, self.old_pem, Usage::Client).is_ok()
+                                }
+                                // The file it names was re-issued from the old CA.
+                                ClientCredentials::Files { .. } => true,
+                            }
+                    }),
+                _ => {
+                    let dir = crate::manifest::pki_dir(&original);
+                    let (cert, key) = SigningFiles {
+                        cert: HostFile::CaCert,
+                        key: HostFile::CaKey,
+                    }
+                    .paths(dir.as_deref().unwrap_or(KUBEADM_PKI_DIR));
+                    set_signing_files(&original, &cert, &key).is_ok_and(|s| s == original)
+                }
+            };
+            if same_trust && cluster.read_file(name, file).await?.as_deref() != Some(&original) {
+                cluster.write_file(name, file, &original).await?;
             }
         }
         Ok(())

@@ -7,7 +7,10 @@
 //! - [`admit`]: what a start command does with the recorded update (begin, resume, take over);
 //! - [`context`]: what a phase acts through ([`PhaseContext`]) and how it fails ([`PhaseError`]);
 //! - one module per phase or phase family: [`start`], [`new_ca`], [`hosts`] (the three host phases,
-//!   driven by the [`plan`] table), [`pods`] (both pods phases), [`complete`].
+//!   driven by the [`plan`] table), [`pods`] (both pods phases), [`complete`];
+//! - [`rollback`]: the steps that take an unfinished update back to the old root CA, run by the same
+//!   executors (host plans, pods restarts), journaled and resumed the same way; [`old_ca`] keeps the
+//!   old key they need.
 
 pub mod admit;
 pub mod apply_type;
@@ -17,25 +20,28 @@ pub mod health;
 pub mod hosts;
 pub mod join;
 pub mod new_ca;
+pub mod old_ca;
 pub mod plan;
 pub mod pods;
 pub mod published;
 pub mod repair;
+pub mod rollback;
 pub mod start;
 pub mod stranded;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dc_protocol::{
-    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, RunState, UpdateParams,
+    AgentMessage, Phase, PhaseOutcome, PhaseResult, PhaseState, Progress, ROLLING_BACK, RunState,
+    UpdateParams,
 };
 use tracing::{Instrument, info, info_span, warn};
 
-pub use admit::{Admission, admit};
+pub use admit::{Admission, admit, admit_rollback};
 pub use context::{PhaseContext, PhaseError, Settings};
 
 use crate::cluster::Cluster;
-use crate::journal::{Journal, JournalError, UpdateRecord};
+use crate::journal::{Journal, JournalError, RollbackStep, UpdateRecord};
 use crate::trust;
 
 /// What the engine does after a start command.
@@ -48,6 +54,9 @@ pub enum StartDecision {
     Running,
     /// This update already completed; its final result was sent again.
     AlreadyCompleted,
+    /// Refused (a rollback past the point of no return, say): the reason went to the controller as
+    /// the command's failure; the recorded update is unchanged.
+    Refused,
 }
 /// Runs updates against one cluster.
 #[derive(Debug)]
@@ -96,12 +105,19 @@ impl<C: Cluster> Updater<C> {
         running: bool,
     ) -> Result<StartDecision, JournalError> {
         let record = self.journal.record();
-        let admission = admit(record.as_ref(), update_id, running);
+        let admission = if params.rollback {
+            admit_rollback(record.as_ref(), update_id, running)
+        } else {
+            admit(record.as_ref(), update_id, running)
+        };
         // A command that (re)starts or takes over an update decides anew: an abort requested earlier no
         // longer holds. A repeated start of the running update leaves a pending abort alone.
         if matches!(
             admission,
-            Admission::Begin | Admission::Resume | Admission::TakeOver { .. }
+            Admission::Begin
+                | Admission::Resume
+                | Admission::TakeOver { .. }
+                | Admission::BeginRollback { .. }
         ) {
             self.abort.store(false, Ordering::SeqCst);
         }
@@ -149,10 +165,28 @@ impl<C: Cluster> Updater<C> {
                 )?;
                 Ok(StartDecision::AlreadyCompleted)
             }
+            Admission::Refuse(reason) => {
+                warn!(update_id, %reason, "start refused");
+                self.journal.refuse(update_id, reason)?;
+                Ok(StartDecision::Refused)
+            }
+            Admission::BeginRollback { previous, steps } => {
+                info!(
+                    update_id,
+                    previous,
+                    ?steps,
+                    "rolling the unfinished update back"
+                );
+                self.journal.begin_rollback(update_id, steps)?;
+                Ok(StartDecision::Run)
+            }
             Admission::TakeOver { previous } => {
                 let details = record
                     .as_ref()
-                    .map(|r| take_over_details(&previous, r, &params))
+                    .map(|r| match r.rollback {
+                        Some(_) => format!("continuing the rollback of {previous}"),
+                        None => take_over_details(&previous, r, &params),
+                    })
                     .unwrap_or_default();
                 info!(update_id, previous, "taking over the unfinished update");
                 self.journal.update(
@@ -212,6 +246,10 @@ impl<C: Cluster> Updater<C> {
                 info!(next = %record.phase, "update aborted");
                 return self.journal.stop();
             }
+            if let Some(step) = record.rollback.as_ref().and_then(|b| b.current()) {
+                self.run_rollback_step(step, &record.update_id).await?;
+                continue;
+            }
             let phase = record.phase;
             let span = info_span!("phase", phase = %phase, update_id = %record.update_id);
             let result = async {
@@ -242,13 +280,70 @@ impl<C: Cluster> Updater<C> {
         }
     }
 
-    async fn run_phase(&self, phase: Phase) -> Result<(), PhaseError> {
-        let cx = PhaseContext {
+    /// Runs one step of a rollback and records its end, as [`Self::run`] does a phase.
+    async fn run_rollback_step(
+        &self,
+        step: RollbackStep,
+        update_id: &str,
+    ) -> Result<(), JournalError> {
+        let span = info_span!("rollback", step = step.label(), update_id);
+        let result = async {
+            info!("rollback step begins");
+            self.journal.progress(None, 0, "started".to_owned())?;
+            self.rollback_step(step).await
+        }
+        .instrument(span)
+        .await;
+        match result {
+            Ok(()) => {
+                info!(step = step.label(), "rollback step succeeded");
+                self.journal.finish_rollback_step(PhaseOutcome::Succeeded)
+            }
+            Err(PhaseError::Journal(e)) => Err(e),
+            Err(e) => {
+                let reason = format!("{ROLLING_BACK}{}: {e}", step.label());
+                warn!(%reason, "rollback step failed");
+                self.journal
+                    .finish_rollback_step(PhaseOutcome::Failed { reason })
+            }
+        }
+    }
+
+    async fn rollback_step(&self, step: RollbackStep) -> Result<(), PhaseError> {
+        let cx = self.context();
+        match (step, rollback::host_plan(step)) {
+            (_, Some(plan)) => hosts::walk(&cx, plan).await,
+            (RollbackStep::PodsTrustOldCa, None) => {
+                pods::restart_with(&cx, plan::Bundle::OldOnly).await
+            }
+            (_, None) => {
+                // Remove the new CA: only once every host holds the old CA alone again (when a
+                // host was touched; before that nothing but the data dir changed).
+                let record = cx.record()?;
+                let touched = record
+                    .rollback
+                    .as_ref()
+                    .is_some_and(|b| b.steps.contains(&RollbackStep::HostsTrustOldCa));
+                if let (true, Some(old)) = (touched, record.old_ca_pem) {
+                    complete::holds_alone(&cx, &old, "the old root CA").await?;
+                }
+                new_ca::remove(cx.journal)?;
+                old_ca::forget(cx.journal)
+            }
+        }
+    }
+
+    fn context(&self) -> PhaseContext<'_, C> {
+        PhaseContext {
             cluster: &self.cluster,
             journal: &self.journal,
             settings: &self.settings,
             verified: &self.verified,
-        };
+        }
+    }
+
+    async fn run_phase(&self, phase: Phase) -> Result<(), PhaseError> {
+        let cx = self.context();
         match phase {
             Phase::Start => start::precheck(&cx).await,
             Phase::NewRootCa => new_ca::generate(&cx).await,
@@ -256,7 +351,11 @@ impl<C: Cluster> Updater<C> {
                 hosts::run(&cx, phase).await
             }
             Phase::PodsTrustBothCas | Phase::PodsTrustNewCa => pods::restart_all(&cx, phase).await,
-            Phase::Complete => complete::verify(&cx).await,
+            Phase::Complete => {
+                complete::verify(&cx).await?;
+                // No rollback after this: the kept old key has no use left.
+                old_ca::forget(cx.journal)
+            }
         }
     }
 }
@@ -322,7 +421,7 @@ fn take_over_details(previous: &str, r: &UpdateRecord, params: &UpdateParams) ->
     if ca_params(params) != ca_params(&r.params)
         && ca_params(params) != ca_params(&UpdateParams::default())
     {
-        out.push_str(if admit::hosts_touched(r) {
+        out.push_str(if r.hosts_touched() {
             "; the requested subject, expiry or cert-file do not apply: hosts already trust that CA"
         } else {
             "; the requested subject, expiry or cert-file do not apply: the update in progress keeps its own"

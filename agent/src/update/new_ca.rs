@@ -71,6 +71,20 @@ pub fn stored_info(journal: &Journal) -> Result<dc_protocol::RootCaInfo, PhaseEr
         .map_err(|e| PhaseError::NewCa(e.to_string()))
 }
 
+/// Removes the stored new CA (a rollback's last step; idempotent). Its key existed nowhere else but
+/// on the controllers, which the rollback already cleaned.
+pub fn remove(journal: &Journal) -> Result<(), PhaseError> {
+    for name in [NEW_CA_KEY, NEW_CA_CERT] {
+        match std::fs::remove_file(journal.dir().join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(PhaseError::NewCa(format!("cannot remove {name}: {e}")));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The new CA the new-root-CA phase stored, for the phases after it.
 pub fn load(journal: &Journal) -> Result<CertifiedCa, PhaseError> {
     let dir = journal.dir();

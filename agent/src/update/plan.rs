@@ -26,12 +26,31 @@ pub const CONTROL_PLANE_RESTART_ORDER: [Component; 3] = [
     Component::Scheduler,
 ];
 
-/// Which part of the new root CA a file receives.
+/// Which part of a root CA a file receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NewCaPart {
-    Cert,
-    /// The key: written to controllers only (workers sign nothing).
-    Key,
+pub enum CaPart {
+    /// The new CA's certificate.
+    NewCert,
+    /// The new CA's key: written to controllers only (workers sign nothing), as every key.
+    NewKey,
+    /// The old CA's key, put back into `ca.key` by a rollback of hosts trust-new-ca.
+    OldKey,
+}
+
+impl CaPart {
+    /// Whether it is a key, which only controllers receive.
+    pub fn is_key(self) -> bool {
+        matches!(self, Self::NewKey | Self::OldKey)
+    }
+}
+
+/// The CA that re-issued leaves come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// The new root CA (update-certs).
+    New,
+    /// The old root CA (a rollback of update-certs).
+    Old,
 }
 
 /// The trust bundle a phase writes to `ca.crt` and to every kubeconfig's CA data.
@@ -44,6 +63,8 @@ pub enum Bundle {
     NewThenOld,
     /// The new CA alone: the old one is no longer trusted.
     NewOnly,
+    /// The old CA alone: where a rollback ends, as before the update.
+    OldOnly,
 }
 
 impl Bundle {
@@ -53,6 +74,7 @@ impl Bundle {
             Self::OldThenNew => format!("{old}{new}"),
             Self::NewThenOld => format!("{new}{old}"),
             Self::NewOnly => new.to_owned(),
+            Self::OldOnly => old.to_owned(),
         }
     }
 }
@@ -85,32 +107,38 @@ fn file_name(file: HostFile) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostPlan {
     pub phase: Phase,
-    /// Parts of the new CA written first, in this order (key parts on controllers only).
-    pub install: &'static [(HostFile, NewCaPart)],
-    /// Whether the leaves not yet chained to the new CA are re-issued from it (the apiserver's on
-    /// controllers, every kubeconfig's client certificate).
-    pub reissue_leaves: bool,
+    /// Parts of a CA written first, in this order (key parts on controllers only).
+    pub install: &'static [(HostFile, CaPart)],
+    /// Whether the leaves not yet chained to a CA are re-issued from it, and from which (the
+    /// apiserver's on controllers, every kubeconfig's client certificate).
+    pub reissue: Option<Issuer>,
     pub bundle: Bundle,
     /// Where the controller-manager's signing flags point from this phase on (controllers), when they
     /// move.
     pub signing: Option<SigningFiles>,
     /// Files removed last.
     pub remove: &'static [HostFile],
+    /// Whether the files kept before the update first replaced them (`ca.crt`, the kubeconfigs, the
+    /// controller-manager's manifest) are put back, byte for byte, where they hold what the plan wrote
+    /// (a rollback's last host step: the old CA alone, signing with `ca.crt`/`ca.key`).
+    pub restore_originals: bool,
 }
 
 /// One thing a host phase does to a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostAction {
-    /// Writes part of the new CA to a file.
-    Install(HostFile, NewCaPart),
-    /// Re-issues the apiserver's serving and kubelet-client certificates from the new CA.
-    ReissueApiserverCerts,
-    /// Re-issues every kubeconfig's client certificate (embedded, or the file it names) from the new CA.
-    ReissueKubeconfigClients,
+    /// Writes part of a CA to a file.
+    Install(HostFile, CaPart),
+    /// Re-issues the apiserver's serving and kubelet-client certificates from that CA.
+    ReissueApiserverCerts(Issuer),
+    /// Re-issues every kubeconfig's client certificate (embedded, or the file it names) from that CA.
+    ReissueKubeconfigClients(Issuer),
     /// Writes the bundle to `ca.crt` and every kubeconfig's CA data.
     WriteBundle(Bundle),
     /// Points the controller-manager's signing flags at these files.
     PointSigningAt(SigningFiles),
+    /// Puts back the files kept before the update first replaced them, where they hold the same trust.
+    RestoreOriginals,
     Restart(Component),
     Remove(HostFile),
 }
@@ -120,10 +148,10 @@ pub const HOST_PLANS: [HostPlan; 3] = [
     HostPlan {
         phase: Phase::HostsTrustBothCas,
         install: &[
-            (HostFile::CaNewCert, NewCaPart::Cert),
-            (HostFile::CaNewKey, NewCaPart::Key),
+            (HostFile::CaNewCert, CaPart::NewCert),
+            (HostFile::CaNewKey, CaPart::NewKey),
         ],
-        reissue_leaves: false,
+        reissue: None,
         bundle: Bundle::OldThenNew,
         // From now on the controller-manager signs (kubelet CSRs, say) with the new CA.
         signing: Some(SigningFiles {
@@ -131,25 +159,28 @@ pub const HOST_PLANS: [HostPlan; 3] = [
             key: HostFile::CaNewKey,
         }),
         remove: &[],
+        restore_originals: false,
     },
     HostPlan {
         phase: Phase::HostsUpdateCerts,
         install: &[],
-        reissue_leaves: true,
+        reissue: Some(Issuer::New),
         bundle: Bundle::NewThenOld,
         signing: None,
         remove: &[],
+        restore_originals: false,
     },
     HostPlan {
         phase: Phase::HostsTrustNewCa,
-        install: &[(HostFile::CaKey, NewCaPart::Key)],
-        reissue_leaves: false,
+        install: &[(HostFile::CaKey, CaPart::NewKey)],
+        reissue: None,
         bundle: Bundle::NewOnly,
         signing: Some(SigningFiles {
             cert: HostFile::CaCert,
             key: HostFile::CaKey,
         }),
         remove: &[HostFile::CaNewCert, HostFile::CaNewKey],
+        restore_originals: false,
     },
 ];
 
@@ -165,6 +196,11 @@ pub fn pods_bundle(phase: Phase) -> Option<Bundle> {
 }
 
 impl HostPlan {
+    /// Whether the plan puts the old CA's key back.
+    pub fn needs_old_key(&self) -> bool {
+        self.install.iter().any(|&(_, part)| part == CaPart::OldKey)
+    }
+
     /// The plan of a host phase; `None` for the other phases.
     pub fn of(phase: Phase) -> Option<&'static HostPlan> {
         HOST_PLANS.iter().find(|p| p.phase == phase)
@@ -178,18 +214,23 @@ impl HostPlan {
         let mut actions: Vec<HostAction> = self
             .install
             .iter()
-            .filter(|(_, part)| controller || *part == NewCaPart::Cert)
+            .filter(|(_, part)| controller || !part.is_key())
             .map(|&(file, part)| HostAction::Install(file, part))
             .collect();
-        if self.reissue_leaves {
+        if let Some(issuer) = self.reissue {
             if controller {
-                actions.push(HostAction::ReissueApiserverCerts);
+                actions.push(HostAction::ReissueApiserverCerts(issuer));
             }
-            actions.push(HostAction::ReissueKubeconfigClients);
+            actions.push(HostAction::ReissueKubeconfigClients(issuer));
         }
         actions.push(HostAction::WriteBundle(self.bundle));
         if controller {
             actions.extend(self.signing.map(HostAction::PointSigningAt));
+        }
+        if self.restore_originals {
+            actions.push(HostAction::RestoreOriginals);
+        }
+        if controller {
             actions.extend(CONTROL_PLANE_RESTART_ORDER.map(HostAction::Restart));
         }
         actions.push(HostAction::Restart(Component::Kubelet));
@@ -250,8 +291,8 @@ mod tests {
         assert_eq!(
             plan(Phase::HostsTrustBothCas).actions(HostRole::Controller),
             [
-                Install(HostFile::CaNewCert, NewCaPart::Cert),
-                Install(HostFile::CaNewKey, NewCaPart::Key),
+                Install(HostFile::CaNewCert, CaPart::NewCert),
+                Install(HostFile::CaNewKey, CaPart::NewKey),
                 WriteBundle(Bundle::OldThenNew),
                 PointSigningAt(signing),
                 Restart(Component::Apiserver),
@@ -275,8 +316,8 @@ mod tests {
         assert_eq!(
             update_certs.actions(HostRole::Controller),
             [
-                ReissueApiserverCerts,
-                ReissueKubeconfigClients,
+                ReissueApiserverCerts(Issuer::New),
+                ReissueKubeconfigClients(Issuer::New),
                 WriteBundle(Bundle::NewThenOld),
                 Restart(Component::Apiserver),
                 Restart(Component::ControllerManager),
@@ -287,7 +328,7 @@ mod tests {
         assert_eq!(
             update_certs.actions(HostRole::Worker),
             [
-                ReissueKubeconfigClients,
+                ReissueKubeconfigClients(Issuer::New),
                 WriteBundle(Bundle::NewThenOld),
                 Restart(Component::Kubelet),
             ]
@@ -307,7 +348,7 @@ mod tests {
             ]
         );
         let controller = trust_new_ca.actions(HostRole::Controller);
-        assert_eq!(controller[0], Install(HostFile::CaKey, NewCaPart::Key));
+        assert_eq!(controller[0], Install(HostFile::CaKey, CaPart::NewKey));
         assert!(controller.contains(&PointSigningAt(SigningFiles {
             cert: HostFile::CaCert,
             key: HostFile::CaKey,
@@ -330,9 +371,9 @@ mod tests {
                 assert!(
                     !matches!(
                         action,
-                        Install(_, NewCaPart::Key)
+                        Install(_, CaPart::NewKey | CaPart::OldKey)
                             | PointSigningAt(_)
-                            | ReissueApiserverCerts
+                            | ReissueApiserverCerts(_)
                             | Restart(
                                 Component::Apiserver
                                     | Component::ControllerManager

@@ -16,7 +16,7 @@ use crate::rollout::{Pending, on_delete_complete, rollout_complete};
 
 use super::context::{Backoff, PhaseContext, PhaseError, percent_of};
 use super::new_ca;
-use super::plan::pods_bundle;
+use super::plan::{Bundle, pods_bundle};
 use super::published;
 
 /// Runs a pods phase: once the phase's bundle is published, restarts every workload.
@@ -26,6 +26,15 @@ pub async fn restart_all<C: Cluster>(
 ) -> Result<(), PhaseError> {
     let bundle = pods_bundle(phase)
         .ok_or_else(|| PhaseError::Refused(format!("{phase} is not a pods phase")))?;
+    restart_with(cx, bundle).await
+}
+
+/// Restarts every workload once `bundle` is published, so its pods mount it: a pods phase, or the
+/// rollback's pods step (the old CA alone).
+pub async fn restart_with<C: Cluster>(
+    cx: &PhaseContext<'_, C>,
+    bundle: Bundle,
+) -> Result<(), PhaseError> {
     let old_pem = cx.record()?.old_ca_pem.unwrap_or_default();
     let new_ca = new_ca::load(cx.journal)?;
     published::wait(cx, &bundle.pem(&old_pem, new_ca.cert_pem())).await?;

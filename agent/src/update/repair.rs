@@ -27,14 +27,14 @@ fn files_read(plan: &HostPlan, host: &Host) -> Vec<Vec<HostFile>> {
     let mut groups: Vec<Vec<HostFile>> = Vec::new();
     for action in plan.actions(host.role) {
         match action {
-            HostAction::ReissueApiserverCerts => groups.extend([
+            HostAction::ReissueApiserverCerts(_) => groups.extend([
                 vec![HostFile::ApiserverCert, HostFile::ApiserverKey],
                 vec![
                     HostFile::ApiserverKubeletClientCert,
                     HostFile::ApiserverKubeletClientKey,
                 ],
             ]),
-            HostAction::ReissueKubeconfigClients => {
+            HostAction::ReissueKubeconfigClients(_) => {
                 groups.extend(kubeconfigs());
                 groups.push(vec![HostFile::KubeletClientCurrent]);
             }

@@ -96,9 +96,43 @@ pub fn assert_updated(sim: &SimCluster, state: &SimState) {
         dc_certs::ExpiryDate::parse(EXPIRY).unwrap().not_after()
     );
     assert_eq!(ca.key_algorithm, "ECDSA P-384");
+    assert_on_ca_alone(sim, state, &ca_pem);
+    for w in &state.workloads {
+        assert_eq!(
+            w.restarts,
+            2,
+            "{} restarted once per pods phase",
+            w.spec.key()
+        );
+        for pod in &w.pods {
+            assert_eq!(pod.revision, 3, "pod {} runs the last template", pod.name);
+        }
+        if w.spec.strategy == UpdateStrategy::OnDelete {
+            let desired = if w.spec.kind == WorkloadKind::DaemonSet {
+                state.hosts.len()
+            } else {
+                w.spec.replicas as usize
+            };
+            assert_eq!(
+                w.pods_deleted as usize,
+                2 * desired,
+                "{}: each OnDelete pod deleted exactly once per pods phase",
+                w.spec.key()
+            );
+        } else {
+            assert_eq!(w.pods_deleted, 0, "{}", w.spec.key());
+        }
+    }
+}
+
+/// Checks from the files and the model that `ca_pem` is the one root CA everywhere: every host's
+/// `ca.crt`, the controllers' `ca.key` and signing flags, every leaf, every kubeconfig's CA data and
+/// client certificate, kubeadm join's discovery kubeconfig, every pod's mounted bundle; no `ca_new`
+/// file left.
+pub fn assert_on_ca_alone(sim: &SimCluster, state: &SimState, ca_pem: &str) {
     let check = |leaf: &str, usage: Usage, what: &str| {
-        dc_agent::trust::trusts(leaf, &ca_pem, usage)
-            .unwrap_or_else(|e| panic!("{what} does not chain to the new CA: {e}"));
+        dc_agent::trust::trusts(leaf, ca_pem, usage)
+            .unwrap_or_else(|e| panic!("{what} does not chain to the root CA: {e}"));
     };
     for host in &state.hosts {
         let name = &host.name;
@@ -108,9 +142,10 @@ pub fn assert_updated(sim: &SimCluster, state: &SimState) {
             "{name} ca.crt"
         );
         assert!(!sim.host_dir(name).join(HostFile::CaNewCert.path()).exists());
+        assert!(!sim.host_dir(name).join(HostFile::CaNewKey.path()).exists());
         if host.role == HostRole::Controller {
             let key = host_file(sim, name, HostFile::CaKey);
-            dc_certs::CertifiedCa::from_pem(&ca_pem, &key).expect("ca.key is the new CA's key");
+            dc_certs::CertifiedCa::from_pem(ca_pem, &key).expect("ca.key is the root CA's key");
             check(
                 &host_file(sim, name, HostFile::ApiserverCert),
                 Usage::Server,
@@ -148,7 +183,7 @@ pub fn assert_updated(sim: &SimCluster, state: &SimState) {
             check(cert_pem, Usage::Client, file.path());
         }
     }
-    // kubeadm join's discovery kubeconfig carries the new CA alone.
+    // kubeadm join's discovery kubeconfig carries the root CA alone.
     let cluster_info = state
         .cluster_info
         .as_deref()
@@ -159,34 +194,14 @@ pub fn assert_updated(sim: &SimCluster, state: &SimState) {
         "cluster-info CA data"
     );
     for w in &state.workloads {
-        assert_eq!(
-            w.restarts,
-            2,
-            "{} restarted once per pods phase",
-            w.spec.key()
-        );
         for pod in &w.pods {
             assert_eq!(
-                pod.trust_bundle, ca_pem,
-                "pod {} trusts only the new CA",
-                pod.name
-            );
-            assert_eq!(pod.revision, 3, "pod {} runs the last template", pod.name);
-        }
-        if w.spec.strategy == UpdateStrategy::OnDelete {
-            let desired = if w.spec.kind == WorkloadKind::DaemonSet {
-                state.hosts.len()
-            } else {
-                w.spec.replicas as usize
-            };
-            assert_eq!(
-                w.pods_deleted as usize,
-                2 * desired,
-                "{}: each OnDelete pod deleted exactly once per pods phase",
+                pod.trust_bundle,
+                ca_pem,
+                "pod {} of {} trusts only the root CA",
+                pod.name,
                 w.spec.key()
             );
-        } else {
-            assert_eq!(w.pods_deleted, 0, "{}", w.spec.key());
         }
     }
 }

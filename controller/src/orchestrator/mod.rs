@@ -364,6 +364,7 @@ impl Orchestrator {
                 actor.do_send(Attach {
                     session: session.addr.clone().recipient(),
                     update: live.update.clone(),
+                    can_roll_back: session.can_roll_back,
                 });
             }
         }
@@ -523,6 +524,7 @@ impl Handler<Hello> for Orchestrator {
             addr: msg.session,
             heartbeat_seen: false,
             attached: false,
+            can_roll_back: msg.can_roll_back,
         }) {
             tracing::info!(subcloud = %msg.subcloud, "a new connection replaces the old one");
             old.addr.do_send(Close(ErrorMessage::new(
@@ -609,6 +611,7 @@ impl Handler<Heartbeat> for Orchestrator {
                 step.do_send(Attach {
                     session: session.addr.clone().recipient(),
                     update: live.update.clone(),
+                    can_roll_back: session.can_roll_back,
                 });
             }
         }

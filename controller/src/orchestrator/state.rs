@@ -30,6 +30,8 @@ pub struct SessionRef {
     pub heartbeat_seen: bool,
     /// The running step (if any) has been given this session.
     pub attached: bool,
+    /// The agent can roll back.
+    pub can_roll_back: bool,
 }
 
 /// What the agent last reported.
@@ -369,6 +371,7 @@ pub mod tests {
             expiry_date: None,
             cert_file: None,
             proceed_with_stranded_pods: false,
+            rollback: false,
             created_at: now_string(),
             updated_at: None,
         })];

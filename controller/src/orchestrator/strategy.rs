@@ -47,6 +47,16 @@ pub fn create(st: &State, req: CreateStrategy) -> Result<Change, ApiError> {
         )));
     }
     let now = dc_certs::now();
+    if req.rollback
+        && (req.subject.is_some()
+            || req.expiry_date.is_some()
+            || req.cert_file.is_some()
+            || req.force)
+    {
+        return Err(refuse(
+            &"Invalid extra args. <rollback> cannot be specified along with <subject>, <expiry-date>, <cert-file> or <force>: a rollback goes back to each subcloud's old root CA.",
+        ));
+    }
     if req.cert_file.is_some() && (req.subject.is_some() || req.expiry_date.is_some()) {
         return Err(refuse(
             &"Invalid extra args. <cert-file> cannot be specified along with <subject> or <expiry-date>.",
@@ -75,10 +85,15 @@ pub fn create(st: &State, req: CreateStrategy) -> Result<Change, ApiError> {
             managed: s.managed,
             online: st.online(&s.name),
             sync: st.sync_of(&s.name),
+            unfinished: st.live_view(&s.name).unfinished.is_some(),
         })
         .collect();
-    let mut targets =
-        rules::select_targets(&candidates, &scope, req.force).map_err(|e| refuse(&e))?;
+    let mut targets = if req.rollback {
+        rules::select_rollback_targets(&candidates, &scope)
+    } else {
+        rules::select_targets(&candidates, &scope, req.force)
+    }
+    .map_err(|e| refuse(&e))?;
     // Steps in registration order, as dcmanager orders them by subcloud id.
     targets.sort_by_key(|n| st.subclouds.get(n).map_or(i64::MAX, |s| s.id));
     let (apply_type, max_parallel) = rules::resolve_window(&req, group);
@@ -93,6 +108,7 @@ pub fn create(st: &State, req: CreateStrategy) -> Result<Change, ApiError> {
         expiry_date: req.expiry_date,
         cert_file: req.cert_file,
         proceed_with_stranded_pods: req.proceed_with_stranded_pods,
+        rollback: req.rollback,
         created_at: created_at.clone(),
         updated_at: None,
     };
@@ -230,6 +246,7 @@ pub fn update_params(st: &State, subcloud: &str) -> UpdateParams {
             cert_file: s.cert_file.clone(),
             proceed_with_stranded_pods: s.proceed_with_stranded_pods,
             options: options::effective_for(st, subcloud).subcloud_options(),
+            rollback: s.rollback,
         })
         .unwrap_or_default()
 }

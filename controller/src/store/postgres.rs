@@ -73,6 +73,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
        BEGIN DELETE FROM sw_update_opts WHERE subcloud_id = OLD.id; RETURN NULL; END $$;
      CREATE TRIGGER subclouds_sw_update_opts AFTER DELETE ON subclouds
        FOR EACH ROW EXECUTE FUNCTION drop_subcloud_options();",
+    // 6: a rollback strategy (create --rollback) takes unfinished updates back to the old root CA.
+    "ALTER TABLE strategy ADD COLUMN rollback BOOLEAN NOT NULL DEFAULT FALSE",
 ];
 
 /// The advisory lock migrations run under: controllers started together against a new database
@@ -240,6 +242,7 @@ fn strategy_row(r: &Row) -> Result<Strategy, StoreError> {
         created_at: r.try_get(8)?,
         updated_at: r.try_get(9)?,
         proceed_with_stranded_pods: r.try_get(10)?,
+        rollback: r.try_get(11)?,
     })
 }
 
@@ -326,13 +329,14 @@ fn write(tx: &mut Transaction<'_>, op: &Op) -> Result<(), postgres::Error> {
         Op::PutStrategy(s) => {
             tx.execute("DELETE FROM strategy WHERE id<>$1", &[&s.id])?;
             tx.execute(
-                "INSERT INTO strategy (id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods)
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (id) DO UPDATE SET
+                "INSERT INTO strategy (id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods,rollback)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (id) DO UPDATE SET
                  apply_type=excluded.apply_type, max_parallel=excluded.max_parallel,
                  stop_on_failure=excluded.stop_on_failure, state=excluded.state, subject=excluded.subject,
                  expiry_date=excluded.expiry_date, cert_file=excluded.cert_file,
                  created_at=excluded.created_at, updated_at=excluded.updated_at,
-                 proceed_with_stranded_pods=excluded.proceed_with_stranded_pods",
+                 proceed_with_stranded_pods=excluded.proceed_with_stranded_pods,
+                 rollback=excluded.rollback",
                 &[
                     &s.id,
                     &s.apply_type.as_str(),
@@ -345,6 +349,7 @@ fn write(tx: &mut Transaction<'_>, op: &Op) -> Result<(), postgres::Error> {
                     &s.created_at,
                     &s.updated_at,
                     &s.proceed_with_stranded_pods,
+                    &s.rollback,
                 ],
             )
         }
@@ -426,7 +431,7 @@ impl Store for PostgresStore {
         )?;
         let strategy = rows(
             &mut tx,
-            "SELECT id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods FROM strategy LIMIT 1",
+            "SELECT id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods,rollback FROM strategy LIMIT 1",
             strategy_row,
         )?
         .pop();

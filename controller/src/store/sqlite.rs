@@ -89,6 +89,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
        default_instance_action TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT);
      CREATE TRIGGER subclouds_sw_update_opts AFTER DELETE ON subclouds BEGIN
        DELETE FROM sw_update_opts WHERE subcloud_id = OLD.id; END;",
+    // 6: a rollback strategy (create --rollback) takes unfinished updates back to the old root CA.
+    "ALTER TABLE strategy ADD COLUMN rollback INTEGER NOT NULL DEFAULT 0",
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
@@ -193,7 +195,7 @@ impl Store for SqliteStore {
         let strategy = self
             .conn
             .query_row(
-                "SELECT id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods FROM strategy LIMIT 1",
+                "SELECT id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods,rollback FROM strategy LIMIT 1",
                 [],
                 |r| {
                     let t: String = r.get(1)?;
@@ -210,6 +212,7 @@ impl Store for SqliteStore {
                         created_at: r.get(8)?,
                         updated_at: r.get(9)?,
                         proceed_with_stranded_pods: r.get(10)?,
+                        rollback: r.get(11)?,
                     })
                 },
             )
@@ -297,7 +300,7 @@ impl Store for SqliteStore {
                 Op::PutStrategy(s) => {
                     tx.execute("DELETE FROM strategy WHERE id<>?1", [s.id])?;
                     tx.execute(
-                        "INSERT OR REPLACE INTO strategy (id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                        "INSERT OR REPLACE INTO strategy (id,apply_type,max_parallel,stop_on_failure,state,subject,expiry_date,cert_file,created_at,updated_at,proceed_with_stranded_pods,rollback) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
                         params![
                             s.id,
                             s.apply_type.as_str(),
@@ -309,7 +312,8 @@ impl Store for SqliteStore {
                             s.cert_file,
                             s.created_at,
                             s.updated_at,
-                            s.proceed_with_stranded_pods
+                            s.proceed_with_stranded_pods,
+                            s.rollback
                         ],
                     )?;
                 }

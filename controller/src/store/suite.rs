@@ -89,6 +89,7 @@ fn round_trip(db: &dyn Backend) {
         expiry_date: None,
         cert_file: None,
         proceed_with_stranded_pods: false,
+        rollback: false,
         created_at: "t".into(),
         updated_at: None,
     };
@@ -270,6 +271,7 @@ pub(super) fn release_records() -> Snapshot {
             expiry_date: Some("2028-01-01".into()),
             cert_file: None,
             proceed_with_stranded_pods: true,
+            rollback: false,
             created_at: at("08"),
             updated_at: Some(at("09")),
         }),

@@ -430,6 +430,7 @@ impl AgentCtx {
                     since: None,
                     new_ca: None,
                     warnings: Vec::new(),
+                    rollback: false,
                 });
                 s.running = true;
                 s.abort = false;

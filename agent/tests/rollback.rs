@@ -1,0 +1,338 @@
+//! Rollbacks on simulated clusters, checked from the files: from every phase before the point of no
+//! return (stopped in the middle of it, and stopped after it) back to the old root CA alone everywhere,
+//! with the trust invariants checked after every host and workload of every step, and a fresh update
+//! completing afterwards; an agent killed at every step of a rollback; abort and resume of a rollback;
+//! the refusal past the point of no return. The clock is paused.
+
+mod common;
+
+use common::*;
+use dc_protocol::{ROLLBACK_PAST_POINT_OF_NO_RETURN, ROLLING_BACK, STATE_ROLLED_BACK};
+
+fn rollback_params() -> UpdateParams {
+    UpdateParams {
+        rollback: true,
+        ..UpdateParams::default()
+    }
+}
+
+/// A cluster whose `target` phase takes a second, so a stop lands in it.
+fn slow_in(target: Phase) -> SimConfig {
+    let mut config = SimConfig::typical();
+    config.faults.slow_phase = Some(SlowPhase {
+        phase: target,
+        delay_ms: 1000,
+    });
+    config
+}
+
+/// Starts `u1` and kills the agent (drops its run) `transitions` recorded changes into `target`.
+async fn kill_update_in(dir: &Path, config: &SimConfig, target: Phase, transitions: usize) {
+    let updater = open(dir, config);
+    updater.start("u1", params(), false).unwrap();
+    let mut status = updater.journal().status();
+    tokio::select! {
+        result = updater.run() => panic!("the update ended before it was killed in {target}: {result:?}"),
+        _ = async {
+            status.wait_for(|s| s.as_ref().is_some_and(|s| s.phase == target)).await.unwrap();
+            for _ in 0..transitions {
+                status.changed().await.unwrap();
+            }
+        } => {}
+    }
+    // A short phase may have ended within the transitions: still before the point of no return.
+    let r = record(&updater);
+    assert!(
+        r.phase >= target && r.phase <= Phase::HostsTrustNewCa,
+        "killed in {target}: {:?}",
+        r.phase
+    );
+    assert_eq!(failures(&drain(&updater)), Vec::<String>::new());
+}
+
+/// Runs `u1` and aborts it in `target`: it stops after that phase.
+async fn abort_update_in(dir: &Path, config: &SimConfig, target: Phase) {
+    let updater = open(dir, config);
+    updater.start("u1", params(), false).unwrap();
+    let mut status = updater.journal().status();
+    let (result, ()) = tokio::join!(updater.run(), async {
+        status
+            .wait_for(|s| s.as_ref().is_some_and(|s| s.phase == target))
+            .await
+            .unwrap();
+        updater.request_abort();
+    });
+    result.unwrap();
+    assert!(
+        matches!(record(&updater).run, RunState::Aborted { .. }),
+        "aborted in {target}"
+    );
+}
+
+/// Rolls back with a fresh agent, then checks the old CA alone everywhere and the new CA gone from the
+/// data dir, and that every progress message said it was rolling back.
+async fn roll_back_and_check(
+    dir: &Path,
+    config: &SimConfig,
+    old_ca: &str,
+    context: &str,
+) -> Updater<Backend> {
+    let updater = open(dir, config);
+    drain(&updater);
+    assert_eq!(
+        updater.start("r1", rollback_params(), false).unwrap(),
+        StartDecision::Run,
+        "{context}"
+    );
+    updater.run().await.unwrap();
+    assert_rolled_back(&updater, Vec::new(), old_ca, context);
+    updater
+}
+
+/// Checks a completed rollback from its messages (`messages`, or what the agent queued) and the files.
+fn assert_rolled_back(
+    updater: &Updater<Backend>,
+    mut messages: Vec<AgentMessage>,
+    old_ca: &str,
+    context: &str,
+) {
+    messages.extend(drain(updater));
+    assert_eq!(failures(&messages), Vec::<String>::new(), "{context}");
+    let r = record(updater);
+    assert_eq!(r.run, RunState::Completed, "{context}");
+    assert_eq!(r.state(), STATE_ROLLED_BACK, "{context}");
+    for m in &messages {
+        if let AgentMessage::Progress(p) = m {
+            assert!(p.details.starts_with(ROLLING_BACK), "{context}: {p:?}");
+            assert_eq!(p.update_id, "r1", "{context}");
+        }
+    }
+    assert!(
+        matches!(messages.last(), Some(AgentMessage::PhaseResult(r))
+            if r.outcome == PhaseOutcome::Succeeded && r.state == STATE_ROLLED_BACK),
+        "{context}: {:?}",
+        messages.last()
+    );
+    let sim = sim(updater);
+    assert_on_ca_alone(sim, &sim.snapshot().unwrap(), old_ca);
+    for kept in ["new-ca.crt", "new-ca.key", "old-ca.key"] {
+        assert!(
+            !updater.journal().dir().join(kept).exists(),
+            "{context}: {kept} left"
+        );
+    }
+}
+
+/// After a rollback, a fresh update of the same cluster by the same agent completes: the new CA alone
+/// everywhere. (The same agent: a simulated cluster reopened resumes its clock from its last save, and
+/// the start phase would find the pods the rollback just restarted not ready yet.)
+async fn fresh_update_completes(updater: &Updater<Backend>, context: &str) {
+    assert_eq!(
+        updater.start("u2", params(), false).unwrap(),
+        StartDecision::Run,
+        "{context}"
+    );
+    updater.run().await.unwrap();
+    assert_eq!(failures(&drain(updater)), Vec::<String>::new(), "{context}");
+    assert_eq!(record(updater).run, RunState::Completed, "{context}");
+    let state = sim(updater).snapshot().unwrap();
+    let ca = host_file(sim(updater), &state.hosts[0].name, HostFile::CaCert);
+    assert_eq!(
+        CertSummary::from_pem(&ca).unwrap().subject,
+        SUBJECT,
+        "{context}"
+    );
+    assert_on_ca_alone(sim(updater), &state, &ca);
+}
+
+/// The phases a rollback must always be possible from.
+const BEFORE_THE_POINT_OF_NO_RETURN: [Phase; 6] = [
+    Phase::Start,
+    Phase::NewRootCa,
+    Phase::HostsTrustBothCas,
+    Phase::PodsTrustBothCas,
+    Phase::HostsUpdateCerts,
+    Phase::HostsTrustNewCa,
+];
+
+#[tokio::test(start_paused = true)]
+async fn killed_in_the_middle_of_every_phase_before_the_point_of_no_return_it_rolls_back() {
+    for target in BEFORE_THE_POINT_OF_NO_RETURN {
+        // In a host phase, two transitions in: the first host done or under way.
+        for transitions in [0, 2] {
+            let context = format!("killed {transitions} transitions into {target}");
+            let config = slow_in(target);
+            let dir = tempfile::tempdir().unwrap();
+            let old_ca = host_file(
+                sim(&open(dir.path(), &config)),
+                "controller-0",
+                HostFile::CaCert,
+            );
+            kill_update_in(dir.path(), &config, target, transitions).await;
+            let updater = roll_back_and_check(dir.path(), &config, &old_ca, &context).await;
+            fresh_update_completes(&updater, &context).await;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn aborted_after_every_phase_before_the_point_of_no_return_it_rolls_back() {
+    // Aborted in a phase, the update stops after it: hosts trust-new-ca done is past the point.
+    for target in &BEFORE_THE_POINT_OF_NO_RETURN[..5] {
+        let context = format!("aborted in {target}");
+        let config = slow_in(*target);
+        let dir = tempfile::tempdir().unwrap();
+        let old_ca = host_file(
+            sim(&open(dir.path(), &config)),
+            "controller-0",
+            HostFile::CaCert,
+        );
+        abort_update_in(dir.path(), &config, *target).await;
+        let updater = roll_back_and_check(dir.path(), &config, &old_ca, &context).await;
+        fresh_update_completes(&updater, &context).await;
+    }
+}
+
+/// Past the point of no return the rollback is refused with the exact message, the update is left as
+/// it was, and a later update finishes it.
+#[tokio::test(start_paused = true)]
+async fn after_hosts_trust_new_ca_a_rollback_is_refused_and_the_update_can_still_finish() {
+    let config = slow_in(Phase::HostsTrustNewCa);
+    let dir = tempfile::tempdir().unwrap();
+    abort_update_in(dir.path(), &config, Phase::HostsTrustNewCa).await;
+    let updater = open(dir.path(), &config);
+    let before = record(&updater);
+    assert_eq!(before.phase, Phase::PodsTrustNewCa);
+    assert_eq!(
+        updater.start("r1", rollback_params(), false).unwrap(),
+        StartDecision::Refused
+    );
+    let messages = drain(&updater);
+    assert!(
+        matches!(&messages[..], [AgentMessage::PhaseResult(r)]
+            if r.update_id == "r1"
+                && r.outcome == PhaseOutcome::Failed { reason: ROLLBACK_PAST_POINT_OF_NO_RETURN.into() }),
+        "{messages:?}"
+    );
+    let after = record(&updater);
+    assert_eq!(
+        (after.phase, &after.run, after.rollback.is_none()),
+        (before.phase, &before.run, true)
+    );
+    assert_eq!(
+        updater.start("u2", other_params(), false).unwrap(),
+        StartDecision::Run
+    );
+    updater.run().await.unwrap();
+    assert_eq!(failures(&drain(&updater)), Vec::<String>::new());
+    assert_eq!(record(&updater).run, RunState::Completed);
+    // And a completed update is past it too.
+    assert_eq!(
+        updater.start("r2", rollback_params(), false).unwrap(),
+        StartDecision::Refused
+    );
+}
+
+/// The longest rollback (from the middle of hosts trust-new-ca, five steps), its agent killed in every
+/// step, at its start and a few transitions in: each fresh agent resumes it on its own and the last
+/// one finishes it.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_killed_in_every_step_resumes_and_finishes() {
+    let config = slow_in(Phase::HostsTrustNewCa);
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = host_file(
+        sim(&open(dir.path(), &config)),
+        "controller-0",
+        HostFile::CaCert,
+    );
+    kill_update_in(dir.path(), &config, Phase::HostsTrustNewCa, 2).await;
+    let updater = open(dir.path(), &config);
+    updater.start("r1", rollback_params(), false).unwrap();
+    let steps = record(&updater).rollback.unwrap().steps;
+    assert_eq!(steps.len(), 5, "{steps:?}");
+    let mut messages = drain(&updater);
+    drop(updater);
+    let mut kills = 0;
+    for step in &steps {
+        for transitions in [0, 3] {
+            let updater = open(dir.path(), &config);
+            if record(&updater).run == RunState::Completed {
+                break;
+            }
+            assert!(updater.should_resume(), "a running rollback resumes");
+            let mut status = updater.journal().status();
+            tokio::select! {
+                result = updater.run() => result.unwrap(),
+                _ = async {
+                    status.wait_for(|s| s.as_ref().is_some_and(|s| s.rollback && s.phase == step.undoes())).await.unwrap();
+                    for _ in 0..transitions {
+                        status.changed().await.unwrap();
+                    }
+                } => kills += 1,
+            }
+            messages.extend(drain(&updater));
+        }
+    }
+    assert!(kills >= steps.len(), "killed {kills} times");
+    let updater = open(dir.path(), &config);
+    updater.run().await.unwrap();
+    assert_rolled_back(&updater, messages, &old_ca, "killed in every step");
+    // The pods an earlier agent restarted became ready after the cluster's last save, and a reopened
+    // simulated cluster resumes its clock from that save: let them become ready again (paused clock,
+    // no wall time) before the start phase checks every workload's health.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    fresh_update_completes(&updater, "killed in every step").await;
+}
+
+/// An abort stops a rollback after its step in progress; the same rollback started again resumes it.
+#[tokio::test(start_paused = true)]
+async fn an_aborted_rollback_resumes_at_its_next_step() {
+    let config = slow_in(Phase::HostsUpdateCerts);
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = host_file(
+        sim(&open(dir.path(), &config)),
+        "controller-0",
+        HostFile::CaCert,
+    );
+    abort_update_in(dir.path(), &config, Phase::HostsUpdateCerts).await;
+    let updater = open(dir.path(), &config);
+    updater.start("r1", rollback_params(), false).unwrap();
+    let mut status = updater.journal().status();
+    let (result, ()) = tokio::join!(updater.run(), async {
+        status
+            .wait_for(|s| {
+                s.as_ref()
+                    .is_some_and(|s| s.rollback && s.phase == Phase::HostsTrustBothCas)
+            })
+            .await
+            .unwrap();
+        updater.request_abort();
+    });
+    result.unwrap();
+    assert_eq!(
+        record(&updater).run,
+        RunState::Aborted {
+            next: Phase::PodsTrustBothCas
+        }
+    );
+    assert!(matches!(
+        drain(&updater).last(),
+        Some(AgentMessage::Stopped(s)) if s.update_id == "r1"
+    ));
+    // An update is refused over the unfinished rollback, naming the way out.
+    assert_eq!(
+        updater.start("u2", params(), false).unwrap(),
+        StartDecision::Refused
+    );
+    assert!(
+        matches!(&drain(&updater)[..], [AgentMessage::PhaseResult(r)]
+            if matches!(&r.outcome, PhaseOutcome::Failed { reason } if reason.contains("create --rollback")))
+    );
+    assert_eq!(
+        updater.start("r1", rollback_params(), false).unwrap(),
+        StartDecision::Run
+    );
+    updater.run().await.unwrap();
+    assert_rolled_back(&updater, Vec::new(), &old_ca, "aborted rollback");
+    fresh_update_completes(&updater, "aborted rollback").await;
+}
