@@ -59,6 +59,27 @@ pub enum SelectError {
     NothingToRollBack(String),
 }
 
+/// The candidates a strategy's scope names: all, a group's, or one subcloud by name.
+fn in_scope<'a>(candidates: &'a [Candidate], scope: &Scope) -> Vec<&'a Candidate> {
+    candidates
+        .iter()
+        .filter(|c| match scope {
+            Scope::All => true,
+            Scope::Group(g) => c.group_id == *g,
+            Scope::Cloud(name) => &c.name == name,
+        })
+        .collect()
+}
+
+/// A strategy with no subcloud to work on is refused, whatever kind it is.
+fn steps_for(targets: Vec<String>) -> Result<Vec<String>, SelectError> {
+    if targets.is_empty() {
+        Err(SelectError::NoSteps)
+    } else {
+        Ok(targets)
+    }
+}
+
 /// dcmanager's selection: managed, online subclouds in scope that are out-of-sync (or in-sync too with
 /// force), in the given order; offline ones are skipped silently.
 pub fn select_targets(
@@ -66,14 +87,7 @@ pub fn select_targets(
     scope: &Scope,
     force: bool,
 ) -> Result<Vec<String>, SelectError> {
-    let in_scope: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| match scope {
-            Scope::All => true,
-            Scope::Group(g) => c.group_id == *g,
-            Scope::Cloud(name) => &c.name == name,
-        })
-        .collect();
+    let in_scope = in_scope(candidates, scope);
     if let Scope::Cloud(name) = scope {
         let Some(c) = in_scope.first() else {
             return Err(SelectError::NoSuchSubcloud(name.clone()));
@@ -91,11 +105,7 @@ pub fn select_targets(
         .filter(|c| c.sync == SyncStatus::OutOfSync || (force && c.sync == SyncStatus::InSync))
         .map(|c| c.name.clone())
         .collect();
-    if targets.is_empty() {
-        Err(SelectError::NoSteps)
-    } else {
-        Ok(targets)
-    }
+    steps_for(targets)
 }
 
 /// A rollback strategy's selection: managed, online subclouds in scope whose agent reports an unfinished
@@ -105,14 +115,7 @@ pub fn select_rollback_targets(
     candidates: &[Candidate],
     scope: &Scope,
 ) -> Result<Vec<String>, SelectError> {
-    let in_scope: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| match scope {
-            Scope::All => true,
-            Scope::Group(g) => c.group_id == *g,
-            Scope::Cloud(name) => &c.name == name,
-        })
-        .collect();
+    let in_scope = in_scope(candidates, scope);
     if let Scope::Cloud(name) = scope {
         let Some(c) = in_scope.first() else {
             return Err(SelectError::NoSuchSubcloud(name.clone()));
@@ -126,11 +129,7 @@ pub fn select_rollback_targets(
         .filter(|c| c.managed && c.online && c.unfinished)
         .map(|c| c.name.clone())
         .collect();
-    if targets.is_empty() {
-        Err(SelectError::NoSteps)
-    } else {
-        Ok(targets)
-    }
+    steps_for(targets)
 }
 
 /// The sliding window: the ids of the waiting steps to start now, the lowest ids first, so that at most
