@@ -108,6 +108,11 @@ const STEPS_GETS: usize = 20;
 /// Generous: with thousands of agents on two cores a phase waits long for CPU.
 const PHASE_TIMEOUT_SECS: u64 = 3600;
 const ONLINE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Descriptors this process needs beside its agents' one connection each: the agents' and simulated
+/// clusters' file work runs on tokio's blocking pool (512 threads at most, each with a file and its
+/// directory open at once), plus the follower, the HTTP clients and the logs. The controller is a
+/// process of its own with its own limit.
+const FILES_BESIDE_AGENTS: u64 = 2 * 512 + 256;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -124,7 +129,7 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", state.display()))?;
     let log = std::fs::File::create(state.join("logs").join("agents.log"))?;
     dc_config::logging::init_to(std::sync::Mutex::new(log), "warn")?;
-    let needed = 2 * args.subclouds as u64 + 256;
+    let needed = args.subclouds as u64 + FILES_BESIDE_AGENTS;
     let fds = raise_open_files_limit(needed)?;
     ensure!(
         fds >= needed,
