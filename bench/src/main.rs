@@ -515,8 +515,9 @@ async fn measure(
     let followed = follower
         .await?
         .map_err(|_| anyhow::anyhow!("the follower panicked"))?;
-    let failover = failover.transpose()?;
+    // The follower's error first: a failover waiting for steps fails when the follower does.
     let followed = followed?;
+    let failover = failover.transpose()?;
     stopper.abort();
     let after = procstat::sample(
         fleet
