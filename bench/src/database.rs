@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-/// `--database`'s spelling for a PostgreSQL the run starts (initdb, TLS, loopback) and removes.
+/// `--database`'s spelling for a PostgreSQL the run starts (initdb, TLS, loopback, commits flushed to
+/// disk) and removes.
 pub const THROWAWAY: &str = "throwaway-postgres";
 
 /// What a bad combination of `--database`, `--database-ca` and `--failover` is.
@@ -76,7 +77,7 @@ impl Database {
     pub fn describe(&self) -> String {
         match self {
             Self::Sqlite => "sqlite".to_owned(),
-            Self::Throwaway => format!("postgresql ({THROWAWAY}, loopback, TLS)"),
+            Self::Throwaway => format!("postgresql ({THROWAWAY}, loopback, TLS, fsync on)"),
             Self::Server { url, .. } => format!("postgresql ({})", without_password(url)),
         }
     }

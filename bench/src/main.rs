@@ -253,7 +253,8 @@ fn run(
     // Declared before the fleet, so dropped (stopped and removed) after every controller.
     let postgres = if *database == Database::Throwaway {
         println!("dc-fleet-bench: starting a throwaway PostgreSQL");
-        Some(TestPostgres::start()?)
+        // Commits flushed to disk, as SQLite's are (synchronous = FULL).
+        Some(TestPostgres::start_durable()?)
     } else {
         None
     };

@@ -65,7 +65,7 @@ fn a_failover_run_kills_the_leader_mid_apply_and_still_completes_every_step_once
     );
     assert_eq!(
         figures["database"],
-        "postgresql (throwaway-postgres, loopback, TLS)"
+        "postgresql (throwaway-postgres, loopback, TLS, fsync on)"
     );
     assert_eq!(figures["strategy"]["completed"], true);
     assert_eq!(figures["strategy"]["steps_complete"], 4);
