@@ -759,7 +759,7 @@ async fn fail_over(
     fleet: &mut Fleet,
     http: &mut Http,
     api: &Mutex<String>,
-    standby: Child,
+    mut standby: Child,
     leader: u32,
     mut complete: watch::Receiver<usize>,
     kill_at: usize,
@@ -768,6 +768,12 @@ async fn fail_over(
         .wait_for(|c| *c >= kill_at)
         .await
         .map_err(|_| anyhow::anyhow!("the event stream ended before {kill_at} steps completed"))?;
+    // Else the wait for it to lead would last the whole timeout.
+    ensure!(
+        standby.is_running(),
+        "the standby exited before the failover; see {}",
+        fleet.log("standby").display()
+    );
     let before: StepsPage = http.get("/v1.0/sw-update-strategy/steps").await?;
     let leader_at_kill = procstat::sample(leader)?;
     let steps_complete_at_kill = before.steps.iter().filter(|s| s.state == COMPLETE).count();
