@@ -13,6 +13,8 @@ pub struct Figures {
     pub subclouds: usize,
     pub max_parallel: u32,
     pub shape: String,
+    /// The controller's database: `sqlite` or `postgresql (...)`.
+    pub database: String,
     /// The subclouds' worker options (strategy-config's default entry).
     pub worker_options: String,
     pub git_commit: String,
@@ -25,7 +27,25 @@ pub struct Figures {
     pub controller: ControllerFigures,
     pub progress_latency: LatencyFigures,
     pub connections: ConnectionFigures,
+    /// With `--failover`: the leader SIGKILLed mid-apply and a standby taking over.
+    pub failover: Option<FailoverFigures>,
     pub dcmanager_model: ModelFigures,
+}
+
+/// A leader SIGKILLed mid-apply, a standby on the same PostgreSQL taking over.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverFigures {
+    /// `[leadership] lease_secs`: the standby may take over only once the lease expired.
+    pub lease_secs: u64,
+    /// Steps complete, and started, when the leader was killed.
+    pub steps_complete_at_kill: usize,
+    pub steps_started_at_kill: usize,
+    /// SIGKILL to the standby leading (lease taken, API listening: its ready file).
+    pub leading_secs: f64,
+    /// SIGKILL to every agent online at the new leader.
+    pub all_online_secs: f64,
+    /// Steps started before the kill that show another start afterwards (run twice): must be none.
+    pub steps_restarted: Vec<String>,
 }
 
 /// The same work replayed under dcmanager's loops and polls (`dcmanager::Rules`).
@@ -134,7 +154,8 @@ pub struct LatencyFigures {
 pub struct ConnectionFigures {
     /// Agents started to all online.
     pub connect_secs: f64,
-    /// After SIGKILL, the new controller process started to ready.
+    /// After SIGKILL, the new controller process started to ready (with PostgreSQL, after the killed
+    /// process's lease expired: it may not lead before).
     pub restart_ready_secs: f64,
     /// The new controller process started to all agents online again.
     pub reconnect_storm_secs: f64,
@@ -152,6 +173,7 @@ impl Figures {
                 ),
             ),
             ("subcloud options", self.worker_options.clone()),
+            ("database", self.database.clone()),
             (
                 "machine",
                 format!("{} cores, commit {}", self.cores, self.git_commit),
@@ -267,6 +289,27 @@ impl Figures {
                 c.restart_ready_secs, c.reconnect_storm_secs
             ),
         ));
+        if let Some(f) = &self.failover {
+            rows.push((
+                "failover: leader SIGKILLed at",
+                format!(
+                    "{} of {} steps complete, {} started (lease {} s)",
+                    f.steps_complete_at_kill, self.subclouds, f.steps_started_at_kill, f.lease_secs
+                ),
+            ));
+            rows.push((
+                "failover: killed -> standby leading / all online",
+                format!("{:.2} s / {:.2} s", f.leading_secs, f.all_online_secs),
+            ));
+            rows.push((
+                "failover: steps run twice",
+                if f.steps_restarted.is_empty() {
+                    "none".to_owned()
+                } else {
+                    f.steps_restarted.join(", ")
+                },
+            ));
+        }
         let m = &self.dcmanager_model;
         rows.push((
             "dcmanager's rules, same work: wall (ratio)",

@@ -1,10 +1,13 @@
 //! `dc-fleet-bench`: how the orchestration scales, measured.
 //!
-//! A real `dc-controller` process (SQLite, mutual TLS) against N agents running in this process, each
-//! with its own TLS connection, certificate and simulated cluster. One kube-rootca-update strategy is
+//! A real `dc-controller` process (SQLite or PostgreSQL, mutual TLS) against N agents running in this
+//! process, each with its own TLS connection, certificate and simulated cluster. One kube-rootca-update strategy is
 //! applied over all of them; the run reports wall time against the ideal time of the agents' own work,
 //! the controller's memory and CPU, progress latency (agent write -> visible in the REST API), and how
 //! long N agents take to connect, and to reconnect after the controller is SIGKILLed and restarted.
+//! With `--failover` (PostgreSQL) a standby controller waits beside the leader, the agents know both,
+//! and the leader is SIGKILLed mid-apply: the run reports how long until the standby leads and every
+//! agent is online at it, and checks the strategy completes with no step run twice.
 //! Certificates, registration and the simulated clusters are prepared before any clock starts.
 #![allow(
     clippy::print_stdout,
@@ -13,8 +16,8 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -22,18 +25,23 @@ use clap::{Parser, ValueEnum};
 use dc_agent::config::ReconnectConfig;
 use dc_agent::sim::SimCluster;
 use dc_agent::{AgentConfig, ClusterConfig, RunOptions};
+use dc_bench::database::{Database, kill_after};
 use dc_bench::dcmanager::Rules;
 use dc_bench::figures::{
-    ConnectionFigures, ControllerFigures, Figures, LatencyFigures, ModelFigures, Settings, Setup,
-    StrategyFigures,
+    ConnectionFigures, ControllerFigures, FailoverFigures, Figures, LatencyFigures, ModelFigures,
+    Settings, Setup, StrategyFigures,
 };
-use dc_bench::follower::{StepsPage, follow_steps};
+use dc_bench::follower::{StepsPage, follow_steps, restarted};
 use dc_bench::http::{Http, gauge};
 use dc_bench::latency::{Summary, match_subcloud};
 use dc_bench::procstat::{self, ProcSample};
 use dc_bench::schedule::makespan;
 use dc_bench::work::{AgentWork, emissions};
+use dc_controller::config::LeadershipConfig;
+use dc_controller::model::step_state::COMPLETE;
+use dc_test_support::Child;
 use dc_test_support::fleet::{ADMIN_TOKEN, ControllerSettings, Fleet, Shape, Site};
+use dc_test_support::postgres::TestPostgres;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -72,9 +80,25 @@ struct Args {
     /// connected costs the controller.
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
-    /// Keep the agents' data and the database (by default only logs and figures stay).
+    /// Keep the agents' data and the SQLite database (by default only logs and figures stay; a
+    /// throwaway PostgreSQL is always removed).
     #[arg(long)]
     keep_state: bool,
+    /// The controller's database: "sqlite" (default: a file in the state directory),
+    /// "throwaway-postgres" (a PostgreSQL started for the run on loopback, TLS on, removed after it;
+    /// Debian's postgresql package) or the postgresql:// URL of an empty database.
+    #[arg(long)]
+    database: Option<String>,
+    /// The CA of the PostgreSQL server's certificate (`database_ca`), with a postgresql:// --database.
+    #[arg(long)]
+    database_ca: Option<PathBuf>,
+    /// A standby controller on the same PostgreSQL beside the leader, the agents given both addresses;
+    /// the leader is SIGKILLed mid-apply and the takeover measured.
+    #[arg(long)]
+    failover: bool,
+    /// With --failover: the percentage of steps complete when the leader is killed.
+    #[arg(long, default_value_t = 50)]
+    failover_at: u8,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +142,16 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.subclouds >= 1, "--subclouds must be at least 1");
     ensure!(args.idle_secs >= 1, "--idle-secs must be at least 1");
+    let database = Database::choose(
+        args.database.as_deref(),
+        args.database_ca.clone(),
+        args.failover,
+        args.failover_at,
+    )?;
+    ensure!(
+        !args.failover || args.subclouds >= 2,
+        "--failover needs at least 2 subclouds (steps complete before the kill and steps after)"
+    );
     let max_parallel = args
         .max_parallel
         .unwrap_or_else(|| u32::try_from(args.subclouds.min(5000)).unwrap_or(5000));
@@ -140,7 +174,7 @@ fn main() -> anyhow::Result<()> {
     println!("dc-fleet-bench: state directory {}", state.display());
     dc_test_support::process::build_workspace_binaries(&["dc-controller"])?;
 
-    let result = run(&args, &state, max_parallel).and_then(|figures| {
+    let result = run(&args, &database, &state, max_parallel).and_then(|figures| {
         print!("\n{}", figures.table());
         let json_path = args
             .json
@@ -169,6 +203,13 @@ fn main() -> anyhow::Result<()> {
         figures.strategy.completed && figures.strategy.steps_complete == args.subclouds,
         "the strategy did not complete on every subcloud"
     );
+    if let Some(f) = &figures.failover {
+        ensure!(
+            f.steps_restarted.is_empty(),
+            "steps run twice across the failover: {}",
+            f.steps_restarted.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -195,7 +236,12 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> {
+fn run(
+    args: &Args,
+    database: &Database,
+    state: &Path,
+    max_parallel: u32,
+) -> anyhow::Result<Figures> {
     let n = args.subclouds;
     let started_at = dc_controller::model::now_string();
     let commit = git_commit();
@@ -209,16 +255,40 @@ fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> 
         .map(|i| Site::new(&format!("subcloud{i}"), shape))
         .collect();
 
+    // Declared before the fleet, so dropped (stopped and removed) after every controller.
+    let postgres = if *database == Database::Throwaway {
+        println!("dc-fleet-bench: starting a throwaway PostgreSQL");
+        // Commits flushed to disk, as SQLite's are (synchronous = FULL).
+        Some(TestPostgres::start_durable()?)
+    } else {
+        None
+    };
     println!("dc-fleet-bench: issuing {n} agent certificates");
     let t = Instant::now();
     let mut fleet = Fleet::prepare(state, sites)?;
     let certs_secs = secs(t.elapsed());
     fleet.controller_settings = CONTROLLER;
+    if let Some(pg) = &postgres {
+        fleet.database = pg.create_database("dc")?.into();
+        fleet.database_ca = Some(pg.ca());
+    }
+    if let Database::Server { url, ca } = database {
+        fleet.database = url.into();
+        fleet.database_ca.clone_from(ca);
+    }
+    if args.failover {
+        // Agents try the leader's address, then the standby's.
+        fleet.standby_agent_addresses = vec![free_loopback_address()?];
+    }
     fleet.start_controller()?;
     let pid = fleet
         .controller_pid()
         .context("the controller is not running")?;
     let idle = procstat::sample(pid)?;
+    let standby = match fleet.standby_agent_addresses.first() {
+        Some(agents) => Some(fleet.start_standby("standby", agents)?),
+        None => None,
+    };
 
     println!("dc-fleet-bench: creating {n} simulated clusters");
     let t = Instant::now();
@@ -239,6 +309,8 @@ fn run(args: &Args, state: &Path, max_parallel: u32) -> anyhow::Result<Figures> 
         Prepared {
             started_at,
             commit,
+            database: database.describe(),
+            standby,
             idle,
             certs_secs,
             sims_secs,
@@ -252,6 +324,9 @@ struct Prepared {
     started_at: String,
     /// The commit the run started from (HEAD may move while it runs).
     commit: String,
+    database: String,
+    /// With `--failover`: the standby controller, waiting for the leader's lease.
+    standby: Option<Child>,
     idle: ProcSample,
     certs_secs: f64,
     sims_secs: f64,
@@ -315,15 +390,20 @@ async fn measure(
     pid: u32,
     configs: Vec<AgentConfig>,
     max_parallel: u32,
-    prepared: Prepared,
+    mut prepared: Prepared,
 ) -> anyhow::Result<Figures> {
     let n = configs.len();
-    let api = fleet.api.clone();
-    let mut http = Http::new(&api, ADMIN_TOKEN);
+    // The follower reads the address of whichever controller leads.
+    let api = Arc::new(Mutex::new(fleet.api.clone()));
+    let mut http = Http::new(&fleet.api, ADMIN_TOKEN);
 
     println!("dc-fleet-bench: registering {n} subclouds through the REST API");
     let t = Instant::now();
-    register(&api, fleet.sites.iter().map(|s| s.name.clone()).collect()).await?;
+    register(
+        &fleet.api,
+        fleet.sites.iter().map(|s| s.name.clone()).collect(),
+    )
+    .await?;
     let register_secs = secs(t.elapsed());
     let registered = procstat::sample(pid)?;
 
@@ -402,10 +482,11 @@ async fn measure(
     );
     let stop_following = Arc::new(AtomicBool::new(false));
     let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let (complete_tx, complete_rx) = watch::channel(0);
     let follower = {
         let api = api.clone();
         let stop = stop_following.clone();
-        std::thread::spawn(move || follow_steps(&api, &stop, &first_tx))
+        std::thread::spawn(move || follow_steps(&api, &stop, &first_tx, &complete_tx))
     };
     tokio::task::spawn_blocking(move || first_rx.recv()).await??;
     let before = procstat::sample(pid)?;
@@ -423,11 +504,63 @@ async fn measure(
             stop.store(true, Ordering::Relaxed);
         })
     };
-    let followed = tokio::task::spawn_blocking(move || follower.join())
+    let follower = tokio::task::spawn_blocking(move || follower.join());
+    let failover = match prepared.standby.take() {
+        Some(standby) => {
+            let kill_at = kill_after(n, args.failover_at);
+            let failed_over =
+                fail_over(fleet, &mut http, &api, standby, pid, complete_rx, kill_at).await;
+            if failed_over.is_err() {
+                // Stops the follower too, so the failover's error is reported now.
+                stop_following.store(true, Ordering::Relaxed);
+            }
+            Some(failed_over)
+        }
+        None => None,
+    };
+    let followed = follower
         .await?
-        .map_err(|_| anyhow::anyhow!("the follower panicked"))??;
+        .map_err(|_| anyhow::anyhow!("the follower panicked"))?;
+    // The follower's error first: a failover waiting for steps fails when the follower does.
+    let followed = followed?;
+    let failover = failover.transpose()?;
     stopper.abort();
-    let after = procstat::sample(pid)?;
+    let after = procstat::sample(
+        fleet
+            .controller_pid()
+            .context("the controller is not running")?,
+    )?;
+    // The strategy's CPU and memory across both processes when the leader was replaced (the
+    // standby's waiting for the lease included, a few queries).
+    let (leader_cpu, leader_peak) = match &failover {
+        Some(f) => (
+            f.leader_at_kill.cpu_secs - before.cpu_secs,
+            f.leader_at_kill.peak_rss,
+        ),
+        None => (0.0, 0),
+    };
+    let (cpu_secs_strategy, cpu_secs_total, peak_rss) = match &failover {
+        Some(f) => (
+            leader_cpu + after.cpu_secs,
+            f.leader_at_kill.cpu_secs + after.cpu_secs,
+            leader_peak.max(after.peak_rss),
+        ),
+        None => (
+            after.cpu_secs - before.cpu_secs,
+            after.cpu_secs,
+            after.peak_rss,
+        ),
+    };
+    let failover = match failover {
+        Some(f) => {
+            let now: StepsPage = http.get("/v1.0/sw-update-strategy/steps").await?;
+            Some(FailoverFigures {
+                steps_restarted: restarted(&f.before, &now.steps),
+                ..f.figures
+            })
+        }
+        None => None,
+    };
     // What a client polling the whole list pays, with every step finished.
     let mut steps_gets = Vec::new();
     for _ in 0..STEPS_GETS {
@@ -448,12 +581,7 @@ async fn measure(
     );
 
     // The reconnect storm: SIGKILL, a new process on the same database and ports.
-    fleet.kill_controller();
-    let t = Instant::now();
-    tokio::task::block_in_place(|| fleet.start_controller())?;
-    let restart_ready_secs = secs(t.elapsed());
-    wait_online(&mut http, n).await?;
-    let reconnect_storm_secs = secs(t.elapsed());
+    let restart = replace_controller(fleet, &mut http, &api, n, None).await?;
 
     stop_tx.send_replace(true);
     for agent in agents {
@@ -508,6 +636,7 @@ async fn measure(
             ShapeArg::Wide => "wide",
         }
         .to_owned(),
+        database: prepared.database,
         worker_options,
         git_commit: prepared.commit,
         cores: prepared.cores,
@@ -545,12 +674,12 @@ async fn measure(
             rss_idle_mib: mib(prepared.idle.rss),
             rss_registered_mib: mib(registered.rss),
             rss_connected_mib: mib(connected.rss),
-            peak_rss_mib: mib(after.peak_rss),
+            peak_rss_mib: mib(peak_rss),
             rss_per_subcloud_kib: (connected.rss.saturating_sub(prepared.idle.rss)) as f64
                 / 1024.0
                 / n as f64,
-            cpu_secs_strategy: after.cpu_secs - before.cpu_secs,
-            cpu_secs_total: after.cpu_secs,
+            cpu_secs_strategy,
+            cpu_secs_total,
             cpu_secs_idle: idled.cpu_secs - connected.cpu_secs,
             idle_secs: args.idle_secs as f64,
             cpu_us_per_heartbeat: f64::NAN,
@@ -569,9 +698,10 @@ async fn measure(
         },
         connections: ConnectionFigures {
             connect_secs,
-            restart_ready_secs,
-            reconnect_storm_secs,
+            restart_ready_secs: restart.leading_secs,
+            reconnect_storm_secs: restart.all_online_secs,
         },
+        failover,
         dcmanager_model: ModelFigures {
             wall_secs: modelled,
             wall_ratio: modelled / wall_secs,
@@ -582,6 +712,109 @@ async fn measure(
         .controller
         .split_cpu(n, u64::from(CONTROLLER.heartbeat_interval_secs), wall_secs);
     Ok(figures)
+}
+
+/// A controller replaced after a SIGKILL, timed from the kill.
+struct Replaced {
+    /// To the new one leading (ready: lease taken with PostgreSQL, API and agent listener bound).
+    leading_secs: f64,
+    /// To every agent online at it.
+    all_online_secs: f64,
+}
+
+/// SIGKILLs the controller and measures its replacement taking the fleet: `standby`, already waiting
+/// on the same PostgreSQL, or (without one) a new process on the same database and ports. `http` and
+/// the follower's `api` are pointed at the new controller as soon as it leads.
+async fn replace_controller(
+    fleet: &mut Fleet,
+    http: &mut Http,
+    api: &Mutex<String>,
+    n: usize,
+    standby: Option<Child>,
+) -> anyhow::Result<Replaced> {
+    let leading = tokio::task::block_in_place(|| match standby {
+        Some(standby) => fleet.fail_over(standby, "standby", ONLINE_TIMEOUT),
+        None => {
+            fleet.kill_controller();
+            let t = Instant::now();
+            fleet.start_controller().map(|()| t.elapsed())
+        }
+    })?;
+    let led = Instant::now();
+    *api.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = fleet.api.clone();
+    *http = Http::new(&fleet.api, ADMIN_TOKEN);
+    wait_online(http, n).await?;
+    Ok(Replaced {
+        leading_secs: secs(leading),
+        all_online_secs: secs(leading + led.elapsed()),
+    })
+}
+
+/// A failover measured, and what the strategy's steps were when the leader was killed.
+struct FailedOver {
+    figures: FailoverFigures,
+    before: Vec<dc_bench::follower::StepRow>,
+    leader_at_kill: ProcSample,
+}
+
+/// Waits until `kill_at` steps are complete (as the follower counts them), notes every step's start,
+/// SIGKILLs the leader and measures the standby taking over.
+async fn fail_over(
+    fleet: &mut Fleet,
+    http: &mut Http,
+    api: &Mutex<String>,
+    mut standby: Child,
+    leader: u32,
+    mut complete: watch::Receiver<usize>,
+    kill_at: usize,
+) -> anyhow::Result<FailedOver> {
+    complete
+        .wait_for(|c| *c >= kill_at)
+        .await
+        .map_err(|_| anyhow::anyhow!("the event stream ended before {kill_at} steps completed"))?;
+    // Else the wait for it to lead would last the whole timeout.
+    ensure!(
+        standby.is_running(),
+        "the standby exited before the failover; see {}",
+        fleet.log("standby").display()
+    );
+    let before: StepsPage = http.get("/v1.0/sw-update-strategy/steps").await?;
+    let leader_at_kill = procstat::sample(leader)?;
+    let steps_complete_at_kill = before.steps.iter().filter(|s| s.state == COMPLETE).count();
+    let steps_started_at_kill = before
+        .steps
+        .iter()
+        .filter(|s| s.started_at.is_some())
+        .count();
+    println!(
+        "dc-fleet-bench: {steps_complete_at_kill} of {} steps complete: SIGKILL to the leader",
+        before.steps.len()
+    );
+    let n = fleet.sites.len();
+    let replaced = replace_controller(fleet, http, api, n, Some(standby)).await?;
+    println!(
+        "dc-fleet-bench: the standby leads after {:.2} s, every agent online at it after {:.2} s",
+        replaced.leading_secs, replaced.all_online_secs
+    );
+    Ok(FailedOver {
+        figures: FailoverFigures {
+            lease_secs: LeadershipConfig::default().lease_secs,
+            steps_complete_at_kill,
+            steps_started_at_kill,
+            leading_secs: replaced.leading_secs,
+            all_online_secs: replaced.all_online_secs,
+            steps_restarted: Vec::new(),
+        },
+        before: before.steps,
+        leader_at_kill,
+    })
+}
+
+/// A loopback address nothing listens on now, for the standby's agent listener.
+fn free_loopback_address() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {

@@ -15,6 +15,8 @@ fn a_three_subcloud_run_completes_and_writes_every_figure() {
     assert_eq!(figures["subclouds"], 3);
     assert_eq!(figures["max_parallel"], 2);
     assert_eq!(figures["shape"], "light");
+    assert_eq!(figures["database"], "sqlite");
+    assert!(figures["failover"].is_null());
     assert_eq!(figures["strategy"]["completed"], true);
     assert_eq!(figures["strategy"]["steps_complete"], 3);
     for (section, field) in [
@@ -37,4 +39,41 @@ fn a_three_subcloud_run_completes_and_writes_every_figure() {
         );
     }
     assert!(figures["progress_latency"]["summary"]["p99_ms"].is_number());
+}
+
+/// `--failover` on a throwaway PostgreSQL: the leader is SIGKILLed with steps still to run, the standby
+/// takes over, every agent comes back to it, and the strategy completes with no step started twice.
+#[test]
+fn a_failover_run_kills_the_leader_mid_apply_and_still_completes_every_step_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, figures) = run_for_figures(
+        env!("CARGO_BIN_EXE_dc-fleet-bench"),
+        &[
+            "--subclouds",
+            "4",
+            "--idle-secs",
+            "1",
+            "--database",
+            "throwaway-postgres",
+            "--failover",
+        ],
+        dir.path(),
+    );
+    assert!(
+        stdout.contains("failover: killed -> standby leading"),
+        "{stdout}"
+    );
+    assert_eq!(
+        figures["database"],
+        "postgresql (throwaway-postgres, loopback, TLS, fsync on)"
+    );
+    assert_eq!(figures["strategy"]["completed"], true);
+    assert_eq!(figures["strategy"]["steps_complete"], 4);
+    let failover = &figures["failover"];
+    let complete_at_kill = failover["steps_complete_at_kill"].as_u64().unwrap();
+    assert!((2..4).contains(&complete_at_kill), "{failover}");
+    assert_eq!(failover["steps_restarted"], serde_json::json!([]));
+    let leading = failover["leading_secs"].as_f64().unwrap();
+    let online = failover["all_online_secs"].as_f64().unwrap();
+    assert!(leading > 0.0 && online >= leading, "{failover}");
 }

@@ -1,6 +1,7 @@
-//! A local fleet of real processes: one `dc-controller` with SQLite, one `dc-agent` per subcloud with a
-//! simulated cluster, and the real `dcmanager` CLI to drive them. The demo, the integration tests and the
-//! benchmark all build their fleet here, so the configuration each process gets is written in one place.
+//! A local fleet of real processes: one `dc-controller` with SQLite (or PostgreSQL, with standbys beside
+//! it), one `dc-agent` per subcloud with a simulated cluster, and the real `dcmanager` CLI to drive them.
+//! The demo, the integration tests and the benchmark all build their fleet here, so the configuration
+//! each process gets is written in one place.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -92,12 +92,25 @@ pub struct TestPostgres {
     server: Option<Child>,
     /// The user the server runs as when the tests run as root.
     run_as: Option<User>,
+    /// Whether commits are flushed to disk (`fsync`, `full_page_writes`), as on a production server.
+    durable: bool,
 }
 
 impl TestPostgres {
     /// Makes a cluster with `initdb` and starts it on a free loopback port; returns once it takes
-    /// connections.
+    /// connections. Nothing is flushed to disk: throwaway data, fast tests.
     pub fn start() -> Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// [`Self::start`] with every commit flushed to disk (PostgreSQL's defaults), so what a commit
+    /// costs compares with a production server and with SQLite's `synchronous = FULL`: for the
+    /// benchmark's figures.
+    pub fn start_durable() -> Result<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Self> {
         let bindir = bindir()?;
         let run_as = if nix::unistd::geteuid().is_root() {
             Some(User::from_name("postgres").map_err(err)?.ok_or_else(|| {
@@ -122,6 +135,7 @@ impl TestPostgres {
             pki,
             server: None,
             run_as,
+            durable,
         };
         pg.own(pg.dir.path())?;
         pg.init()?;
@@ -290,14 +304,13 @@ impl TestPostgres {
                     format!("ssl_cert_file={}", d.join("server.crt").display()).into(),
                     "-c".into(),
                     format!("ssl_key_file={}", d.join("server.key").display()).into(),
-                    // Throwaway data: nothing flushed to disk (a crash of the machine is not tested).
-                    "-c".into(),
-                    "fsync=off".into(),
-                    "-c".into(),
-                    "full_page_writes=off".into(),
                 ]
                 .map(OsString::from),
             );
+            if !self.durable {
+                // Throwaway data: nothing flushed to disk (a crash of the machine is not tested).
+                args.extend(["-c", "fsync=off", "-c", "full_page_writes=off"].map(OsString::from));
+            }
             let mut child = Child::spawn(&program, args, &log).map_err(err)?;
             let ready = self.wait_ready(&mut child);
             self.server = Some(child);
@@ -372,6 +385,16 @@ mod tests {
             Some(PathBuf::from("/usr/lib/postgresql/15/bin"))
         );
         assert_eq!(newest_bindir(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn a_durable_cluster_flushes_commits_and_a_fast_one_does_not() {
+        let durable = TestPostgres::start_durable().unwrap();
+        assert_eq!(durable.psql("SHOW fsync").unwrap(), "on");
+        assert_eq!(durable.psql("SHOW full_page_writes").unwrap(), "on");
+        let fast = TestPostgres::start().unwrap();
+        assert_eq!(fast.psql("SHOW fsync").unwrap(), "off");
+        assert_eq!(fast.psql("SHOW full_page_writes").unwrap(), "off");
     }
 
     #[test]
