@@ -724,3 +724,93 @@ fn a_rollback_puts_the_replaced_files_back_from_their_backups_and_reissues_leave
     }
     assert_untouched(&fleet, 0);
 }
+
+/// Backups belong to the update that took them (the review's F6). A first update completes, its
+/// backups holding the files from before it; then the controller-manager's manifest changes (a kubeadm
+/// upgrade, say). A second update, aborted after update-certs, is rolled back: `ca.crt`, every
+/// kubeconfig and the manifest end byte-identical to what the second update replaced, never to the
+/// first update's older copies, and the backups are the second update's.
+#[test]
+fn a_rollback_of_a_second_update_puts_back_what_that_update_replaced() {
+    use dc_agent::cluster::{HostRole, KubeconfigFile};
+    use dc_certs::verify::Usage;
+
+    let config = SimConfig {
+        pod_ready_ms: 500,
+        ..SimConfig::typical()
+    };
+    let fleet = start_kube(config, |_| {});
+    create_and_apply(&fleet, &[]);
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "complete", "{shown:#?}");
+    delete_strategy(&fleet);
+
+    let hosts = fleet.sim().snapshot().expect("snapshot").hosts;
+    let mut replaced = Vec::new();
+    for host in &hosts {
+        let mut files = vec![HostFile::CaCert];
+        files.extend(
+            KubeconfigFile::of_role(host.role)
+                .iter()
+                .map(|&k| HostFile::Kubeconfig(k))
+                .filter(|&f| host_path(fleet.sim(), &host.name, f).exists()),
+        );
+        if host.role == HostRole::Controller {
+            let manifest = host_path(fleet.sim(), &host.name, HostFile::ControllerManagerManifest);
+            let mut text = std::fs::read_to_string(&manifest).expect("manifest");
+            text.push_str("# upgraded after the first update\n");
+            std::fs::write(&manifest, text).expect("manifest");
+            files.push(HostFile::ControllerManagerManifest);
+        }
+        for file in files {
+            let path = host_path(fleet.sim(), &host.name, file);
+            let text = std::fs::read_to_string(&path).expect("file");
+            replaced.push((host.name.clone(), file, path, text));
+        }
+    }
+    let first_ca =
+        std::fs::read_to_string(host_path(fleet.sim(), "controller-0", HostFile::CaCert))
+            .expect("ca.crt");
+
+    // In sync now: the second update is forced.
+    create_and_apply(&fleet, &["--force"]);
+    wait_until(TIMEOUT, || Ok(in_phase(&fleet, NAME, "update-certs")))
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", steps(&fleet)));
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "abort"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "aborted", "{shown:#?}");
+    delete_strategy(&fleet);
+
+    create_with_and_apply(&fleet, &["--rollback"]);
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "complete", "{shown:#?}");
+    for (host, file, path, before) in &replaced {
+        let now = std::fs::read_to_string(path).expect("file");
+        assert!(
+            now == *before,
+            "{host} {} is not what the second update replaced",
+            file.path()
+        );
+    }
+    for (host, file, path, before) in &replaced {
+        let backup = std::fs::read_to_string(format!(
+            "{}{}",
+            path.display(),
+            dc_agent::kube::host::BACKUP_SUFFIX
+        ))
+        .expect("the second update kept a backup");
+        assert_eq!(&backup, before, "{host} {}: the backup", file.path());
+    }
+    for host in hosts.iter().filter(|h| h.role == HostRole::Controller) {
+        let pem =
+            std::fs::read_to_string(host_path(fleet.sim(), &host.name, HostFile::ApiserverCert))
+                .expect("apiserver.crt");
+        dc_agent::trust::trusts(&pem, &first_ca, Usage::Server)
+            .unwrap_or_else(|e| panic!("{}: not signed by the first update's CA: {e}", host.name));
+        for file in [HostFile::CaNewCert, HostFile::CaNewKey] {
+            assert!(!host_path(fleet.sim(), &host.name, file).exists());
+        }
+    }
+}

@@ -389,6 +389,12 @@ impl Cluster for SimCluster {
         Ok(None)
     }
 
+    async fn remove_backup(&self, host: &str, _: HostFile) -> Result<(), ClusterError> {
+        api_call().await;
+        self.known_host(host)?;
+        Ok(())
+    }
+
     async fn write_file(
         &self,
         host: &str,
