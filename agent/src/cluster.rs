@@ -75,6 +75,10 @@ pub enum HostFile {
     CaNewCert,
     /// `pki/ca_new.key`.
     CaNewKey,
+    /// `pki/ca_old.crt`: the old CA alone, which the controller-manager signs with while a rollback
+    /// re-issues leaves from it (`ca.crt` is a bundle then, and a signing cert file holds one
+    /// certificate).
+    CaOldCert,
     /// `pki/apiserver.crt`: the apiserver's serving certificate.
     ApiserverCert,
     ApiserverKey,
@@ -111,6 +115,7 @@ impl HostFile {
             Self::CaKey,
             Self::CaNewCert,
             Self::CaNewKey,
+            Self::CaOldCert,
             Self::ApiserverCert,
             Self::ApiserverKey,
             Self::ApiserverKubeletClientCert,
@@ -153,6 +158,7 @@ impl HostFile {
             Self::CaKey => "pki/ca.key",
             Self::CaNewCert => "pki/ca_new.crt",
             Self::CaNewKey => "pki/ca_new.key",
+            Self::CaOldCert => "pki/ca_old.crt",
             Self::ApiserverCert => "pki/apiserver.crt",
             Self::ApiserverKey => "pki/apiserver.key",
             Self::ApiserverKubeletClientCert => "pki/apiserver-kubelet-client.crt",

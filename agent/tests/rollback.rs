@@ -562,3 +562,59 @@ async fn a_rollback_that_could_not_finish_without_the_old_key_is_refused_and_the
     assert_eq!(CertSummary::from_pem(&ca).unwrap().subject, SUBJECT);
     assert_on_ca_alone(sim(&updater), &state, &ca);
 }
+
+/// The review's F3: once a controller re-issued its leaves from the old CA, its controller-manager
+/// signs with the old CA again (its certificate alone), so a kubelet client certificate rotated in the
+/// rest of the rollback (here the agent is killed inside the re-issue step, and controller-0's kubelet
+/// rotates meanwhile) is still trusted when the hosts trust the old CA alone; the rollback resumes
+/// and finishes on the old CA alone everywhere.
+#[tokio::test(start_paused = true)]
+async fn a_kubelet_certificate_signed_while_leaves_go_back_to_the_old_ca_is_trusted_after_the_rollback()
+ {
+    let config = slow_in(Phase::HostsUpdateCerts);
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = host_file(
+        sim(&open(dir.path(), &config)),
+        "controller-0",
+        HostFile::CaCert,
+    );
+    abort_update_in(dir.path(), &config, Phase::HostsUpdateCerts).await;
+    let updater = open(dir.path(), &config);
+    drain(&updater);
+    updater.start("r1", rollback_params(), false).await.unwrap();
+    let mut status = updater.journal().status();
+    tokio::select! {
+        result = updater.run() => panic!("the rollback ended before it was killed: {result:?}"),
+        _ = async {
+            loop {
+                let r = record(&updater);
+                let step = r.rollback.as_ref().and_then(|b| b.current());
+                if step == Some(RollbackStep::HostsReissueFromOldCa)
+                    && r.hosts.get("controller-0") == Some(&PhaseState::Done)
+                {
+                    break;
+                }
+                status.changed().await.unwrap();
+            }
+        } => {}
+    }
+    sim(&updater).rotate_kubelet_client("controller-0").unwrap();
+    let kubelet = Kubeconfig::parse(&host_file(
+        sim(&updater),
+        "controller-0",
+        HostFile::Kubeconfig(KubeconfigFile::Kubelet),
+    ))
+    .unwrap();
+    let ClientCredentials::Embedded { cert_pem, .. } = kubelet.client() else {
+        panic!("embedded");
+    };
+    dc_agent::trust::trusts(cert_pem, &old_ca, Usage::Client)
+        .expect("the controller-manager signed the rotation with the old CA");
+    let messages = drain(&updater);
+    drop(updater);
+    let updater = open(dir.path(), &config);
+    assert!(updater.should_resume());
+    updater.run().await.unwrap();
+    assert_rolled_back(&updater, messages, &old_ca, "kubelet rotated");
+    fresh_update_completes(&updater, "kubelet rotated").await;
+}

@@ -277,6 +277,7 @@ impl<C: Cluster> Target<'_, C> {
                     CaPart::NewCert => self.cas.new.cert_pem().to_owned(),
                     CaPart::NewKey => self.cas.new.key_pem(),
                     CaPart::OldKey => self.cas.old_key()?.to_owned(),
+                    CaPart::OldCert => self.old_pem.to_owned(),
                 };
                 cluster.write_file(name, file, &contents).await?;
             }

@@ -21,9 +21,11 @@
 //!    ([`super::stranded::check_rollback`]), as the update refuses them before update-certs.
 //! 3. [`RollbackStep::HostsReissueFromOldCa`]: every leaf not chained to the old CA (those of
 //!    update-certs, and any the controller-manager signed with the new CA since trust-both-cas) is
-//!    re-issued from the old CA, with the bundle old first. Every host and every pod already trusts
-//!    both CAs, so nothing presented is refused; only once it finished on every host does any host
-//!    drop the new CA. Run whenever a host was touched, since such leaves can exist before update-certs.
+//!    re-issued from the old CA, with the bundle old first, and the controller-manager signs with the
+//!    old CA again (`ca_old.crt`, `ca.key`), so a kubelet certificate it signs meanwhile is not refused
+//!    at step 4. Every host and every pod already trusts both CAs, so nothing presented is refused;
+//!    only once it finished on every host does any host drop the new CA. Run whenever a host was
+//!    touched, since such leaves can exist before update-certs.
 //! 4. [`RollbackStep::HostsTrustOldCa`]: the old CA alone, signing with `ca.crt`/`ca.key`, the new CA's
 //!    files removed. Everything presented now chains to the old CA, which every pod still trusts. Where
 //!    the backend kept the files the update replaced (the Kubernetes backend's `.dc-rootca-backup`)
@@ -60,13 +62,19 @@ const TRUST_BOTH_CAS_AGAIN: HostPlan = HostPlan {
     restore_originals: false,
 };
 
-/// The host plan that undoes update-certs: leaves from the old CA, the old CA first in the bundle.
+/// The host plan that undoes update-certs: leaves from the old CA, the old CA first in the bundle, and
+/// the controller-manager signing with the old CA again (its certificate alone in `ca_old.crt`, since
+/// `ca.crt` is a bundle until the next step), so a kubelet certificate it signs from now on is still
+/// trusted once the hosts trust the old CA alone.
 const REISSUE_FROM_OLD_CA: HostPlan = HostPlan {
     phase: Phase::HostsUpdateCerts,
-    install: &[],
+    install: &[(HostFile::CaOldCert, CaPart::OldCert)],
     reissue: Some(Issuer::Old),
     bundle: Bundle::OldThenNew,
-    signing: None,
+    signing: Some(SigningFiles {
+        cert: HostFile::CaOldCert,
+        key: HostFile::CaKey,
+    }),
     remove: &[],
     restore_originals: false,
 };
@@ -81,7 +89,7 @@ const TRUST_OLD_CA: HostPlan = HostPlan {
         cert: HostFile::CaCert,
         key: HostFile::CaKey,
     }),
-    remove: &[HostFile::CaNewCert, HostFile::CaNewKey],
+    remove: &[HostFile::CaNewCert, HostFile::CaNewKey, HostFile::CaOldCert],
     restore_originals: true,
 };
 
@@ -283,13 +291,22 @@ mod tests {
                 HostAction::Restart(Component::Kubelet),
                 HostAction::Remove(HostFile::CaNewCert),
                 HostAction::Remove(HostFile::CaNewKey),
+                HostAction::Remove(HostFile::CaOldCert),
             ]
         );
+        // Signing moves to the old CA alone in the same host step that re-issues from it.
+        let old_alone = SigningFiles {
+            cert: HostFile::CaOldCert,
+            key: HostFile::CaKey,
+        };
         assert_eq!(
-            REISSUE_FROM_OLD_CA.actions(HostRole::Controller)[..2],
+            REISSUE_FROM_OLD_CA.actions(HostRole::Controller)[..5],
             [
+                HostAction::Install(HostFile::CaOldCert, CaPart::OldCert),
                 HostAction::ReissueApiserverCerts(Issuer::Old),
-                HostAction::ReissueKubeconfigClients(Issuer::Old)
+                HostAction::ReissueKubeconfigClients(Issuer::Old),
+                HostAction::WriteBundle(Bundle::OldThenNew),
+                HostAction::PointSigningAt(old_alone),
             ]
         );
     }
