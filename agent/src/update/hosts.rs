@@ -300,7 +300,12 @@ impl<C: Cluster> Target<'_, C> {
                 cluster.restart_component(name, component).await?;
                 self.cx.wait_serving(name, component).await?;
             }
-            HostAction::Remove(file) => cluster.remove_file(name, file).await?,
+            HostAction::Remove(file) => {
+                // Its backup too: a file the update created was backed up only when written twice
+                // (a resumed host, or a rollback's trust-both-cas again), and then holds a CA's key.
+                cluster.remove_file(name, file).await?;
+                cluster.remove_backup(name, file).await?;
+            }
         }
         Ok(())
     }
