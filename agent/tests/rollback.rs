@@ -260,8 +260,9 @@ async fn a_rollback_killed_in_every_step_resumes_and_finishes() {
     assert_eq!(steps.len(), 6, "{steps:?}");
     let mut messages = drain(&updater);
     drop(updater);
-    let mut kills = 0;
-    for step in &steps {
+    // The step each kill landed in, read back from the journal the killed agent left.
+    let mut killed_in = std::collections::BTreeSet::new();
+    for index in 0..steps.len() {
         for transitions in [0, 3] {
             let updater = open(dir.path(), &config);
             if record(&updater).run == RunState::Completed {
@@ -269,19 +270,30 @@ async fn a_rollback_killed_in_every_step_resumes_and_finishes() {
             }
             assert!(updater.should_resume(), "a running rollback resumes");
             let mut status = updater.journal().status();
-            tokio::select! {
-                result = updater.run() => result.unwrap(),
+            let killed = tokio::select! {
+                result = updater.run() => { result.unwrap(); false }
                 _ = async {
-                    status.wait_for(|s| s.as_ref().is_some_and(|s| s.rollback && s.phase == step.undoes())).await.unwrap();
+                    while record(&updater).rollback.is_none_or(|b| b.step < index) {
+                        status.changed().await.unwrap();
+                    }
                     for _ in 0..transitions {
                         status.changed().await.unwrap();
                     }
-                } => kills += 1,
+                } => true,
+            };
+            if killed {
+                let r = record(&updater);
+                assert_eq!(r.run, RunState::Running, "killed inside the rollback");
+                killed_in.insert(r.rollback.unwrap().step);
             }
             messages.extend(drain(&updater));
         }
     }
-    assert!(kills >= steps.len(), "killed {kills} times");
+    assert_eq!(
+        killed_in,
+        (0..steps.len()).collect(),
+        "the agent was killed inside every step of {steps:?}"
+    );
     let updater = open(dir.path(), &config);
     updater.run().await.unwrap();
     assert_rolled_back(&updater, messages, &old_ca, "killed in every step");
