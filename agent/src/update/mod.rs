@@ -110,10 +110,10 @@ impl<C: Cluster> Updater<C> {
         } else {
             admit(record.as_ref(), update_id, running)
         };
-        if let Admission::BeginRollback { steps, .. } = &admission {
-            if let Some(why) = self.rollback_cannot_finish(steps).await {
-                admission = Admission::Refuse(why);
-            }
+        if let Admission::BeginRollback { steps, .. } = &admission
+            && let Some(why) = self.rollback_cannot_finish(steps).await
+        {
+            admission = Admission::Refuse(why);
         }
         // A command that (re)starts or takes over an update decides anew: an abort requested earlier no
         // longer holds. A repeated start of the running update leaves a pending abort alone.
