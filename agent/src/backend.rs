@@ -68,6 +68,9 @@ impl Cluster for Backend {
     ) -> Result<Option<String>, ClusterError> {
         forward!(self, b => b.read_backup(host, file).await)
     }
+    async fn remove_backup(&self, host: &str, file: HostFile) -> Result<(), ClusterError> {
+        forward!(self, b => b.remove_backup(host, file).await)
+    }
     async fn write_file(
         &self,
         host: &str,

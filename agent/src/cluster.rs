@@ -75,6 +75,10 @@ pub enum HostFile {
     CaNewCert,
     /// `pki/ca_new.key`.
     CaNewKey,
+    /// `pki/ca_old.crt`: the old CA alone, which the controller-manager signs with while a rollback
+    /// re-issues leaves from it (`ca.crt` is a bundle then, and a signing cert file holds one
+    /// certificate).
+    CaOldCert,
     /// `pki/apiserver.crt`: the apiserver's serving certificate.
     ApiserverCert,
     ApiserverKey,
@@ -103,6 +107,30 @@ pub enum HostFile {
 }
 
 impl HostFile {
+    /// The files an update or a rollback may replace on a host of `role` (a backend that keeps
+    /// backups keeps one of each).
+    pub fn replaced(role: HostRole) -> Vec<HostFile> {
+        let mut files = vec![
+            Self::CaCert,
+            Self::CaKey,
+            Self::CaNewCert,
+            Self::CaNewKey,
+            Self::CaOldCert,
+            Self::ApiserverCert,
+            Self::ApiserverKey,
+            Self::ApiserverKubeletClientCert,
+            Self::ApiserverKubeletClientKey,
+            Self::ControllerManagerManifest,
+            Self::KubeletClientCurrent,
+        ];
+        files.extend(
+            KubeconfigFile::of_role(role)
+                .iter()
+                .map(|&k| Self::Kubeconfig(k)),
+        );
+        files
+    }
+
     /// The certificates of a controller the update does not replace (where present: an external etcd
     /// has none of its own here); the health gate warns of their expiry, since a cluster whose
     /// front-proxy or etcd certificate runs out fails whatever its root CA.
@@ -130,6 +158,7 @@ impl HostFile {
             Self::CaKey => "pki/ca.key",
             Self::CaNewCert => "pki/ca_new.crt",
             Self::CaNewKey => "pki/ca_new.key",
+            Self::CaOldCert => "pki/ca_old.crt",
             Self::ApiserverCert => "pki/apiserver.crt",
             Self::ApiserverKey => "pki/apiserver.key",
             Self::ApiserverKubeletClientCert => "pki/apiserver-kubelet-client.crt",
@@ -402,6 +431,12 @@ pub trait Cluster: Sync {
         host: &str,
         file: HostFile,
     ) -> impl Future<Output = Result<Option<String>, ClusterError>> + Send;
+    /// Drops the file's backup, if any: the next write keeps the file as it is then.
+    fn remove_backup(
+        &self,
+        host: &str,
+        file: HostFile,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
     /// Writes a host file atomically and durably.
     fn write_file(
         &self,

@@ -158,6 +158,7 @@ impl UpdateRecord {
 #[serde(rename_all = "kebab-case")]
 pub enum RollbackStep {
     HostsTrustBothCasAgain,
+    PodsTrustBothCasAgain,
     HostsReissueFromOldCa,
     HostsTrustOldCa,
     PodsTrustOldCa,
@@ -196,7 +197,8 @@ impl RollbackStep {
     /// unfinished rollback has to start again.
     pub fn undoes(self) -> Phase {
         match self {
-            Self::HostsTrustBothCasAgain => Phase::HostsTrustNewCa,
+            // Both undo what trust-new-ca did: to the hosts, and to the pods it created.
+            Self::HostsTrustBothCasAgain | Self::PodsTrustBothCasAgain => Phase::HostsTrustNewCa,
             Self::HostsReissueFromOldCa => Phase::HostsUpdateCerts,
             Self::HostsTrustOldCa => Phase::HostsTrustBothCas,
             Self::PodsTrustOldCa => Phase::PodsTrustBothCas,
@@ -208,6 +210,7 @@ impl RollbackStep {
     pub fn label(self) -> &'static str {
         match self {
             Self::HostsTrustBothCasAgain => "hosts trust-both-cas again",
+            Self::PodsTrustBothCasAgain => "pods trust-both-cas again",
             Self::HostsReissueFromOldCa => "hosts re-issue certificates from the old CA",
             Self::HostsTrustOldCa => "hosts trust-old-ca",
             Self::PodsTrustOldCa => "pods trust-old-ca",

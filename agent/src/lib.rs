@@ -154,7 +154,7 @@ pub async fn engine<C: cluster::Cluster + Send>(
             command = commands.recv() => match command {
                 None => return Ok(()),
                 Some(Command::Start { update_id, params }) => {
-                    if updater.start(&update_id, params, running.is_some())? == StartDecision::Run {
+                    if updater.start(&update_id, params, running.is_some()).await? == StartDecision::Run {
                         running = Some(Box::pin(updater.run()));
                     }
                 }

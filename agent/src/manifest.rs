@@ -70,6 +70,16 @@ pub fn set_signing_files(manifest: &str, cert: &str, key: &str) -> Result<String
     Ok(lines.concat())
 }
 
+/// The files the `--cluster-signing-*-file` flags name, when both are set.
+pub fn signing_files(manifest: &str) -> Option<(String, String)> {
+    let value = |flag: &str| {
+        manifest
+            .lines()
+            .find_map(|line| flag_value(line, flag).map(|range| line[range].to_owned()))
+    };
+    Some((value(SIGNING_CERT)?, value(SIGNING_KEY)?))
+}
+
 /// The directory the manifest names its PKI files in, from the first of the signing cert, root CA and
 /// client CA flags it has: where the controller-manager, inside its container, finds the CA files the
 /// update writes beside them. `None` when it names none of them.
@@ -208,6 +218,23 @@ mod tests {
             .collect();
         assert_eq!(pki_dir(&root_only).as_deref(), Some("/srv/k8s/pki"));
         assert_eq!(pki_dir("kind: Pod\n"), None);
+    }
+
+    #[test]
+    fn the_signing_files_are_read_back_as_set() {
+        assert_eq!(
+            signing_files(KUBEADM),
+            Some((
+                "/etc/kubernetes/pki/ca.crt".to_owned(),
+                "/etc/kubernetes/pki/ca.key".to_owned()
+            ))
+        );
+        let moved = set_signing_files(KUBEADM, "/p/ca_old.crt", "/p/ca.key").unwrap();
+        assert_eq!(
+            signing_files(&moved),
+            Some(("/p/ca_old.crt".to_owned(), "/p/ca.key".to_owned()))
+        );
+        assert_eq!(signing_files("kind: Pod\n"), None);
     }
 
     /// The manifest `kubeadm init` writes (abridged only in the probe and volume lists).

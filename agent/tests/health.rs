@@ -74,6 +74,7 @@ async fn strict_refuses_each_finding_before_anything_changes_and_the_repaired_cl
         let updater = open(dir.path(), &faulty);
         updater
             .start("u1", with(AlarmRestrictionType::Strict), false)
+            .await
             .unwrap();
         updater.run().await.unwrap();
         let RunState::Failed { phase, reason } = record(&updater).run else {
@@ -113,6 +114,7 @@ async fn strict_refuses_each_finding_before_anything_changes_and_the_repaired_cl
         }
         updater
             .start("u1", with(AlarmRestrictionType::Strict), false)
+            .await
             .unwrap();
         updater.run().await.unwrap();
         assert_eq!(record(&updater).run, RunState::Completed, "{kind}");
@@ -127,6 +129,7 @@ async fn relaxed_reports_each_finding_with_every_phase_result_and_the_update_fin
         let updater = open(dir.path(), &faulty);
         updater
             .start("u1", with(AlarmRestrictionType::Relaxed), false)
+            .await
             .unwrap();
         updater.run().await.unwrap();
         let messages = drain(&updater);

@@ -11,7 +11,7 @@ async fn whole_update_on_a_typical_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &SimConfig::typical());
     assert_eq!(
-        updater.start("u1", params(), false).unwrap(),
+        updater.start("u1", params(), false).await.unwrap(),
         StartDecision::Run
     );
     updater.run().await.unwrap();
@@ -46,7 +46,7 @@ async fn whole_update_on_a_typical_cluster() {
     );
     // A second start of the completed update only repeats its result.
     assert_eq!(
-        updater.start("u1", params(), false).unwrap(),
+        updater.start("u1", params(), false).await.unwrap(),
         StartDecision::AlreadyCompleted
     );
 }
@@ -60,7 +60,7 @@ async fn whole_update_waits_for_each_bundle_to_be_published_before_restarting_po
     let mut config = SimConfig::typical();
     config.publish_delay_ms = 18_000;
     let updater = open(dir.path(), &config);
-    updater.start("u1", params(), false).unwrap();
+    updater.start("u1", params(), false).await.unwrap();
     updater.run().await.unwrap();
     let messages = drain(&updater);
     assert_eq!(failures(&messages), Vec::<String>::new());
@@ -94,7 +94,7 @@ fn seq(m: &AgentMessage) -> Option<u64> {
 async fn wrong_phase_order_is_caught_by_the_trust_invariants() {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &SimConfig::typical());
-    updater.start("u1", params(), false).unwrap();
+    updater.start("u1", params(), false).await.unwrap();
     // Run until the hosts trust both CAs, then skip the pods phase: update-certs would re-issue the
     // apiserver's certificate from a CA the pods do not trust yet.
     let mut status = updater.journal().status();
@@ -131,6 +131,7 @@ async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats
         let dir = tempfile::tempdir().unwrap();
         open(dir.path(), &config)
             .start("u1", params(), false)
+            .await
             .unwrap();
         let mut kills = 0;
         // Kill the agent (drop its future) as the phase begins, then a few recorded transitions and
@@ -170,7 +171,7 @@ async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats
         // (Killed as it completed, there is nothing left to take over: a later start is a new update.)
         if record(&updater).run != RunState::Completed {
             assert_eq!(
-                updater.start("u2", other_params(), false).unwrap(),
+                updater.start("u2", other_params(), false).await.unwrap(),
                 StartDecision::Run
             );
         }
@@ -203,7 +204,7 @@ async fn killed_in_every_phase_the_update_still_finishes_without_harmful_repeats
 async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &SimConfig::typical());
-    updater.start("u1", params(), false).unwrap();
+    updater.start("u1", params(), false).await.unwrap();
     let mut status = updater.journal().status();
     let (result, ()) = tokio::join!(updater.run(), async {
         status
@@ -231,7 +232,7 @@ async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
     assert!(messages.iter().any(|m| matches!(m,
         AgentMessage::PhaseResult(r) if r.phase == Phase::PodsTrustBothCas && r.outcome == PhaseOutcome::Succeeded)));
     assert_eq!(
-        updater.start("u1", params(), false).unwrap(),
+        updater.start("u1", params(), false).await.unwrap(),
         StartDecision::Run
     );
     updater.run().await.unwrap();
@@ -248,7 +249,7 @@ async fn abort_in_a_pods_phase_stops_after_it_and_start_resumes_at_the_next() {
 /// time (a slow phase, a rollout) for the abort to land in it: a status the run passes through without
 /// an await point is never seen.
 async fn abort_at(updater: &Updater<Backend>, phase: Phase) {
-    updater.start("u1", params(), false).unwrap();
+    updater.start("u1", params(), false).await.unwrap();
     let mut status = updater.journal().status();
     let (result, ()) = tokio::join!(updater.run(), async {
         status
@@ -277,7 +278,7 @@ async fn a_pod_nothing_restarts_stops_the_update_before_update_certs_until_a_str
     let before = sim(&updater).snapshot().unwrap();
     drain(&updater);
 
-    updater.start("u2", params(), false).unwrap();
+    updater.start("u2", params(), false).await.unwrap();
     updater.run().await.unwrap();
     let RunState::Failed { phase, reason } = record(&updater).run else {
         panic!("must be refused: {:?}", record(&updater).run);
@@ -302,7 +303,7 @@ async fn a_pod_nothing_restarts_stops_the_update_before_update_certs_until_a_str
         proceed_with_stranded_pods: true,
         ..params()
     };
-    updater.start("u3", proceed, false).unwrap();
+    updater.start("u3", proceed, false).await.unwrap();
     updater.run().await.unwrap();
     assert_eq!(record(&updater).run, RunState::Completed);
     let warnings = record(&updater).warnings;
@@ -336,7 +337,7 @@ async fn a_later_update_takes_over_one_stopped_after_its_hosts_changed_and_finis
     assert_eq!(new_ca.subject, SUBJECT);
 
     assert_eq!(
-        updater.start("u2", other_params(), false).unwrap(),
+        updater.start("u2", other_params(), false).await.unwrap(),
         StartDecision::Run
     );
     let r = record(&updater);
@@ -377,7 +378,7 @@ async fn a_later_update_replaces_one_stopped_before_any_host_changed() {
         }
     );
     assert_eq!(
-        updater.start("u2", other_params(), false).unwrap(),
+        updater.start("u2", other_params(), false).await.unwrap(),
         StartDecision::Run
     );
     updater.run().await.unwrap();
@@ -390,7 +391,7 @@ async fn a_later_update_replaces_one_stopped_before_any_host_changed() {
 async fn a_start_for_another_update_while_one_runs_takes_it_over_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), &SimConfig::typical());
-    updater.start("u1", params(), false).unwrap();
+    updater.start("u1", params(), false).await.unwrap();
     let mut status = updater.journal().status();
     let (result, decision) = tokio::join!(updater.run(), async {
         status
@@ -400,7 +401,7 @@ async fn a_start_for_another_update_while_one_runs_takes_it_over_in_place() {
             })
             .await
             .unwrap();
-        updater.start("u2", params(), true).unwrap()
+        updater.start("u2", params(), true).await.unwrap()
     });
     result.unwrap();
     assert_eq!(decision, StartDecision::Running);
@@ -418,7 +419,7 @@ async fn fault_then_resume(faulty: SimConfig, phase: Phase, expect: &[&str]) {
     for (later, later_params) in [("u1", params()), ("u2", other_params())] {
         let dir = tempfile::tempdir().unwrap();
         let updater = open(dir.path(), &faulty);
-        updater.start("u1", params(), false).unwrap();
+        updater.start("u1", params(), false).await.unwrap();
         updater.run().await.unwrap();
         let RunState::Failed {
             phase: failed,
@@ -442,7 +443,7 @@ async fn fault_then_resume(faulty: SimConfig, phase: Phase, expect: &[&str]) {
         fixed.faults = Default::default();
         let updater = open(dir.path(), &fixed);
         assert_eq!(
-            updater.start(later, later_params, false).unwrap(),
+            updater.start(later, later_params, false).await.unwrap(),
             StartDecision::Run
         );
         updater.run().await.unwrap();
@@ -472,7 +473,7 @@ async fn aborted_after_any_phase_a_later_update_finishes_the_cluster() {
         abort_at(&updater, phase).await;
         let touched = record(&updater).hosts_touched();
         assert_eq!(
-            updater.start("u2", other_params(), false).unwrap(),
+            updater.start("u2", other_params(), false).await.unwrap(),
             StartDecision::Run,
             "after {phase}"
         );
@@ -560,7 +561,7 @@ async fn a_slow_phase_takes_its_extra_time() {
         delay_ms: 30_000,
     });
     let updater = open(dir.path(), &config);
-    updater.start("u1", params(), false).unwrap();
+    updater.start("u1", params(), false).await.unwrap();
     let started = tokio::time::Instant::now();
     updater.run().await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(30));
@@ -576,7 +577,7 @@ async fn invalid_parameters_are_refused_before_anything_changes() {
         subject: Some("O=WR".into()),
         ..UpdateParams::default()
     };
-    updater.start("u1", bad, false).unwrap();
+    updater.start("u1", bad, false).await.unwrap();
     updater.run().await.unwrap();
     let RunState::Failed { phase, reason } = record(&updater).run else {
         panic!("must be refused");
@@ -587,7 +588,7 @@ async fn invalid_parameters_are_refused_before_anything_changes() {
     assert_eq!(before.workloads, after.workloads);
     // Another update may start instead, since the refused one never touched the cluster.
     assert_eq!(
-        updater.start("u2", params(), false).unwrap(),
+        updater.start("u2", params(), false).await.unwrap(),
         StartDecision::Run
     );
 }
@@ -613,6 +614,7 @@ async fn an_uploaded_cert_file_is_used_as_is() {
             },
             false,
         )
+        .await
         .unwrap();
     updater.run().await.unwrap();
     assert_eq!(record(&updater).run, RunState::Completed);
@@ -637,7 +639,7 @@ async fn an_expired_root_ca_raises_its_alarm_and_is_still_replaced() {
     assert!(current.not_after < now);
     let alarms = dc_agent::facts::alarms(current.not_after, now, 30);
     assert_eq!(alarms[0].id, dc_protocol::ALARM_ROOT_CA_EXPIRED);
-    updater.start("u1", params(), false).unwrap();
+    updater.start("u1", params(), false).await.unwrap();
     updater.run().await.unwrap();
     assert_eq!(record(&updater).run, RunState::Completed);
     let new = dc_agent::facts::root_ca(updater.cluster()).await.unwrap();

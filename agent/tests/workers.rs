@@ -42,7 +42,7 @@ fn kubelet_restarts(state: &SimState, host: &str) -> u32 {
 async fn update(config: &SimConfig, params: UpdateParams) -> (Duration, usize) {
     let dir = tempfile::tempdir().unwrap();
     let updater = open(dir.path(), config);
-    updater.start("u1", params, false).unwrap();
+    updater.start("u1", params, false).await.unwrap();
     let began = tokio::time::Instant::now();
     updater.run().await.unwrap();
     assert_eq!(failures(&drain(&updater)), Vec::<String>::new());
@@ -77,6 +77,7 @@ async fn killed_with_workers_in_flight_a_resume_redoes_only_the_unfinished_ones(
     let updater = open(dir.path(), &config);
     updater
         .start("u1", with(WorkerApplyType::Parallel, 3), false)
+        .await
         .unwrap();
     let mut status = updater.journal().status();
     // Killed (its future dropped) once hosts trust-both-cas has finished some workers and has
@@ -139,6 +140,7 @@ async fn a_failing_worker_starts_no_new_worker_lets_those_in_flight_finish_and_f
     let updater = open(dir.path(), &config);
     updater
         .start("u1", with(WorkerApplyType::Parallel, 3), false)
+        .await
         .unwrap();
     updater.run().await.unwrap();
     let RunState::Failed { phase, reason } = record(&updater).run else {
@@ -169,6 +171,7 @@ async fn a_failing_worker_starts_no_new_worker_lets_those_in_flight_finish_and_f
     let updater = open(dir.path(), &config);
     updater
         .start("u1", with(WorkerApplyType::Parallel, 3), false)
+        .await
         .unwrap();
     updater.run().await.unwrap();
     assert_eq!(record(&updater).run, RunState::Completed);
@@ -182,6 +185,7 @@ async fn ignore_is_refused_where_there_are_workers_and_a_later_strategy_with_ser
     let updater = open(dir.path(), &config);
     updater
         .start("u1", with(WorkerApplyType::Ignore, 10), false)
+        .await
         .unwrap();
     updater.run().await.unwrap();
     let RunState::Failed { phase, reason } = record(&updater).run else {
@@ -197,6 +201,7 @@ async fn ignore_is_refused_where_there_are_workers_and_a_later_strategy_with_ser
     assert!(!record(&updater).hosts_touched(), "nothing changed");
     updater
         .start("u2", with(WorkerApplyType::Serial, 10), false)
+        .await
         .unwrap();
     updater.run().await.unwrap();
     assert_eq!(record(&updater).run, RunState::Completed);

@@ -70,7 +70,9 @@ fn start_kube(config: SimConfig, prepare: impl FnOnce(&SimCluster)) -> KubeFleet
 
 /// [`start_kube`] with `unreachable` hosts, whose `via` fails as ssh does when it cannot connect, and
 /// an optional `gate` directory: while `<gate>/armed` exists, every component restart writes its host
-/// to `<gate>/reached` and waits, holding the agent inside that host's actions.
+/// to `<gate>/reached` and waits, holding the agent inside that host's actions; while
+/// `<gate>/fail-<host>` holds that host's PKI directory, a restart there fails whenever its `ca.crt`
+/// is its `ca_new.crt` (inside hosts trust-new-ca, before the phase removes `ca_new.crt`).
 fn start_kube_with(
     mut config: SimConfig,
     prepare: impl FnOnce(&SimCluster),
@@ -89,7 +91,9 @@ fn start_kube_with(
     let health_log = dir.path().join("health.log");
     let hold = gate.map_or(String::new(), |g| {
         format!(
-            "while [ -e {g}/armed ]; do echo ${{DC_HOST:-controller-0}} > {g}/reached; sleep 0.05; done; ",
+            "while [ -e {g}/armed ]; do echo ${{DC_HOST:-controller-0}} > {g}/reached; sleep 0.05; done; \
+             f={g}/fail-${{DC_HOST:-controller-0}}; \
+             if [ -e $f ] && cmp -s $(cat $f)/ca.crt $(cat $f)/ca_new.crt; then exit 1; fi; ",
             g = g.display()
         )
     });
@@ -723,4 +727,181 @@ fn a_rollback_puts_the_replaced_files_back_from_their_backups_and_reissues_leave
         }
     }
     assert_untouched(&fleet, 0);
+}
+
+/// Backups belong to the update that took them (the review's F6). A first update completes, its
+/// backups holding the files from before it; then the controller-manager's manifest changes (a kubeadm
+/// upgrade, say). A second update, aborted after update-certs, is rolled back: `ca.crt`, every
+/// kubeconfig and the manifest end byte-identical to what the second update replaced, never to the
+/// first update's older copies, and the backups are the second update's.
+#[test]
+fn a_rollback_of_a_second_update_puts_back_what_that_update_replaced() {
+    use dc_agent::cluster::{HostRole, KubeconfigFile};
+    use dc_certs::verify::Usage;
+
+    let config = SimConfig {
+        pod_ready_ms: 500,
+        ..SimConfig::typical()
+    };
+    let fleet = start_kube(config, |_| {});
+    create_and_apply(&fleet, &[]);
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "complete", "{shown:#?}");
+    delete_strategy(&fleet);
+
+    let hosts = fleet.sim().snapshot().expect("snapshot").hosts;
+    let mut replaced = Vec::new();
+    for host in &hosts {
+        let mut files = vec![HostFile::CaCert];
+        files.extend(
+            KubeconfigFile::of_role(host.role)
+                .iter()
+                .map(|&k| HostFile::Kubeconfig(k))
+                .filter(|&f| host_path(fleet.sim(), &host.name, f).exists()),
+        );
+        if host.role == HostRole::Controller {
+            let manifest = host_path(fleet.sim(), &host.name, HostFile::ControllerManagerManifest);
+            let mut text = std::fs::read_to_string(&manifest).expect("manifest");
+            text.push_str("# upgraded after the first update\n");
+            std::fs::write(&manifest, text).expect("manifest");
+            files.push(HostFile::ControllerManagerManifest);
+        }
+        for file in files {
+            let path = host_path(fleet.sim(), &host.name, file);
+            let text = std::fs::read_to_string(&path).expect("file");
+            replaced.push((host.name.clone(), file, path, text));
+        }
+    }
+    let first_ca =
+        std::fs::read_to_string(host_path(fleet.sim(), "controller-0", HostFile::CaCert))
+            .expect("ca.crt");
+
+    // In sync now: the second update is forced.
+    create_and_apply(&fleet, &["--force"]);
+    wait_until(TIMEOUT, || Ok(in_phase(&fleet, NAME, "update-certs")))
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", steps(&fleet)));
+    fleet
+        .dcmanager_ok(&["kube-rootca-update-strategy", "abort"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "aborted", "{shown:#?}");
+    delete_strategy(&fleet);
+
+    create_with_and_apply(&fleet, &["--rollback"]);
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "complete", "{shown:#?}");
+    for (host, file, path, before) in &replaced {
+        let now = std::fs::read_to_string(path).expect("file");
+        assert!(
+            now == *before,
+            "{host} {} is not what the second update replaced",
+            file.path()
+        );
+    }
+    for (host, file, path, before) in &replaced {
+        let backup = std::fs::read_to_string(format!(
+            "{}{}",
+            path.display(),
+            dc_agent::kube::host::BACKUP_SUFFIX
+        ))
+        .expect("the second update kept a backup");
+        assert_eq!(&backup, before, "{host} {}: the backup", file.path());
+    }
+    for host in hosts.iter().filter(|h| h.role == HostRole::Controller) {
+        let pem =
+            std::fs::read_to_string(host_path(fleet.sim(), &host.name, HostFile::ApiserverCert))
+                .expect("apiserver.crt");
+        dc_agent::trust::trusts(&pem, &first_ca, Usage::Server)
+            .unwrap_or_else(|e| panic!("{}: not signed by the first update's CA: {e}", host.name));
+        for file in [HostFile::CaNewCert, HostFile::CaNewKey] {
+            assert!(!host_path(fleet.sim(), &host.name, file).exists());
+        }
+    }
+}
+
+/// A rollback from inside hosts trust-new-ca with the Kubernetes backend: the update fails on the
+/// second controller's restart in that phase (the first controller already holds the new key and
+/// trusts the new CA alone). The rollback puts every replaced file back byte for byte (`ca.key` from
+/// the agent's kept copy), and leaves no `ca_new`/`ca_old` file nor any backup of one, though trust
+/// both CAs again rewrote `ca_new.key` where it still was (a backup holding the new CA's key).
+#[test]
+fn a_rollback_from_inside_hosts_trust_new_ca_restores_every_file_and_leaves_no_key_backup() {
+    use dc_agent::cluster::{HostRole, KubeconfigFile};
+
+    let gate = tempfile::tempdir().expect("gate");
+    let fleet = start_kube_with(
+        SimConfig {
+            pod_ready_ms: 500,
+            ..SimConfig::typical()
+        },
+        |_| {},
+        &[],
+        Some(gate.path()),
+    );
+    let pki = fleet.sim().host_dir("controller-1").join("pki");
+    std::fs::write(
+        gate.path().join("fail-controller-1"),
+        pki.display().to_string(),
+    )
+    .expect("arm");
+    let hosts = fleet.sim().snapshot().expect("snapshot").hosts;
+    let mut originals = Vec::new();
+    for host in &hosts {
+        let mut files = vec![HostFile::CaCert];
+        files.extend(
+            KubeconfigFile::of_role(host.role)
+                .iter()
+                .map(|&k| HostFile::Kubeconfig(k))
+                .filter(|&f| host_path(fleet.sim(), &host.name, f).exists()),
+        );
+        if host.role == HostRole::Controller {
+            files.extend([HostFile::CaKey, HostFile::ControllerManagerManifest]);
+        }
+        for file in files {
+            let path = host_path(fleet.sim(), &host.name, file);
+            let text = std::fs::read_to_string(&path).expect("original");
+            originals.push((host.name.clone(), file, path, text));
+        }
+    }
+
+    create_and_apply(&fleet, &[]);
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "failed", "{shown:#?}");
+    let details = shown[0]["details"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        details.contains("trust-new-ca") && details.contains("controller-1"),
+        "{shown:#?}"
+    );
+    // The first controller signs with the new key alone now.
+    let key0 = host_path(fleet.sim(), "controller-0", HostFile::CaKey);
+    assert_ne!(
+        std::fs::read_to_string(&key0).expect("ca.key"),
+        originals
+            .iter()
+            .find(|(h, f, _, _)| h == "controller-0" && *f == HostFile::CaKey)
+            .expect("ca.key")
+            .3
+    );
+    delete_strategy(&fleet);
+    std::fs::remove_file(gate.path().join("fail-controller-1")).expect("disarm");
+
+    create_with_and_apply(&fleet, &["--rollback"]);
+    let (state, shown) = finish(&fleet);
+    assert_eq!(state, "complete", "{shown:#?}");
+    for (host, file, path, original) in &originals {
+        let now = std::fs::read_to_string(path).expect("restored");
+        assert!(
+            now == *original,
+            "{host} {} is not byte-identical to its original",
+            file.path()
+        );
+    }
+    for host in &hosts {
+        for file in [HostFile::CaNewCert, HostFile::CaNewKey, HostFile::CaOldCert] {
+            let path = host_path(fleet.sim(), &host.name, file);
+            assert!(!path.exists(), "{} left", path.display());
+            let backup = format!("{}{}", path.display(), dc_agent::kube::host::BACKUP_SUFFIX);
+            assert!(!std::path::Path::new(&backup).exists(), "{backup} left");
+        }
+    }
 }

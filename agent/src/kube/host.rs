@@ -280,7 +280,15 @@ impl HostAccess {
     }
 
     pub async fn remove(&self, file: HostFile) -> Result<(), HostError> {
-        let path = self.path(file);
+        self.remove_path(self.path(file)).await
+    }
+
+    /// Removes the file's backup; absent is fine.
+    pub async fn remove_backup(&self, file: HostFile) -> Result<(), HostError> {
+        self.remove_path(backup_path(&self.path(file))).await
+    }
+
+    async fn remove_path(&self, path: PathBuf) -> Result<(), HostError> {
         if self.local() {
             return match tokio::fs::remove_file(&path).await {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(&path)(e)),

@@ -334,6 +334,14 @@ impl Cluster for KubeCluster {
             .map_err(KubeError::from)?)
     }
 
+    async fn remove_backup(&self, host: &str, file: HostFile) -> Result<(), ClusterError> {
+        Ok(self
+            .host(host)?
+            .remove_backup(file)
+            .await
+            .map_err(KubeError::from)?)
+    }
+
     async fn write_file(
         &self,
         host: &str,

@@ -37,8 +37,8 @@ pub use model::{Publication, SimPod, SimState, SimWorkload};
 pub use pki::{client_identity, controller_manager_manifest};
 
 use crate::cluster::{
-    Cluster, ClusterError, Component, Host, HostDir, HostFile, HostRole, LabelSelector, Node, Pod,
-    PublishedBundle, RESTARTED_AT_ANNOTATION, Workload, WorkloadRef,
+    Cluster, ClusterError, Component, Host, HostDir, HostFile, HostRole, KubeconfigFile,
+    LabelSelector, Node, Pod, PublishedBundle, RESTARTED_AT_ANNOTATION, Workload, WorkloadRef,
 };
 use crate::rollout::selector_matches;
 use controllers::{RolloutAction, next_action};
@@ -251,6 +251,63 @@ impl SimCluster {
         self.save(&state)
     }
 
+    /// A kubelet rotates its client certificate, and the controller-manager of the first controller
+    /// (the leader here) signs it with the files its manifest's signing flags name, as
+    /// kube-controller-manager does: it cannot sign from a cert file holding more than one
+    /// certificate. `host`'s `kubelet.conf` gets the new certificate, same identity, new key.
+    pub fn rotate_kubelet_client(&self, host: &str) -> Result<(), SimError> {
+        let leader = {
+            let state = self.lock();
+            state
+                .hosts
+                .iter()
+                .find(|h| h.role == HostRole::Controller)
+                .map(|h| h.name.clone())
+                .ok_or_else(|| SimError::Config("no controller host".into()))?
+        };
+        let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(io_error(&path));
+        let manifest = read(host_path(
+            &self.dir,
+            &leader,
+            HostFile::ControllerManagerManifest,
+        ))?;
+        let (cert, key) = crate::manifest::signing_files(&manifest)
+            .ok_or_else(|| SimError::Config("the manifest names no signing files".into()))?;
+        let on_leader = |path: &str| {
+            self.host_dir(&leader)
+                .join(path.trim_start_matches("/etc/kubernetes/"))
+        };
+        let cert_pem = read(on_leader(&cert))?;
+        let key_pem = read(on_leader(&key))?;
+        let count = dc_certs::pem_certificates(&cert_pem).map_or(0, |c| c.len());
+        if count != 1 {
+            return Err(SimError::Certificate(format!(
+                "the controller-manager cannot sign: {cert} holds {count} certificates, not one"
+            )));
+        }
+        let ca = dc_certs::CertifiedCa::from_pem(&cert_pem, &key_pem)
+            .map_err(|e| SimError::Certificate(e.to_string()))?;
+        let path = host_path(
+            &self.dir,
+            host,
+            HostFile::Kubeconfig(KubeconfigFile::Kubelet),
+        );
+        let mut kubeconfig = crate::kubeconfig::Kubeconfig::parse(&read(path.clone())?)
+            .map_err(|e| SimError::Certificate(e.to_string()))?;
+        let crate::kubeconfig::ClientCredentials::Embedded { cert_pem, .. } = kubeconfig.client()
+        else {
+            return Err(SimError::Config(format!(
+                "{host}: kubelet.conf names its credentials"
+            )));
+        };
+        let leaf = dc_certs::leaf::reissue(cert_pem, &ca, dc_certs::now())
+            .map_err(|e| SimError::Certificate(e.to_string()))?;
+        kubeconfig
+            .set_client(&leaf.cert_pem, &leaf.key_pem)
+            .map_err(|e| SimError::Certificate(e.to_string()))?;
+        write_host_file(&path, kubeconfig.text(), true)
+    }
+
     /// The host directory standing for `/etc/kubernetes`.
     pub fn host_dir(&self, host: &str) -> PathBuf {
         layout::host_dir(&self.dir, host, HostDir::Kubernetes)
@@ -387,6 +444,12 @@ impl Cluster for SimCluster {
         api_call().await;
         self.known_host(host)?;
         Ok(None)
+    }
+
+    async fn remove_backup(&self, host: &str, _: HostFile) -> Result<(), ClusterError> {
+        api_call().await;
+        self.known_host(host)?;
+        Ok(())
     }
 
     async fn write_file(

@@ -24,6 +24,9 @@ pub const NOTHING_TO_ROLL_BACK: &str =
 /// Why a rollback start is refused while the update runs.
 pub const UPDATE_STILL_RUNNING: &str =
     "cannot roll back: the update is still running on the subcloud; abort it first";
+/// Why a rollback start is refused when the old root CA's key cannot be had (followed by the reason):
+/// checked before anything changes, so the update stays finishable by a plain strategy.
+pub const ROLLBACK_WITHOUT_OLD_KEY: &str = "cannot roll back: the rollback could not finish without the old root CA's key, which it re-issues certificates from; nothing was changed, and a plain strategy (kube-rootca-update-strategy create) finishes the update";
 /// Why an update start is refused over an unfinished rollback.
 pub const ROLLBACK_UNFINISHED: &str = "the subcloud's rollback to its old root CA is unfinished: finish it with a rollback strategy (kube-rootca-update-strategy create --rollback) before a new update";
 
@@ -274,7 +277,7 @@ mod tests {
         let done = record(Phase::Complete, RunState::Completed, &[]);
         assert_eq!(
             admit_rollback(Some(&done), "r1", false),
-            refuse(dc_protocol::ROLLBACK_PAST_POINT_OF_NO_RETURN)
+            refuse(rollback::ROLLBACK_OF_COMPLETED_UPDATE)
         );
         let pods_new = record(Phase::PodsTrustNewCa, aborted(Phase::PodsTrustNewCa), &[]);
         assert_eq!(

@@ -17,6 +17,7 @@ use futures::stream::FuturesUnordered;
 use tracing::{Instrument, info_span};
 
 use crate::cluster::{Cluster, Host, HostFile, KubeconfigFile};
+use crate::journal::RollbackStep;
 use crate::kubeconfig::ClientCredentials;
 use crate::manifest::set_signing_files;
 use crate::trust::{self, trusts};
@@ -67,6 +68,15 @@ pub async fn walk<C: Cluster>(cx: &PhaseContext<'_, C>, plan: &HostPlan) -> Resu
         // pod trusting the old CA alone cannot verify. Once a host of it changed, there is no going
         // back to check.
         stranded::check(cx).await?;
+    }
+    let trust_new_ca_began = record
+        .rollback
+        .as_ref()
+        .is_some_and(|b| b.steps.contains(&RollbackStep::PodsTrustBothCasAgain));
+    if plan.reissue == Some(Issuer::Old) && trust_new_ca_began && record.hosts.is_empty() {
+        // The mirror, before a rollback re-issues it from the old CA: a pod created while
+        // trust-new-ca ran mounted the new CA alone, and the pods step restarted only workloads.
+        stranded::check_rollback(cx).await?;
     }
     let order = apply_type::order(&hosts, record.params.options);
     let walk = Walk {
@@ -267,6 +277,7 @@ impl<C: Cluster> Target<'_, C> {
                     CaPart::NewCert => self.cas.new.cert_pem().to_owned(),
                     CaPart::NewKey => self.cas.new.key_pem(),
                     CaPart::OldKey => self.cas.old_key()?.to_owned(),
+                    CaPart::OldCert => self.old_pem.to_owned(),
                 };
                 cluster.write_file(name, file, &contents).await?;
             }
@@ -289,7 +300,12 @@ impl<C: Cluster> Target<'_, C> {
                 cluster.restart_component(name, component).await?;
                 self.cx.wait_serving(name, component).await?;
             }
-            HostAction::Remove(file) => cluster.remove_file(name, file).await?,
+            HostAction::Remove(file) => {
+                // Its backup too: a file the update created was backed up only when written twice
+                // (a resumed host, or a rollback's trust-both-cas again), and then holds a CA's key.
+                cluster.remove_file(name, file).await?;
+                cluster.remove_backup(name, file).await?;
+            }
         }
         Ok(())
     }

@@ -97,19 +97,24 @@ impl<C: Cluster> Updater<C> {
     }
 
     /// Handles a start command as [`admit`] decides; `running` tells whether the recorded update runs
-    /// now.
-    pub fn start(
+    /// now. A rollback that could not finish is refused here, before it changes anything.
+    pub async fn start(
         &self,
         update_id: &str,
         params: UpdateParams,
         running: bool,
     ) -> Result<StartDecision, JournalError> {
         let record = self.journal.record();
-        let admission = if params.rollback {
+        let mut admission = if params.rollback {
             admit_rollback(record.as_ref(), update_id, running)
         } else {
             admit(record.as_ref(), update_id, running)
         };
+        if let Admission::BeginRollback { steps, .. } = &admission
+            && let Some(why) = self.rollback_cannot_finish(steps).await
+        {
+            admission = Admission::Refuse(why);
+        }
         // A command that (re)starts or takes over an update decides anew: an abort requested earlier no
         // longer holds. A repeated start of the running update leaves a pending abort alone.
         if matches!(
@@ -217,6 +222,19 @@ impl<C: Cluster> Updater<C> {
         }
     }
 
+    /// Why a rollback with these steps could not finish, found before it begins: each host step
+    /// re-issues from the old CA or puts its key back, so without that key the rollback would fail
+    /// at its first host after changing the subcloud, and an update over it is refused.
+    async fn rollback_cannot_finish(&self, steps: &[RollbackStep]) -> Option<String> {
+        if !steps.iter().any(|&s| rollback::host_plan(s).is_some()) {
+            return None;
+        }
+        let loaded = old_ca::load(&self.context()).await;
+        loaded
+            .err()
+            .map(|e| format!("{}: {e}", admit::ROLLBACK_WITHOUT_OLD_KEY))
+    }
+
     /// Asks the running update to stop after the phase in progress.
     pub fn request_abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
@@ -311,12 +329,10 @@ impl<C: Cluster> Updater<C> {
 
     async fn rollback_step(&self, step: RollbackStep) -> Result<(), PhaseError> {
         let cx = self.context();
-        match (step, rollback::host_plan(step)) {
-            (_, Some(plan)) => hosts::walk(&cx, plan).await,
-            (RollbackStep::PodsTrustOldCa, None) => {
-                pods::restart_with(&cx, plan::Bundle::OldOnly).await
-            }
-            (_, None) => {
+        match (rollback::host_plan(step), rollback::pods_bundle(step)) {
+            (Some(plan), _) => hosts::walk(&cx, plan).await,
+            (None, Some(bundle)) => pods::restart_with(&cx, bundle).await,
+            (None, None) => {
                 // Remove the new CA: only once every host holds the old CA alone again (when a
                 // host was touched; before that nothing but the data dir changed).
                 let record = cx.record()?;

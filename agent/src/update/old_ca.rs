@@ -17,28 +17,38 @@ use super::context::{PhaseContext, PhaseError};
 
 const OLD_CA_KEY: &str = "old-ca.key";
 
-/// Keeps the old key's file, as it is, in the data dir unless it already is. Before trust-new-ca
-/// touched a host, every controller's `ca.key` is the old key, whatever its format; a resumed phase
-/// looks for a controller whose key still matches the old CA. Never fails the phase: without the copy
-/// only a rollback from the middle of trust-new-ca on is lost, and it says why when asked.
+/// Keeps the old key's file, as it is, in the data dir unless it already is: a controller's `ca.key`
+/// (or its backup) that matches the old CA, never one unchecked.
+///
+/// Before trust-new-ca touched a host, a copy that cannot be written fails the phase there, before
+/// any host changes: otherwise the key would be gone from every controller at the end of the phase
+/// while the subcloud is still before the point of no return, and the rollback promised there could
+/// not finish. Where no controller holds the old key at all (a kubeadm cluster with an external CA,
+/// no `ca.key`), no rollback could ever re-issue from it, from any phase: the update goes on, and a
+/// rollback is refused at its start ([`super::Updater::start`]). Once a host of the phase changed (a
+/// resumed phase), refusing would leave the update finishable neither way, so it only warns.
 pub async fn keep<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseError> {
-    if std::fs::metadata(cx.journal.dir().join(OLD_CA_KEY)).is_ok() {
+    let path = cx.journal.dir().join(OLD_CA_KEY);
+    if path.is_file() {
         return Ok(());
     }
-    let key = if cx.record()?.hosts.is_empty() {
-        first_controller_key(cx).await
-    } else {
-        find(cx).await.map(|(_, text)| text)
+    let Some((_, text)) = find(cx).await? else {
+        warn!(
+            "{NOT_ON_ANY_CONTROLLER}: the old root CA's key is not kept, and a rollback of this update will be refused"
+        );
+        return Ok(());
     };
-    let kept = key.and_then(|text| {
-        write_atomic(&cx.journal.dir().join(OLD_CA_KEY), text.as_bytes(), PRIVATE).map_err(|e| {
-            PhaseError::NewCa(format!("cannot keep the old CA's key in {OLD_CA_KEY}: {e}"))
-        })
-    });
-    if let Err(e) = kept {
-        warn!(error = %e, "the old root CA's key is not kept: no rollback from trust-new-ca on");
+    match write_atomic(&path, text.as_bytes(), PRIVATE) {
+        Ok(()) => Ok(()),
+        Err(e) if cx.record()?.hosts.is_empty() => Err(PhaseError::Refused(format!(
+            "cannot keep a copy of the old root CA's key in the agent's data dir ({}: {e}), which a rollback needs once this phase replaced every controller's ca.key; no host was changed: free or fix the data dir and resume the update, or roll it back",
+            path.display()
+        ))),
+        Err(e) => {
+            warn!(error = %e, "the old root CA's key is not kept: a rollback from here on may be refused");
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// The old key's file as it was (what a rollback puts back into `ca.key`): the kept copy, else a
@@ -46,7 +56,12 @@ pub async fn keep<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseError
 pub async fn key_text<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<String, PhaseError> {
     match std::fs::read_to_string(cx.journal.dir().join(OLD_CA_KEY)) {
         Ok(text) => Ok(text),
-        Err(_) => find(cx).await.map(|(_, text)| text),
+        Err(_) => match find(cx).await? {
+            Some((_, text)) => Ok(text),
+            None => Err(PhaseError::Refused(format!(
+                "{NOT_ON_ANY_CONTROLLER}, so nothing can be issued from it"
+            ))),
+        },
     }
 }
 
@@ -76,17 +91,15 @@ fn old_cert<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<String, PhaseError> 
         .ok_or_else(|| PhaseError::Refused("the update recorded no old root CA".into()))
 }
 
-async fn first_controller_key<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<String, PhaseError> {
-    let hosts = cx.sorted_hosts().await?;
-    let first = hosts
-        .iter()
-        .find(|h| h.role == HostRole::Controller)
-        .ok_or_else(|| PhaseError::Refused("no controller host".into()))?;
-    cx.read(&first.name, HostFile::CaKey).await
-}
+/// Why there is no old key to keep or issue from.
+const NOT_ON_ANY_CONTROLLER: &str =
+    "the old root CA's key is on no controller (no ca.key, nor its backup, matches the old CA)";
 
-/// A controller's `ca.key` (or its backup) that matches the old CA, parsed and as written.
-async fn find<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(CertifiedCa, String), PhaseError> {
+/// A controller's `ca.key` (or its backup) that matches the old CA, parsed and as written; `None`
+/// when no controller holds it.
+async fn find<C: Cluster>(
+    cx: &PhaseContext<'_, C>,
+) -> Result<Option<(CertifiedCa, String)>, PhaseError> {
     let cert = old_cert(cx)?;
     for host in cx.sorted_hosts().await? {
         if host.role != HostRole::Controller {
@@ -96,11 +109,9 @@ async fn find<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(CertifiedCa, Stri
         let backup = cx.cluster.read_backup(&host.name, HostFile::CaKey).await?;
         for key in current.into_iter().chain(backup) {
             if let Ok(ca) = CertifiedCa::from_pem(&cert, &key) {
-                return Ok((ca, key));
+                return Ok(Some((ca, key)));
             }
         }
     }
-    Err(PhaseError::Refused(
-        "the old root CA's key is on no controller any more (neither ca.key nor its backup), so nothing can be issued from it".into(),
-    ))
+    Ok(None)
 }

@@ -35,6 +35,8 @@ pub enum CaPart {
     NewKey,
     /// The old CA's key, put back into `ca.key` by a rollback of hosts trust-new-ca.
     OldKey,
+    /// The old CA's certificate alone, which a rollback signs with while it re-issues leaves.
+    OldCert,
 }
 
 impl CaPart {

@@ -61,6 +61,7 @@ pub fn intact(file: HostFile, text: &str) -> bool {
     match file {
         HostFile::CaCert
         | HostFile::CaNewCert
+        | HostFile::CaOldCert
         | HostFile::ApiserverCert
         | HostFile::ApiserverKubeletClientCert
         | HostFile::FrontProxyCaCert

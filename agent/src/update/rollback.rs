@@ -14,19 +14,26 @@
 //!    trusts both CAs again, new first, its controllers' `ca.key` the old key again and the
 //!    controller-manager signing with the new CA's files, as after update-certs. Nothing anyone presents
 //!    changes, and bundles only grow.
-//! 2. [`RollbackStep::HostsReissueFromOldCa`]: every leaf not chained to the old CA (those of
+//! 2. [`RollbackStep::PodsTrustBothCasAgain`] (with step 1): a pod created while trust-new-ca ran
+//!    mounted the new CA alone, and step 3 re-issues the apiserver's certificate from the old CA. So
+//!    workloads restart once both CAs are published again, and pods that nothing restarts (bare pods,
+//!    paused rollouts) are refused at the start of step 3 unless what they mounted holds the old CA
+//!    ([`super::stranded::check_rollback`]), as the update refuses them before update-certs.
+//! 3. [`RollbackStep::HostsReissueFromOldCa`]: every leaf not chained to the old CA (those of
 //!    update-certs, and any the controller-manager signed with the new CA since trust-both-cas) is
-//!    re-issued from the old CA, with the bundle old first. Every host and every pod already trusts
-//!    both CAs, so nothing presented is refused; only once it finished on every host does any host
-//!    drop the new CA. Run whenever a host was touched, since such leaves can exist before update-certs.
-//! 3. [`RollbackStep::HostsTrustOldCa`]: the old CA alone, signing with `ca.crt`/`ca.key`, the new CA's
+//!    re-issued from the old CA, with the bundle old first, and the controller-manager signs with the
+//!    old CA again (`ca_old.crt`, `ca.key`), so a kubelet certificate it signs meanwhile is not refused
+//!    at step 4. Every host and every pod already trusts both CAs, so nothing presented is refused;
+//!    only once it finished on every host does any host drop the new CA. Run whenever a host was
+//!    touched, since such leaves can exist before update-certs.
+//! 4. [`RollbackStep::HostsTrustOldCa`]: the old CA alone, signing with `ca.crt`/`ca.key`, the new CA's
 //!    files removed. Everything presented now chains to the old CA, which every pod still trusts. Where
 //!    the backend kept the files the update replaced (the Kubernetes backend's `.dc-rootca-backup`)
 //!    and they hold that same trust, they are put back byte for byte (`ca.crt`, the kubeconfigs with
 //!    their original client certificates, the controller-manager's manifest).
-//! 4. [`RollbackStep::PodsTrustOldCa`] (only when pods trust-both-cas began): workloads restarted once
+//! 5. [`RollbackStep::PodsTrustOldCa`] (only when pods trust-both-cas began): workloads restarted once
 //!    the controller-manager published the old CA alone, so pods mount it again.
-//! 5. [`RollbackStep::RemoveNewCa`]: the new CA's certificate and key (and the kept old key) leave the
+//! 6. [`RollbackStep::RemoveNewCa`]: the new CA's certificate and key (and the kept old key) leave the
 //!    agent's data dir, once every host's `ca.crt` holds the old CA alone.
 
 use dc_protocol::{Phase, ROLLBACK_PAST_POINT_OF_NO_RETURN, RunState};
@@ -55,13 +62,19 @@ const TRUST_BOTH_CAS_AGAIN: HostPlan = HostPlan {
     restore_originals: false,
 };
 
-/// The host plan that undoes update-certs: leaves from the old CA, the old CA first in the bundle.
+/// The host plan that undoes update-certs: leaves from the old CA, the old CA first in the bundle, and
+/// the controller-manager signing with the old CA again (its certificate alone in `ca_old.crt`, since
+/// `ca.crt` is a bundle until the next step), so a kubelet certificate it signs from now on is still
+/// trusted once the hosts trust the old CA alone.
 const REISSUE_FROM_OLD_CA: HostPlan = HostPlan {
     phase: Phase::HostsUpdateCerts,
-    install: &[],
+    install: &[(HostFile::CaOldCert, CaPart::OldCert)],
     reissue: Some(Issuer::Old),
     bundle: Bundle::OldThenNew,
-    signing: None,
+    signing: Some(SigningFiles {
+        cert: HostFile::CaOldCert,
+        key: HostFile::CaKey,
+    }),
     remove: &[],
     restore_originals: false,
 };
@@ -76,7 +89,7 @@ const TRUST_OLD_CA: HostPlan = HostPlan {
         cert: HostFile::CaCert,
         key: HostFile::CaKey,
     }),
-    remove: &[HostFile::CaNewCert, HostFile::CaNewKey],
+    remove: &[HostFile::CaNewCert, HostFile::CaNewKey, HostFile::CaOldCert],
     restore_originals: true,
 };
 
@@ -86,7 +99,19 @@ pub fn host_plan(step: RollbackStep) -> Option<&'static HostPlan> {
         RollbackStep::HostsTrustBothCasAgain => Some(&TRUST_BOTH_CAS_AGAIN),
         RollbackStep::HostsReissueFromOldCa => Some(&REISSUE_FROM_OLD_CA),
         RollbackStep::HostsTrustOldCa => Some(&TRUST_OLD_CA),
-        RollbackStep::PodsTrustOldCa | RollbackStep::RemoveNewCa => None,
+        RollbackStep::PodsTrustBothCasAgain
+        | RollbackStep::PodsTrustOldCa
+        | RollbackStep::RemoveNewCa => None,
+    }
+}
+
+/// The bundle a pods step's pods must mount: the one the host step before it wrote, which the
+/// controller-manager republishes. `None` for the other steps.
+pub fn pods_bundle(step: RollbackStep) -> Option<Bundle> {
+    match step {
+        RollbackStep::PodsTrustBothCasAgain => Some(TRUST_BOTH_CAS_AGAIN.bundle),
+        RollbackStep::PodsTrustOldCa => Some(TRUST_OLD_CA.bundle),
+        _ => None,
     }
 }
 
@@ -95,9 +120,17 @@ pub fn past_point_of_no_return(r: &UpdateRecord) -> bool {
     r.rollback.is_none() && (r.run == RunState::Completed || r.phase > Phase::HostsTrustNewCa)
 }
 
-/// The steps that take the recorded update back to the old CA, or why there is none: an update past
-/// the point of no return gets [`ROLLBACK_PAST_POINT_OF_NO_RETURN`], word for word.
+/// Why a completed update is not rolled back: its subcloud trusts the new CA alone, and its old key
+/// is gone from the agent's data dir.
+pub const ROLLBACK_OF_COMPLETED_UPDATE: &str = "cannot roll back: the subcloud's update completed, and it trusts its new root CA alone; going back to the old root CA now is a new update to a new root CA (kube-rootca-update-strategy create with --cert-file holding it)";
+
+/// The steps that take the recorded update back to the old CA, or why there is none: a completed
+/// update gets [`ROLLBACK_OF_COMPLETED_UPDATE`], one past the point of no return
+/// [`ROLLBACK_PAST_POINT_OF_NO_RETURN`], word for word.
 pub fn plan(r: &UpdateRecord) -> Result<Vec<RollbackStep>, String> {
+    if r.rollback.is_none() && r.run == RunState::Completed {
+        return Err(ROLLBACK_OF_COMPLETED_UPDATE.to_owned());
+    }
     if past_point_of_no_return(r) {
         return Err(ROLLBACK_PAST_POINT_OF_NO_RETURN.to_owned());
     }
@@ -107,6 +140,7 @@ pub fn plan(r: &UpdateRecord) -> Result<Vec<RollbackStep>, String> {
     let mut steps = Vec::new();
     if r.phase == Phase::HostsTrustNewCa && !r.hosts.is_empty() {
         steps.push(RollbackStep::HostsTrustBothCasAgain);
+        steps.push(RollbackStep::PodsTrustBothCasAgain);
     }
     if r.hosts_touched() {
         steps.push(RollbackStep::HostsReissueFromOldCa);
@@ -192,6 +226,7 @@ mod tests {
             plan(&record(Phase::HostsTrustNewCa, &["controller-0"], failed)).unwrap(),
             [
                 HostsTrustBothCasAgain,
+                PodsTrustBothCasAgain,
                 HostsReissueFromOldCa,
                 HostsTrustOldCa,
                 PodsTrustOldCa,
@@ -202,10 +237,13 @@ mod tests {
 
     #[test]
     fn past_trust_new_ca_the_rollback_is_refused_with_the_exact_message() {
+        assert_eq!(
+            plan(&record(Phase::Complete, &[], RunState::Completed)),
+            Err(ROLLBACK_OF_COMPLETED_UPDATE.to_owned())
+        );
         for r in [
             stopped(Phase::PodsTrustNewCa, &[]),
             stopped(Phase::Complete, &[]),
-            record(Phase::Complete, &[], RunState::Completed),
         ] {
             assert_eq!(
                 plan(&r),
@@ -253,13 +291,22 @@ mod tests {
                 HostAction::Restart(Component::Kubelet),
                 HostAction::Remove(HostFile::CaNewCert),
                 HostAction::Remove(HostFile::CaNewKey),
+                HostAction::Remove(HostFile::CaOldCert),
             ]
         );
+        // Signing moves to the old CA alone in the same host step that re-issues from it.
+        let old_alone = SigningFiles {
+            cert: HostFile::CaOldCert,
+            key: HostFile::CaKey,
+        };
         assert_eq!(
-            REISSUE_FROM_OLD_CA.actions(HostRole::Controller)[..2],
+            REISSUE_FROM_OLD_CA.actions(HostRole::Controller)[..5],
             [
+                HostAction::Install(HostFile::CaOldCert, CaPart::OldCert),
                 HostAction::ReissueApiserverCerts(Issuer::Old),
-                HostAction::ReissueKubeconfigClients(Issuer::Old)
+                HostAction::ReissueKubeconfigClients(Issuer::Old),
+                HostAction::WriteBundle(Bundle::OldThenNew),
+                HostAction::PointSigningAt(old_alone),
             ]
         );
     }

@@ -42,6 +42,7 @@ pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
     }
     stranded::check(cx).await?;
     cx.check_trust().await?;
+    forget_earlier_backups(cx, &hosts).await?;
     if record.old_ca_pem.is_none() {
         let first = first_controller(&hosts)?;
         let bundle = cx.read(&first.name, HostFile::CaCert).await?;
@@ -52,6 +53,22 @@ pub async fn precheck<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseE
         })?;
         cx.journal
             .update(|r| r.old_ca_pem = Some(old), |_, _| None)?;
+    }
+    Ok(())
+}
+
+/// Drops the backups an earlier update kept (a backend keeps one per file and never overwrites it), so
+/// the first write of this update keeps each file as this update found it: a rollback of this update
+/// puts back what it replaced, never an older copy (a manifest from before a kubeadm upgrade, say).
+/// Nothing changed on any host yet, and repeating it is harmless.
+async fn forget_earlier_backups<C: Cluster>(
+    cx: &PhaseContext<'_, C>,
+    hosts: &[Host],
+) -> Result<(), PhaseError> {
+    for host in hosts {
+        for file in HostFile::replaced(host.role) {
+            cx.cluster.remove_backup(&host.name, file).await?;
+        }
     }
     Ok(())
 }

@@ -3,6 +3,11 @@
 //! certificate from the new CA. Restarting them is not ours to do (a paused rollout is the operator's,
 //! a bare pod has nothing to recreate it), so the update names them at start and again before
 //! update-certs, and refuses to go on unless the strategy says to proceed.
+//!
+//! A rollback from the middle of trust-new-ca mirrors it: a pod created while that phase ran mounted the
+//! new CA alone, and the rollback re-issues the API server's certificate from the old CA. Its pods step
+//! restarts the workloads; pods nothing restarts are named, and refused the same way, before the first
+//! host's certificate goes back to the old CA ([`check_rollback`]).
 
 use std::collections::BTreeSet;
 
@@ -29,12 +34,12 @@ impl std::fmt::Display for StrandedPod {
 const NAMED: usize = 10;
 
 /// The running pods outside `exclude` that no pods phase restarts, unless what they mounted is known
-/// to trust `new_ca` already.
+/// to hold `next_ca` already (the CA the API server's certificate is about to be issued from).
 pub fn stranded(
     pods: &[Pod],
     workloads: &[Workload],
     exclude: &[String],
-    new_ca: Option<&[u8]>,
+    next_ca: Option<&[u8]>,
 ) -> Vec<StrandedPod> {
     let restarted: BTreeSet<(WorkloadKind, &str, &str)> = workloads
         .iter()
@@ -48,7 +53,7 @@ pub fn stranded(
         .collect();
     pods.iter()
         .filter(|p| !p.finished && !exclude.contains(&p.namespace))
-        .filter(|p| !mounted(p, new_ca))
+        .filter(|p| !mounted(p, next_ca))
         .filter_map(|p| {
             let ns = p.namespace.as_str();
             let why = match &p.owner {
@@ -92,11 +97,11 @@ pub fn stranded(
         .collect()
 }
 
-/// Whether the pod is known to have mounted a bundle holding the new CA.
-fn mounted(pod: &Pod, new_ca: Option<&[u8]>) -> bool {
-    match (&pod.trust_bundle, new_ca) {
-        (Some(bundle), Some(new)) => dc_certs::pem_certificates(bundle)
-            .is_ok_and(|ders| ders.iter().any(|d| d.as_slice() == new)),
+/// Whether the pod is known to have mounted a bundle holding `ca`.
+fn mounted(pod: &Pod, ca: Option<&[u8]>) -> bool {
+    match (&pod.trust_bundle, ca) {
+        (Some(bundle), Some(ca)) => dc_certs::pem_certificates(bundle)
+            .is_ok_and(|ders| ders.iter().any(|d| d.as_slice() == ca)),
         _ => false,
     }
 }
@@ -108,28 +113,58 @@ fn deployment_of<'a>(pod: &Pod, replica_set: &'a str) -> Option<&'a str> {
     replica_set.strip_suffix(hash.as_str())?.strip_suffix('-')
 }
 
-/// Finds the stranded pods now; refuses when there are any and the strategy did not say to proceed,
-/// and otherwise records them as the update's warning.
+/// Which way the API server's certificate is about to move, and so what a pod must have mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Update-certs: from the old CA to the new one.
+    Update,
+    /// A rollback's re-issue from the old CA, after trust-new-ca had begun.
+    Rollback,
+}
+
+/// Finds the stranded pods now, before update-certs; refuses when there are any and the strategy did
+/// not say to proceed, and otherwise records them as the update's warning.
 pub async fn check<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseError> {
+    let new_ca = match cx.record()?.new_ca {
+        Some(_) => new_ca::load(cx.journal)
+            .ok()
+            .and_then(|ca| first_der(ca.cert_pem())),
+        None => None,
+    };
+    guard(cx, Direction::Update, new_ca).await
+}
+
+/// The same before a rollback re-issues the API server's certificate from the old CA: refuses pods
+/// that nothing restarts unless they are known to have mounted the old CA.
+pub async fn check_rollback<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseError> {
+    let old_ca = cx.record()?.old_ca_pem.as_deref().and_then(first_der);
+    guard(cx, Direction::Rollback, old_ca).await
+}
+
+fn first_der(pem: &str) -> Option<Vec<u8>> {
+    dc_certs::pem_certificates(pem)
+        .ok()
+        .and_then(|ders| ders.into_iter().next())
+}
+
+async fn guard<C: Cluster>(
+    cx: &PhaseContext<'_, C>,
+    direction: Direction,
+    next_ca: Option<Vec<u8>>,
+) -> Result<(), PhaseError> {
     let record = cx.record()?;
     let exclude = &cx.settings.exclude_namespaces;
     let workloads = cx.cluster.list_workloads(exclude).await?;
     let pods = cx.cluster.all_pods().await?;
-    let new_ca = match record.new_ca {
-        Some(_) => new_ca::load(cx.journal)
-            .ok()
-            .and_then(|ca| dc_certs::pem_certificates(ca.cert_pem()).ok())
-            .and_then(|ders| ders.into_iter().next()),
-        None => None,
-    };
-    let found = stranded(&pods, &workloads, exclude, new_ca.as_deref());
-    let warning = (!found.is_empty()).then(|| format!("{}: {}", headline(&found), list(&found)));
+    let found = stranded(&pods, &workloads, exclude, next_ca.as_deref());
+    let warning =
+        (!found.is_empty()).then(|| format!("{}: {}", headline(&found, direction), list(&found)));
     if let Some(warning) = &warning {
         if !record.params.proceed_with_stranded_pods {
             // The way on before the list: details are cut at 1000 characters, the list may be long.
             return Err(PhaseError::Refused(format!(
                 "{}; resume or restart their controllers, delete them, or create the strategy with proceed-with-stranded-pods to go on without them: {}",
-                headline(&found),
+                headline(&found, direction),
                 list(&found)
             )));
         }
@@ -141,11 +176,17 @@ pub async fn check<C: Cluster>(cx: &PhaseContext<'_, C>) -> Result<(), PhaseErro
 }
 
 /// What stranded pods mean, for the operator.
-fn headline(found: &[StrandedPod]) -> String {
-    format!(
-        "{} running pod(s) would keep the old root CA alone and stop trusting the API server at update-certs, since nothing the update does restarts them",
-        found.len()
-    )
+fn headline(found: &[StrandedPod], direction: Direction) -> String {
+    match direction {
+        Direction::Update => format!(
+            "{} running pod(s) would keep the old root CA alone and stop trusting the API server at update-certs, since nothing the update does restarts them",
+            found.len()
+        ),
+        Direction::Rollback => format!(
+            "{} running pod(s) may have mounted the new root CA alone and would stop trusting the API server when the rollback re-issues its certificate from the old root CA, since nothing the rollback does restarts them",
+            found.len()
+        ),
+    }
 }
 
 /// The first stranded pods by name, and how many more.
@@ -252,7 +293,10 @@ mod tests {
                 "demo/orphan-rs-1 (controlled by ReplicaSet orphan-rs, which the update does not restart)",
             ]
         );
-        assert!(headline(&found).starts_with("4 running pod(s) would keep the old root CA alone"));
+        assert!(
+            headline(&found, Direction::Update)
+                .starts_with("4 running pod(s) would keep the old root CA alone")
+        );
         let many: Vec<StrandedPod> = (0..12)
             .map(|i| StrandedPod {
                 pod: format!("demo/p{i}"),
