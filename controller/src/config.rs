@@ -63,6 +63,11 @@ impl Default for ControllerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: String,
+    /// The API's URL as other hosts reach it (`https://ctl-a.example:8119`): a leader records it in
+    /// the lease row, and standbys answer writes with it (503 and `X-Leader-Url`) so that clients
+    /// follow. Default: `http://` (or `https://` with `tls`) and the bound address, which is right only
+    /// when `listen` names an address clients can reach (not `0.0.0.0`).
+    pub advertise_url: Option<String>,
     /// Serve the API over TLS with this certificate and key (PEM files).
     pub tls: Option<TlsFiles>,
     /// HTTP worker threads.
@@ -82,10 +87,22 @@ pub struct ApiConfig {
     pub metrics_require_token: bool,
 }
 
+impl ApiConfig {
+    /// The URL a leader records for standbys to name: `advertise_url`, else the scheme and the
+    /// address the API bound.
+    pub fn advertised(&self, bound: std::net::SocketAddr) -> String {
+        self.advertise_url.clone().unwrap_or_else(|| {
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{bound}")
+        })
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8119".to_owned(),
+            advertise_url: None,
             tls: None,
             workers: 2,
             request_timeout_secs: 5,
@@ -383,6 +400,20 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advertised_url_is_the_configured_one_else_the_bound_address_with_the_scheme() {
+        let bound = "10.0.0.5:8119".parse().unwrap();
+        let mut api = ApiConfig::default();
+        assert_eq!(api.advertised(bound), "http://10.0.0.5:8119");
+        api.tls = Some(TlsFiles {
+            cert: "c".into(),
+            key: "k".into(),
+        });
+        assert_eq!(api.advertised(bound), "https://10.0.0.5:8119");
+        api.advertise_url = Some("https://ctl-a.example:8119".into());
+        assert_eq!(api.advertised(bound), "https://ctl-a.example:8119");
+    }
 
     #[test]
     fn tokens_are_matched_exactly() {
