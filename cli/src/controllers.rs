@@ -82,10 +82,7 @@ mod tests {
 
     #[test]
     fn the_leaders_url_keeps_the_requests_base_path() {
-        assert_eq!(
-            rebase("http://a:1/v1.0", "http://b:2"),
-            "http://b:2/v1.0"
-        );
+        assert_eq!(rebase("http://a:1/v1.0", "http://b:2"), "http://b:2/v1.0");
         assert_eq!(
             rebase("http://a:1/v1.0", "http://b:2/v1.0/"),
             "http://b:2/v1.0"

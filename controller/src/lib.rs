@@ -231,7 +231,9 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
             }
             let mut store = match view.into_store().await {
                 Some(store) => store,
-                None => blocking(move || store::PostgresStore::connect(&url, ca.as_deref())).await?,
+                None => {
+                    blocking(move || store::PostgresStore::connect(&url, ca.as_deref())).await?
+                }
             };
             store.lead(lease.epoch);
             let elected = Elected {
@@ -296,7 +298,11 @@ async fn run(
 ) -> Result<RunningController, ControllerError> {
     let server_config = agent_tls(&config)?;
     let (lease, agents, bound_api) = match elected {
-        Some(e) => (Some(e.lease), Some(e.agents), ApiPlan::Bound(e.api, e.actors)),
+        Some(e) => (
+            Some(e.lease),
+            Some(e.agents),
+            ApiPlan::Bound(e.api, e.actors),
+        ),
         // TLS files are read before anything starts, so a bad one stops the start at once.
         None => (
             None,

@@ -154,7 +154,10 @@ fn a_standby_serves_reads_names_the_leader_for_changes_and_the_cli_follows_it() 
         "{ready}"
     );
     notified(&notify, "WATCHDOG", |m| m.contains("WATCHDOG=1"));
-    assert!(!standby_ready.exists(), "a standby does not announce leading");
+    assert!(
+        !standby_ready.exists(),
+        "a standby does not announce leading"
+    );
 
     // The CLI: reads from the first URL (the standby), changes followed to the leader it names.
     let (date, not_after) = expiry();
@@ -196,15 +199,22 @@ fn a_standby_serves_reads_names_the_leader_for_changes_and_the_cli_follows_it() 
         "/v1.0/openapi.json",
         "/health",
     ] {
-        wait_until(TIMEOUT, || Ok(get(&standby_api, path) == get(&leader, path)))
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        wait_until(
+            TIMEOUT,
+            || Ok(get(&standby_api, path) == get(&leader, path)),
+        )
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
     }
     let subclouds = |base: &str| -> Vec<Value> {
         let list = get(base, "/v1.0/subclouds")["subclouds"].clone();
         let list: Vec<Value> = serde_json::from_value(list).expect("subclouds");
         list.into_iter().map(recorded).collect()
     };
-    wait_until(TIMEOUT, || Ok(subclouds(&standby_api) == subclouds(&leader))).unwrap();
+    wait_until(
+        TIMEOUT,
+        || Ok(subclouds(&standby_api) == subclouds(&leader)),
+    )
+    .unwrap();
     let shown = get(&standby_api, "/v1.0/subclouds/s1");
     assert_eq!(
         recorded(shown.clone()),
@@ -213,7 +223,10 @@ fn a_standby_serves_reads_names_the_leader_for_changes_and_the_cli_follows_it() 
     assert_eq!(shown["availability-status"], "offline", "{shown}");
     // The CLI lists through the standby (the first URL that connects), the view caught up.
     let listed = dcmanager(&fleet, &after_dead, &["strategy-step", "list"]);
-    assert!(listed.contains("s1") && listed.contains("complete"), "{listed}");
+    assert!(
+        listed.contains("s1") && listed.contains("complete"),
+        "{listed}"
+    );
 
     // Changes: 503, the leader's URL in the header and the body; the event stream too.
     let advertised = format!("http://{leader}");
@@ -236,7 +249,10 @@ fn a_standby_serves_reads_names_the_leader_for_changes_and_the_cli_follows_it() 
         &format!("http://{standby_api}/v1.0/sw-update-strategy/events"),
         None,
     );
-    assert_eq!((status, header.as_deref()), (503, Some(advertised.as_str())));
+    assert_eq!(
+        (status, header.as_deref()),
+        (503, Some(advertised.as_str()))
+    );
 
     // The leader dies: the standby leads, on the same API, without a restart.
     fleet.kill_controller();
@@ -253,6 +269,9 @@ fn a_standby_serves_reads_names_the_leader_for_changes_and_the_cli_follows_it() 
         &format!("http://{standby_api}/v1.0/sw-update-strategy"),
         None,
     );
-    assert_eq!(status, 404, "the strategy was deleted by the new leader: {body}");
+    assert_eq!(
+        status, 404,
+        "the strategy was deleted by the new leader: {body}"
+    );
     drop(standby);
 }

@@ -123,7 +123,13 @@ impl Standby {
     /// One subcloud's step as stored.
     pub async fn step(&self, cloud: &str) -> Result<Value, ApiError> {
         let view = self.view().await?;
-        step_json(view.state.steps.iter().find(|s| s.subcloud == cloud).cloned())
+        step_json(
+            view.state
+                .steps
+                .iter()
+                .find(|s| s.subcloud == cloud)
+                .cloned(),
+        )
     }
 
     /// The 503 for what only the leader serves.
@@ -145,7 +151,11 @@ impl Standby {
 type Read = Result<(Snapshot, Option<Leader>), StoreError>;
 
 /// Loads everything and reads the lease row, on a new session when there is none.
-fn load(url: &str, ca: Option<PathBuf>, store: Option<PostgresStore>) -> (Option<PostgresStore>, Read) {
+fn load(
+    url: &str,
+    ca: Option<PathBuf>,
+    store: Option<PostgresStore>,
+) -> (Option<PostgresStore>, Read) {
     let mut store = match store {
         Some(s) => s,
         None => match PostgresStore::connect(url, ca.as_deref()) {

@@ -370,7 +370,6 @@ impl Orchestrator {
         }
         self.running.insert(step.subcloud.clone(), actor);
     }
-
 }
 
 impl ApiRequest {
