@@ -358,6 +358,14 @@ impl ControllerConfig {
                 return Err(ControllerError::Config(problems.join("; ")));
             }
         }
+        if let Some(url) = &self.api.advertise_url
+            && !advertisable(url)
+        {
+            return Err(ControllerError::Config(format!(
+                "api.advertise_url {url:?} is not an http:// or https:// URL of printable ASCII \
+                 without spaces (standbys send it in the X-Leader-Url header)"
+            )));
+        }
         for (i, t) in self.auth.tokens.iter().enumerate() {
             let which = format!("auth.tokens[{i}]");
             if t.token.starts_with(EXAMPLE_TOKEN_PREFIX) {
@@ -392,6 +400,14 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// How the tokens in `deploy/controller.example.toml` begin: a copied example must not go live.
 const EXAMPLE_TOKEN_PREFIX: &str = "CHANGE-ME";
 
+/// Whether `url` can be the leader's advertised URL: an HTTP(S) URL a header value can carry.
+fn advertisable(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty()) && url.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// Whether two secrets are equal, taking the same time wherever they differ (only their lengths leak).
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -413,6 +429,26 @@ mod tests {
         assert_eq!(api.advertised(bound), "https://10.0.0.5:8119");
         api.advertise_url = Some("https://ctl-a.example:8119".into());
         assert_eq!(api.advertised(bound), "https://ctl-a.example:8119");
+    }
+
+    #[test]
+    fn an_advertise_url_a_header_cannot_carry_is_refused() {
+        let mut c = ControllerConfig::default();
+        for good in ["http://10.0.0.5:8119", "https://ctl-a.example:8119/"] {
+            c.api.advertise_url = Some(good.into());
+            assert!(c.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "ctl-a:8119",
+            "http://",
+            "https://ctl a",
+            "https://ctl\n-a",
+            "ftp://x",
+        ] {
+            c.api.advertise_url = Some(bad.into());
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("api.advertise_url"), "{bad}: {e}");
+        }
     }
 
     #[test]
