@@ -25,8 +25,9 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub enum ClientError {
     #[error("could not reach the dcmanager API at {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    /// No connection was made: the request did not reach that controller.
-    #[error("could not connect to the dcmanager API at {url}: {reason}")]
+    /// No connection was made: the request did not reach that controller (worded as
+    /// [`Self::Unreachable`]: to the operator both mean the API could not be reached).
+    #[error("could not reach the dcmanager API at {url}: {reason}")]
     NoConnection { url: String, reason: String },
     /// The server's `message`, shown as is; `leader` is a standby's `X-Leader-Url`.
     #[error("{message}")]
