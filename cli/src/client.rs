@@ -1,12 +1,20 @@
 //! The HTTP edge: JSON requests to the dcmanager REST API (docs/rest-api.md) with the token in
-//! `X-Auth-Token`, errors turned into the server's own message.
+//! `X-Auth-Token`, errors turned into the server's own message; with several controllers' URLs, each
+//! request goes to the one that answers and follows a standby to the leader ([`crate::controllers`]).
 
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use awc::error::SendRequestError;
 use awc::http::Method;
 use serde_json::Value;
+
+use crate::controllers::{self, Next};
+
+/// The header a standby names the leader's API URL in.
+const LEADER_HEADER: &str = "X-Leader-Url";
 
 /// Long enough for a create that validates a certificate over many subclouds.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -17,9 +25,19 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub enum ClientError {
     #[error("could not reach the dcmanager API at {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    /// The server's `message`, shown as is.
+    /// No connection was made: the request did not reach that controller (worded as
+    /// [`Self::Unreachable`]: to the operator both mean the API could not be reached).
+    #[error("could not reach the dcmanager API at {url}: {reason}")]
+    NoConnection { url: String, reason: String },
+    /// The server's `message`, shown as is; `leader` is a standby's `X-Leader-Url`.
     #[error("{message}")]
-    Api { status: u16, message: String },
+    Api {
+        status: u16,
+        message: String,
+        leader: Option<String>,
+    },
+    #[error("no dcmanager API URL given")]
+    NoUrl,
     #[error("unexpected answer from {url}: {reason}")]
     BadAnswer { url: String, reason: String },
     #[error("cannot use CA certificate file {path}: {reason}")]
@@ -32,15 +50,20 @@ impl ClientError {
     /// front of it) answered 5xx. A 4xx is about the request itself and stays final.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Unreachable { .. } | ClientError::BadAnswer { .. } => true,
+            ClientError::Unreachable { .. }
+            | ClientError::NoConnection { .. }
+            | ClientError::BadAnswer { .. } => true,
             ClientError::Api { status, .. } => *status >= 500,
-            ClientError::CaCert { .. } => false,
+            ClientError::CaCert { .. } | ClientError::NoUrl => false,
         }
     }
 }
 
 pub struct Client {
-    base: String,
+    /// The controllers' base URLs, in the order given.
+    bases: Vec<String>,
+    /// The base that answered last (perhaps a leader a standby named): asked first.
+    current: Mutex<Option<String>>,
     token: Option<String>,
     http: awc::Client,
     /// For the event stream: awc's request timeout also bounds the response body, which would cut a
@@ -50,15 +73,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// `cacert` makes HTTPS trust exactly that CA bundle (rustls on ring, the workspace's one
-    /// crypto provider).
+    /// `bases` is one URL or several, comma-separated ([`controllers::parse_urls`]). `cacert` makes
+    /// HTTPS trust exactly that CA bundle (rustls on ring, the workspace's one crypto provider).
     pub fn new(
-        base: &str,
+        bases: &str,
         token: Option<String>,
         cacert: Option<&Path>,
     ) -> Result<Client, ClientError> {
+        let bases = controllers::parse_urls(bases);
+        if bases.is_empty() {
+            return Err(ClientError::NoUrl);
+        }
         Ok(Client {
-            base: base.trim_end_matches('/').to_owned(),
+            bases,
+            current: Mutex::new(None),
             token,
             http: http_client(cacert)?,
             stream: build_client(cacert, None)?,
@@ -81,6 +109,53 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 
+    /// Runs `attempt` on each controller's base URL in turn ([`controllers::next`]): the first
+    /// answer, or the last error.
+    async fn across<T, F, Fut>(&self, attempt: F) -> Result<T, ClientError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let mut queue = self.order();
+        let mut followed = false;
+        let mut last = ClientError::NoUrl;
+        while let Some(base) = queue.pop_front() {
+            let error = match attempt(base.clone()).await {
+                Ok(answer) => {
+                    self.remember(base);
+                    return Ok(answer);
+                }
+                Err(error) => error,
+            };
+            match controllers::next(&error, followed) {
+                Next::MoveOn => {}
+                Next::Follow(leader) => {
+                    followed = true;
+                    queue.push_front(controllers::rebase(&base, &leader));
+                }
+                Next::Stop => return Err(error),
+            }
+            last = error;
+        }
+        Err(last)
+    }
+
+    /// The base that answered last first, then the others as given.
+    fn order(&self) -> std::collections::VecDeque<String> {
+        let current = self.current.lock().ok().and_then(|c| c.clone());
+        current
+            .iter()
+            .chain(self.bases.iter().filter(|b| Some(*b) != current.as_ref()))
+            .cloned()
+            .collect()
+    }
+
+    fn remember(&self, base: String) {
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(base);
+        }
+    }
+
     /// Opens a streaming GET (the event stream), with `Last-Event-ID` when given: the response whose
     /// body the caller reads as it comes, or the error a refusal carries.
     pub async fn open_stream(
@@ -88,7 +163,17 @@ impl Client {
         path: &str,
         last_event_id: Option<&str>,
     ) -> Result<awc::ClientResponse, ClientError> {
-        let url = format!("{}{path}", self.base);
+        self.across(|base| self.open_stream_at(base, path, last_event_id))
+            .await
+    }
+
+    async fn open_stream_at(
+        &self,
+        base: String,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<awc::ClientResponse, ClientError> {
+        let url = format!("{base}{path}");
         let mut request = self
             .stream
             .get(&url)
@@ -106,16 +191,13 @@ impl Client {
         let mut response = actix_rt::time::timeout(REQUEST_TIMEOUT, request.send())
             .await
             .map_err(|_| unreachable(format!("no answer in {}s", REQUEST_TIMEOUT.as_secs())))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| not_sent(&url, e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
         let bytes = response.body().limit(BODY_LIMIT).await.unwrap_or_default();
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            message: error_message(status.as_u16(), &bytes),
-        })
+        Err(refusal(&response, &bytes))
     }
 
     async fn send(
@@ -124,7 +206,18 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base);
+        self.across(|base| self.send_to(base, method.clone(), path, body))
+            .await
+    }
+
+    async fn send_to(
+        &self,
+        base: String,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{base}{path}");
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.insert_header(("X-Auth-Token", token.as_str()));
@@ -133,10 +226,7 @@ impl Client {
             Some(body) => request.send_json(body).await,
             None => request.send().await,
         };
-        let mut response = sent.map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut response = sent.map_err(|e| not_sent(&url, e))?;
         let bytes =
             response
                 .body()
@@ -146,12 +236,8 @@ impl Client {
                     url: url.clone(),
                     reason: e.to_string(),
                 })?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                message: error_message(status.as_u16(), &bytes),
-            });
+        if !response.status().is_success() {
+            return Err(refusal(&response, &bytes));
         }
         if bytes.is_empty() {
             return Ok(Value::Null);
@@ -160,6 +246,30 @@ impl Client {
             url,
             reason: e.to_string(),
         })
+    }
+}
+
+/// A failed send: [`ClientError::NoConnection`] when no connection was made (the request reached
+/// nobody), else [`ClientError::Unreachable`].
+fn not_sent(url: &str, e: SendRequestError) -> ClientError {
+    let (url, reason) = (url.to_owned(), e.to_string());
+    match e {
+        SendRequestError::Connect(_) => ClientError::NoConnection { url, reason },
+        _ => ClientError::Unreachable { url, reason },
+    }
+}
+
+/// The error an answer other than 2xx carries, with a standby's leader when it names one.
+fn refusal<S>(response: &awc::ClientResponse<S>, body: &[u8]) -> ClientError {
+    let status = response.status().as_u16();
+    ClientError::Api {
+        status,
+        message: error_message(status, body),
+        leader: response
+            .headers()
+            .get(LEADER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
@@ -253,6 +363,7 @@ mod tests {
         let api = |status| ClientError::Api {
             status,
             message: String::new(),
+            leader: None,
         };
         let unreachable = ClientError::Unreachable {
             url: "u".into(),

@@ -146,6 +146,7 @@ mod tests {
         let api = |status| ClientError::Api {
             status,
             message: String::new(),
+            leader: None,
         };
         assert_eq!(on_refusal(&api(404)), OnRefusal::Poll);
         assert_eq!(on_refusal(&api(503)), OnRefusal::Retry);

@@ -8,6 +8,7 @@
 )]
 
 mod client;
+mod controllers;
 mod events;
 mod examples;
 mod follow;
@@ -39,8 +40,10 @@ use format::{ListFormat, Listing, OneFormat, Record};
     next_help_heading = "Connection options"
 )]
 struct Cli {
-    /// Base URL of the dcmanager REST API [default: the Keystone catalog's dcmanager endpoint after an
-    /// OS_AUTH_URL login, else http://127.0.0.1:8119/v1.0].
+    /// Base URL of the dcmanager REST API, or several controllers' URLs separated by commas (each
+    /// request goes to the first that connects, and a standby's 503 is followed to the leader it
+    /// names) [default: the Keystone catalog's dcmanager endpoint after an OS_AUTH_URL login, else
+    /// http://127.0.0.1:8119/v1.0].
     #[arg(long, env = "DCMANAGER_URL", global = true)]
     dcmanager_url: Option<String>,
     /// Token sent as X-Auth-Token.

@@ -63,6 +63,11 @@ impl Default for ControllerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: String,
+    /// The API's URL as other hosts reach it (`https://ctl-a.example:8119`): a leader records it in
+    /// the lease row, and standbys answer writes with it (503 and `X-Leader-Url`) so that clients
+    /// follow. Default: `http://` (or `https://` with `tls`) and the bound address, which is right only
+    /// when `listen` names an address clients can reach (not `0.0.0.0`).
+    pub advertise_url: Option<String>,
     /// Serve the API over TLS with this certificate and key (PEM files).
     pub tls: Option<TlsFiles>,
     /// HTTP worker threads.
@@ -82,10 +87,22 @@ pub struct ApiConfig {
     pub metrics_require_token: bool,
 }
 
+impl ApiConfig {
+    /// The URL a leader records for standbys to name: `advertise_url`, else the scheme and the
+    /// address the API bound.
+    pub fn advertised(&self, bound: std::net::SocketAddr) -> String {
+        self.advertise_url.clone().unwrap_or_else(|| {
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{bound}")
+        })
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8119".to_owned(),
+            advertise_url: None,
             tls: None,
             workers: 2,
             request_timeout_secs: 5,
@@ -341,6 +358,14 @@ impl ControllerConfig {
                 return Err(ControllerError::Config(problems.join("; ")));
             }
         }
+        if let Some(url) = &self.api.advertise_url
+            && !advertisable(url)
+        {
+            return Err(ControllerError::Config(format!(
+                "api.advertise_url {url:?} is not an http:// or https:// URL of printable ASCII \
+                 without spaces (standbys send it in the X-Leader-Url header)"
+            )));
+        }
         for (i, t) in self.auth.tokens.iter().enumerate() {
             let which = format!("auth.tokens[{i}]");
             if t.token.starts_with(EXAMPLE_TOKEN_PREFIX) {
@@ -375,6 +400,14 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// How the tokens in `deploy/controller.example.toml` begin: a copied example must not go live.
 const EXAMPLE_TOKEN_PREFIX: &str = "CHANGE-ME";
 
+/// Whether `url` can be the leader's advertised URL: an HTTP(S) URL a header value can carry.
+fn advertisable(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty()) && url.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// Whether two secrets are equal, taking the same time wherever they differ (only their lengths leak).
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -383,6 +416,40 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advertised_url_is_the_configured_one_else_the_bound_address_with_the_scheme() {
+        let bound = "10.0.0.5:8119".parse().unwrap();
+        let mut api = ApiConfig::default();
+        assert_eq!(api.advertised(bound), "http://10.0.0.5:8119");
+        api.tls = Some(TlsFiles {
+            cert: "c".into(),
+            key: "k".into(),
+        });
+        assert_eq!(api.advertised(bound), "https://10.0.0.5:8119");
+        api.advertise_url = Some("https://ctl-a.example:8119".into());
+        assert_eq!(api.advertised(bound), "https://ctl-a.example:8119");
+    }
+
+    #[test]
+    fn an_advertise_url_a_header_cannot_carry_is_refused() {
+        let mut c = ControllerConfig::default();
+        for good in ["http://10.0.0.5:8119", "https://ctl-a.example:8119/"] {
+            c.api.advertise_url = Some(good.into());
+            assert!(c.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "ctl-a:8119",
+            "http://",
+            "https://ctl a",
+            "https://ctl\n-a",
+            "ftp://x",
+        ] {
+            c.api.advertise_url = Some(bad.into());
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("api.advertise_url"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn tokens_are_matched_exactly() {

@@ -13,13 +13,34 @@ use crate::model::STRATEGY_TYPE;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// The leader's API URL, on a standby's 503 to a change: sent in the body and as `X-Leader-Url`.
+    pub leader: Option<String>,
 }
+
+/// The header a standby names the leader's API URL in.
+pub const LEADER_HEADER: &str = "X-Leader-Url";
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
+            leader: None,
+        }
+    }
+
+    /// 503 from a standby to a change (or to what only the leader can serve): names the leader's API
+    /// URL when the lease row has one, so the client can send it there.
+    pub fn not_leader(leader: Option<String>) -> Self {
+        let message = match &leader {
+            Some(url) => format!(
+                "This controller is a standby: send changes to the leader at {url} (reads are served here from the database)"
+            ),
+            None => "This controller is a standby and no controller leads right now (its lease expired or was released): retry in a few seconds".to_owned(),
+        };
+        Self {
+            leader,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 
@@ -64,6 +85,9 @@ pub struct ErrorBody {
     /// What went wrong, for the operator.
     #[schema(example = "Subcloud not found")]
     pub message: String,
+    /// On a standby's 503: the leader's API URL (also in the `X-Leader-Url` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }
 
 impl ErrorBody {
@@ -73,6 +97,7 @@ impl ErrorBody {
             code: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error"),
             message: message.into(),
+            leader: None,
         }
     }
 }
@@ -92,7 +117,13 @@ impl ResponseError for ApiError {
         ) {
             response.force_close();
         }
-        response.json(ErrorBody::new(self.status, self.message.clone()))
+        if let Some(url) = &self.leader {
+            response.insert_header((LEADER_HEADER, url.as_str()));
+        }
+        response.json(ErrorBody {
+            leader: self.leader.clone(),
+            ..ErrorBody::new(self.status, self.message.clone())
+        })
     }
 }
 

@@ -26,6 +26,7 @@ pub const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS leader_lease (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL,
   holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
 INSERT INTO leader_lease (id, epoch, holder, expires_at) VALUES (1, 0, '', 'epoch') ON CONFLICT (id) DO NOTHING;
+ALTER TABLE leader_lease ADD COLUMN IF NOT EXISTS api_url TEXT NOT NULL DEFAULT '';
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +191,18 @@ impl Lease {
             }
             tokio::time::sleep(timing.renew_every()).await;
         }
+    }
+
+    /// Records where this leader's REST API answers (`[api] advertise_url`), for standbys to name in
+    /// their 503s; only while this lease's epoch still holds.
+    pub async fn advertise(&self, api_url: &str) -> Result<(), LeaseError> {
+        self.client
+            .execute(
+                "UPDATE leader_lease SET api_url = $2 WHERE id = 1 AND epoch = $1",
+                &[&self.epoch, &api_url],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Extends the lease; `false` when another controller has taken it.

@@ -45,7 +45,7 @@ pub mod systemd;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr};
@@ -179,17 +179,23 @@ fn write_ready(path: &Path, api: SocketAddr, agents: SocketAddr) -> Result<(), C
 }
 
 /// Starts the controller inside the current actix system: opens the store and resumes from it, binds
-/// the agent listener and the API, and writes the ready file when configured.
+/// the agent listener and the API, and writes the ready file when configured. On PostgreSQL it first
+/// waits as a standby until it holds the leadership lease: its agent listener answers "not the
+/// leader", its API serves reads from the database and answers changes 503 naming the leader
+/// ([`api::standby`]), and the service manager hears it is ready as a standby ([`systemd::standby`]).
 pub async fn start(config: ControllerConfig) -> Result<RunningController, ControllerError> {
+    dc_protocol::tls::install_default_provider();
+    config.validate()?;
+    let config = Arc::new(config);
     let ca = config.database_ca.clone();
     match store::Database::of(&config.database) {
         database @ store::Database::Sqlite(_) => {
             let store = blocking(move || database.open(ca.as_deref())).await?;
-            start_with_store(config, store).await
+            run(config, store, None).await
         }
         store::Database::Postgres(url) => {
             let (at, ca_path) = (url.clone(), ca.clone());
-            let mut store =
+            let store =
                 blocking(move || store::PostgresStore::connect(&at, ca_path.as_deref())).await?;
             let timing = lease::Timing {
                 lease: Duration::from_secs(config.leadership.lease_secs.max(1)),
@@ -199,8 +205,6 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
                 .name
                 .clone()
                 .unwrap_or_else(|| lease::default_holder(&config.api.listen));
-            // A standby waits here until the leader's lease expires, its agent listener bound and
-            // answering "not the leader", its API not yet listening.
             let agents = bind_agents(&config).await?;
             let (leading, refusing) = tokio::sync::oneshot::channel();
             let standby = actix_rt::spawn(session::refuse_as_standby(
@@ -209,13 +213,36 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
                 Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
                 refusing,
             ));
+            let view = Arc::new(api::standby::Standby::new(&config, url.clone(), store));
+            let actors = Arc::new(OnceLock::new());
+            let state = api::ApiState::standby(view.clone(), actors.clone(), config.clone())?;
+            let tls = config.api.tls.as_ref().map(api_tls).transpose()?;
+            let api = serve_api(&config, tls, state)?;
+            let notifying = actix_rt::spawn(systemd::standby(view.clone()));
             let lease = lease::Lease::acquire(&url, ca.as_deref(), &holder, timing).await;
+            notifying.abort();
             let _ = leading.send(());
             let agents = standby.await.map_err(|e| {
                 ControllerError::Config(format!("the standby listener failed: {e}"))
             })?;
+            let advertised = config.api.advertised(api.addr);
+            if let Err(e) = lease.advertise(&advertised).await {
+                tracing::warn!(error = %e, "cannot record this API's URL in the lease row; standbys name no leader");
+            }
+            let mut store = match view.into_store().await {
+                Some(store) => store,
+                None => {
+                    blocking(move || store::PostgresStore::connect(&url, ca.as_deref())).await?
+                }
+            };
             store.lead(lease.epoch);
-            run(config, Box::new(store), Some(lease), Some(agents)).await
+            let elected = Elected {
+                lease,
+                agents,
+                api,
+                actors,
+            };
+            run(config, Box::new(store), Some(elected)).await
         }
     }
 }
@@ -235,23 +262,54 @@ pub async fn start_with_store(
     config: ControllerConfig,
     store: Box<dyn Store>,
 ) -> Result<RunningController, ControllerError> {
-    run(config, store, None, None).await
+    dc_protocol::tls::install_default_provider();
+    config.validate()?;
+    run(Arc::new(config), store, None).await
 }
 
-/// Starts the controller on an opened store, as the holder of `lease` when it has one: the lease is
+/// What a standby that took the lease hands on to leading: the lease, and the listeners it already
+/// bound (its API's state answers with `actors` once they are set).
+struct Elected {
+    lease: lease::Lease,
+    agents: tokio::net::TcpListener,
+    api: Api,
+    actors: Arc<OnceLock<Actors>>,
+}
+
+/// The REST API's server.
+struct Api {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// The API a standby already serves, or the TLS to bind one with.
+enum ApiPlan {
+    Bound(Api, Arc<OnceLock<Actors>>),
+    ToBind(Option<rustls::ServerConfig>),
+}
+
+/// Starts the controller on an opened store, as the holder of a lease when `elected`: the lease is
 /// renewed while it runs, and if it is lost the controller stops leading at once (agent listener closed,
 /// sessions and steps stopped) and says so on [`RunningController::leadership_lost`].
 async fn run(
-    config: ControllerConfig,
+    config: Arc<ControllerConfig>,
     store: Box<dyn Store>,
-    lease: Option<lease::Lease>,
-    agents: Option<tokio::net::TcpListener>,
+    elected: Option<Elected>,
 ) -> Result<RunningController, ControllerError> {
-    dc_protocol::tls::install_default_provider();
-    config.validate()?;
-    let config = Arc::new(config);
     let server_config = agent_tls(&config)?;
-    let api_tls = config.api.tls.as_ref().map(api_tls).transpose()?;
+    let (lease, agents, bound_api) = match elected {
+        Some(e) => (
+            Some(e.lease),
+            Some(e.agents),
+            ApiPlan::Bound(e.api, e.actors),
+        ),
+        // TLS files are read before anything starts, so a bad one stops the start at once.
+        None => (
+            None,
+            None,
+            ApiPlan::ToBind(config.api.tls.as_ref().map(api_tls).transpose()?),
+        ),
+    };
     let renewal = match &config.pki.ca_key {
         None => None,
         Some(key) => Some(Arc::new(session::Renewal {
@@ -319,43 +377,19 @@ async fn run(
         persist,
         events,
     };
-    let state = api::ApiState::new(actors.clone(), config.clone())?;
-    let bind_err = |source| ControllerError::Bind {
-        addr: config.api.listen.clone(),
-        source,
-    };
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .configure(api::routes)
-    })
-    .workers(config.api.workers.max(1))
-    // Every client wait is bounded: the head here, the body by the body extractor
-    // (`api::input::Body`), idle connections by keep-alive. Zero would mean "never" to actix: at
-    // least a second each.
-    .client_request_timeout(Duration::from_secs(config.api.request_timeout_secs.max(1)))
-    .client_disconnect_timeout(Duration::from_secs(
-        config.api.disconnect_timeout_secs.max(1),
-    ))
-    .keep_alive(Duration::from_secs(config.api.keep_alive_secs.max(1)))
-    .disable_signals();
-    let server = match api_tls {
-        Some(tls) => server.bind_rustls_0_23(&config.api.listen, tls),
-        None => server.bind(&config.api.listen),
-    }
-    .map_err(bind_err)?;
-    let api_addr = server
-        .addrs()
-        .first()
-        .copied()
-        .ok_or_else(|| ControllerError::Config("the API bound no address".to_owned()))?;
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "API server failed");
+    let api = match bound_api {
+        ApiPlan::Bound(api, slot) => {
+            // From the next request on, the standby's API answers as the leader.
+            let _ = slot.set(actors.clone());
+            api
         }
-    });
+        ApiPlan::ToBind(tls) => serve_api(
+            &config,
+            tls,
+            api::ApiState::new(actors.clone(), config.clone())?,
+        )?,
+    };
+    let api_addr = api.addr;
 
     let (lost_tx, leadership_lost) = watch::channel(None);
     let keeper = lease.map(|lease| {
@@ -380,7 +414,7 @@ async fn run(
     Ok(RunningController {
         api_addr,
         agents_addr,
-        server: handle,
+        server: api.handle,
         listener,
         actors,
         status: status_rx,
@@ -388,6 +422,51 @@ async fn run(
         leadership_lost,
         keeper,
     })
+}
+
+/// Binds the REST API and runs it on the current actix system.
+fn serve_api(
+    config: &ControllerConfig,
+    tls: Option<rustls::ServerConfig>,
+    state: api::ApiState,
+) -> Result<Api, ControllerError> {
+    let bind_err = |source| ControllerError::Bind {
+        addr: config.api.listen.clone(),
+        source,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(api::routes)
+    })
+    .workers(config.api.workers.max(1))
+    // Every client wait is bounded: the head here, the body by the body extractor
+    // (`api::input::Body`), idle connections by keep-alive. Zero would mean "never" to actix: at
+    // least a second each.
+    .client_request_timeout(Duration::from_secs(config.api.request_timeout_secs.max(1)))
+    .client_disconnect_timeout(Duration::from_secs(
+        config.api.disconnect_timeout_secs.max(1),
+    ))
+    .keep_alive(Duration::from_secs(config.api.keep_alive_secs.max(1)))
+    .disable_signals();
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(&config.api.listen, tls),
+        None => server.bind(&config.api.listen),
+    }
+    .map_err(bind_err)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| ControllerError::Config("the API bound no address".to_owned()))?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok(Api { addr, handle })
 }
 
 /// The system CA that signs renewals: `pki.ca_key` must be the key of `pki.ca`, or every renewed

@@ -5,20 +5,40 @@
 //! operators can connect. The watchdog is pinged only while the orchestrator and the progress writer
 //! both answer a message: a wedged actor system stops the pings, and systemd restarts the controller,
 //! which resumes from its database.
+//!
+//! A standby (PostgreSQL, another controller leads) is ready too: its listeners are bound, its API
+//! serves reads and names the leader, and it may wait for hours. It reports READY at once, so the
+//! unit's start timeout does not kill it, pings the watchdog while it waits, and says in STATUS whom
+//! it waits for; once it leads, the status says so ([`ready`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
 use crate::api::Actors;
+use crate::api::standby::Standby;
 use crate::orchestrator::Figures;
 use crate::orchestrator::persist::Figures as StepFigures;
 
-/// What `systemctl status` shows under the unit once the controller is ready.
+/// What `systemctl status` shows under the unit once the controller leads.
 pub fn status_line(api: SocketAddr, agents: SocketAddr) -> String {
-    format!("ready: REST API on {api}, agents on {agents}")
+    format!("leading: REST API on {api}, agents on {agents}")
 }
+
+/// What `systemctl status` shows while a standby waits: who holds the lease, as the standby last read
+/// it (or why it could not).
+pub fn standby_line(holder: Result<Option<&str>, &str>) -> String {
+    match holder {
+        Ok(Some(holder)) => format!("standby: waiting for the lease held by {holder}"),
+        Ok(None) => "standby: waiting for the lease (nobody holds it)".to_owned(),
+        Err(why) => format!("standby: waiting for the lease (cannot read it: {why})"),
+    }
+}
+
+/// How often a standby refreshes its status when no watchdog was asked for.
+const STANDBY_STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// How often to ping: half the watchdog timeout, as sd_watchdog_enabled(3) advises, so one slow ping
 /// is not yet a restart.
@@ -32,6 +52,31 @@ pub fn ready(api: SocketAddr, agents: SocketAddr) {
         NotifyState::Ready,
         NotifyState::Status(&status_line(api, agents)),
     ]);
+}
+
+/// While a standby waits (abort it once it leads): READY with whom it waits for, then the status
+/// again and a watchdog ping every half `WATCHDOG_USEC` (every [`STANDBY_STATUS_EVERY`] without
+/// one). Returns at once without a service manager.
+pub async fn standby(view: Arc<Standby>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut tick = tokio::time::interval(watchdog.map_or(STANDBY_STATUS_EVERY, ping_period));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let seen = view.view().await;
+        let line = standby_line(match &seen {
+            Ok(view) => Ok(view.holder()),
+            Err(e) => Err(e.message.as_str()),
+        });
+        let mut state = vec![NotifyState::Ready, NotifyState::Status(&line)];
+        if watchdog.is_some() {
+            state.push(NotifyState::Watchdog);
+        }
+        notify(&state);
+    }
 }
 
 /// Tells the service manager the controller is stopping.
@@ -98,7 +143,23 @@ mod tests {
         );
         assert_eq!(
             line,
-            "ready: REST API on 127.0.0.1:8119, agents on 0.0.0.0:8120"
+            "leading: REST API on 127.0.0.1:8119, agents on 0.0.0.0:8120"
+        );
+    }
+
+    #[test]
+    fn a_standbys_status_names_the_holder_or_why_it_cannot() {
+        assert_eq!(
+            standby_line(Ok(Some("ctl-a"))),
+            "standby: waiting for the lease held by ctl-a"
+        );
+        assert_eq!(
+            standby_line(Ok(None)),
+            "standby: waiting for the lease (nobody holds it)"
+        );
+        assert_eq!(
+            standby_line(Err("refused")),
+            "standby: waiting for the lease (cannot read it: refused)"
         );
     }
 }

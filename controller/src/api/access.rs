@@ -1,6 +1,6 @@
 //! Who may call the API, and the actors that answer it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::Addr;
@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::keystone::{Keystone, Verdict};
+use super::standby::Standby;
 use crate::config::{AuthKind, ControllerConfig, Role};
 use crate::error::{ApiError, ControllerError};
 use crate::events::EventHub;
@@ -62,12 +63,7 @@ impl Actors {
 
     /// One subcloud's step.
     pub async fn step(&self, cloud: String) -> Result<Value, ApiError> {
-        self.persist
-            .send(StepOf(cloud))
-            .await
-            .map_err(stopping)?
-            .map(|s| s.to_json())
-            .ok_or_else(|| ApiError::not_found("Strategy step not found"))
+        step_json(self.persist.send(StepOf(cloud)).await.map_err(stopping)?)
     }
 
     /// The Prometheus text of `/metrics`.
@@ -92,11 +88,17 @@ impl Actors {
     }
 }
 
+/// One subcloud's step's JSON, or 404.
+pub(super) fn step_json(step: Option<Step>) -> Result<Value, ApiError> {
+    step.map(|s| s.to_json())
+        .ok_or_else(|| ApiError::not_found("Strategy step not found"))
+}
+
 /// `{"strategy-steps": [step, ...]}`.
 #[derive(Serialize)]
 pub struct StepsList {
     #[serde(rename = "strategy-steps")]
-    steps: Vec<Step>,
+    pub(super) steps: Vec<Step>,
 }
 
 /// The event stream's snapshot: `{"strategy": strategy or null, "strategy-steps": [...],
@@ -112,15 +114,88 @@ pub struct Snapshot {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub actors: Actors,
+    serving: Serving,
     pub config: Arc<ControllerConfig>,
     /// Set with `auth.kind = "keystone"`: tokens are checked there instead of `auth.tokens`.
     keystone: Option<Arc<Keystone>>,
 }
 
+/// Who answers: the leader's actors, or a standby's view until this controller leads (then its
+/// actors, set once, from the next request on: no restart).
+#[derive(Clone)]
+enum Serving {
+    Leading(Actors),
+    Standby {
+        view: Arc<Standby>,
+        leading: Arc<OnceLock<Actors>>,
+    },
+}
+
+/// [`Serving`] at one moment.
+enum Now<'a> {
+    Leading(&'a Actors),
+    Standby(&'a Standby),
+}
+
 impl ApiState {
-    /// The state for `config`, with its Keystone client when `auth.kind = "keystone"`.
+    /// The state of a leading controller.
     pub fn new(actors: Actors, config: Arc<ControllerConfig>) -> Result<Self, ControllerError> {
+        Self::serving(Serving::Leading(actors), config)
+    }
+
+    /// The state of a standby: reads from `view` until `leading` is set.
+    pub fn standby(
+        view: Arc<Standby>,
+        leading: Arc<OnceLock<Actors>>,
+        config: Arc<ControllerConfig>,
+    ) -> Result<Self, ControllerError> {
+        Self::serving(Serving::Standby { view, leading }, config)
+    }
+
+    fn now(&self) -> Now<'_> {
+        match &self.serving {
+            Serving::Leading(actors) => Now::Leading(actors),
+            Serving::Standby { view, leading } => match leading.get() {
+                Some(actors) => Now::Leading(actors),
+                None => Now::Standby(view),
+            },
+        }
+    }
+
+    /// The leader's actors, or the standby's 503 naming the leader.
+    pub async fn leading(&self) -> Result<Actors, ApiError> {
+        match self.now() {
+            Now::Leading(actors) => Ok(actors.clone()),
+            Now::Standby(view) => Err(view.refusal().await),
+        }
+    }
+
+    /// A request, answered by the orchestrator or a standby's view.
+    pub async fn ask(&self, req: ApiRequest) -> Result<Value, ApiError> {
+        match self.now() {
+            Now::Leading(actors) => actors.ask(req).await,
+            Now::Standby(view) => view.ask(req).await,
+        }
+    }
+
+    /// Every step.
+    pub async fn steps(&self) -> Result<StepsList, ApiError> {
+        match self.now() {
+            Now::Leading(actors) => actors.steps().await,
+            Now::Standby(view) => view.steps().await,
+        }
+    }
+
+    /// One subcloud's step.
+    pub async fn step(&self, cloud: String) -> Result<Value, ApiError> {
+        match self.now() {
+            Now::Leading(actors) => actors.step(cloud).await,
+            Now::Standby(view) => view.step(&cloud).await,
+        }
+    }
+
+    /// The state for `config`, with its Keystone client when `auth.kind = "keystone"`.
+    fn serving(serving: Serving, config: Arc<ControllerConfig>) -> Result<Self, ControllerError> {
         let keystone = match (config.auth.kind, &config.auth.keystone) {
             (AuthKind::Keystone, Some(k)) => Some(Arc::new(Keystone::new(k)?)),
             (AuthKind::Keystone, None) => {
@@ -131,7 +206,7 @@ impl ApiState {
             (AuthKind::Static, _) => None,
         };
         Ok(Self {
-            actors,
+            serving,
             config,
             keystone,
         })

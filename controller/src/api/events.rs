@@ -88,7 +88,7 @@ pub async fn events(
     s: web::Data<ApiState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let actors = s.actors.clone();
+    let actors = s.leading().await?;
     let hub = actors.events.clone();
     let last = req
         .headers()

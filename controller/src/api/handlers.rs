@@ -40,7 +40,7 @@ type Shared = web::Data<ApiState>;
 type Answer = Result<HttpResponse, ApiError>;
 
 async fn ask(state: &ApiState, req: ApiRequest) -> Answer {
-    Ok(HttpResponse::Ok().json(state.actors.ask(req).await?))
+    Ok(HttpResponse::Ok().json(state.ask(req).await?))
 }
 
 /// Every subcloud, each with its aggregated `sync_status`.
@@ -220,7 +220,7 @@ pub async fn strategy_action(
         (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn steps(_: Reader, s: Shared) -> Answer {
-    Ok(HttpResponse::Ok().json(s.actors.steps().await?))
+    Ok(HttpResponse::Ok().json(s.steps().await?))
 }
 
 /// One subcloud's step.
@@ -230,7 +230,7 @@ pub async fn steps(_: Reader, s: Shared) -> Answer {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn step(_: Reader, s: Shared, c: web::Path<String>) -> Answer {
-    Ok(HttpResponse::Ok().json(s.actors.step(c.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(s.step(c.into_inner()).await?))
 }
 
 /// The sw-update-options (`strategy-config`): the default entry first, then each subcloud's own.
@@ -289,7 +289,7 @@ pub async fn metrics(req: HttpRequest, s: Shared) -> Answer {
     }
     Ok(HttpResponse::Ok()
         .content_type(crate::orchestrator::metrics::CONTENT_TYPE)
-        .body(s.actors.metrics().await?))
+        .body(s.leading().await?.metrics().await?))
 }
 
 /// Liveness; no token.

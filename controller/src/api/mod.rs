@@ -3,7 +3,8 @@
 //!
 //! Layout: [`access`] (tokens, and the actors that answer), [`keystone`] and [`token_cache`] (tokens
 //! validated by Keystone with `auth.kind = "keystone"`), [`handlers`] (one per call, typed bodies),
-//! [`events`] (the Server-Sent Events stream),
+//! [`events`] (the Server-Sent Events stream), [`standby`] (reads from the database and 503s to
+//! changes while another controller leads),
 //! [`openapi`] (the document built from the handlers and request types), [`ui`] (the dashboard page);
 //! this file mounts them.
 
@@ -13,6 +14,7 @@ pub mod handlers;
 pub mod input;
 pub mod keystone;
 pub mod openapi;
+pub mod standby;
 pub mod token_cache;
 pub mod ui;
 

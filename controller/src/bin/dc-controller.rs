@@ -1,7 +1,8 @@
 //! `dc-controller --config FILE`: runs the controller until SIGINT or SIGTERM.
 //! `dc-controller --openapi`: prints the REST API's OpenAPI document (`docs/openapi.json`).
-//! Under systemd (`Type=notify`) it reports readiness once both listeners are bound, and pings the
-//! watchdog while its actors answer (`dc_controller::systemd`).
+//! Under systemd (`Type=notify`) it reports readiness once both listeners are bound (a standby at
+//! once, saying whom it waits for), and pings the watchdog while it waits and, once it leads, while
+//! its actors answer (`dc_controller::systemd`).
 
 use std::path::PathBuf;
 

@@ -370,31 +370,50 @@ impl Orchestrator {
         }
         self.running.insert(step.subcloud.clone(), actor);
     }
+}
 
-    fn api(&self, req: ApiRequest) -> Result<Change, ApiError> {
-        let st = &self.state;
-        let answer = |v: Result<Value, ApiError>| v.map(Change::answer);
-        match req {
-            ApiRequest::ListSubclouds => answer(Ok(registry::list_subclouds(st))),
-            ApiRequest::ShowSubcloud(r) => answer(registry::show_subcloud(st, &r)),
-            ApiRequest::AddSubcloud(b) => registry::add_subcloud(st, b),
-            ApiRequest::PatchSubcloud(r, b) => registry::patch_subcloud(st, &r, b),
-            ApiRequest::DeleteSubcloud(r) => registry::delete_subcloud(st, &r),
-            ApiRequest::ListGroups => answer(Ok(registry::list_groups(st))),
-            ApiRequest::ShowGroup(r) => answer(registry::show_group(st, &r)),
-            ApiRequest::AddGroup(b) => registry::add_group(st, b),
-            ApiRequest::PatchGroup(r, b) => registry::patch_group(st, &r, b),
-            ApiRequest::DeleteGroup(r) => registry::delete_group(st, &r),
-            ApiRequest::GroupMembers(r) => answer(registry::group_members(st, &r)),
-            ApiRequest::CreateStrategy(b) => strategy::create(st, b),
-            ApiRequest::ShowStrategy => answer(strategy::show(st)),
-            ApiRequest::DeleteStrategy => strategy::delete(st),
-            ApiRequest::Action(b) => strategy::action(st, b.action()?),
-            ApiRequest::ListOptions => answer(Ok(options::list(st))),
-            ApiRequest::ShowOptions(r) => answer(options::show(st, &r)),
-            ApiRequest::UpdateOptions(r, b) => options::update(st, &r, b),
-            ApiRequest::DeleteOptions(r) => options::delete(st, &r),
-        }
+impl ApiRequest {
+    /// Whether it would change a record: only the leader takes those; a standby serves the rest from
+    /// the database.
+    pub fn changes(&self) -> bool {
+        !matches!(
+            self,
+            Self::ListSubclouds
+                | Self::ShowSubcloud(_)
+                | Self::ListGroups
+                | Self::ShowGroup(_)
+                | Self::GroupMembers(_)
+                | Self::ShowStrategy
+                | Self::ListOptions
+                | Self::ShowOptions(_)
+        )
+    }
+}
+
+/// What `req` does to `st`: the one decision for the leader's orchestrator and, for requests that
+/// do not [`ApiRequest::changes`], a standby's view loaded from the database, so both answer alike.
+pub fn decide(st: &State, req: ApiRequest) -> Result<Change, ApiError> {
+    let answer = |v: Result<Value, ApiError>| v.map(Change::answer);
+    match req {
+        ApiRequest::ListSubclouds => answer(Ok(registry::list_subclouds(st))),
+        ApiRequest::ShowSubcloud(r) => answer(registry::show_subcloud(st, &r)),
+        ApiRequest::AddSubcloud(b) => registry::add_subcloud(st, b),
+        ApiRequest::PatchSubcloud(r, b) => registry::patch_subcloud(st, &r, b),
+        ApiRequest::DeleteSubcloud(r) => registry::delete_subcloud(st, &r),
+        ApiRequest::ListGroups => answer(Ok(registry::list_groups(st))),
+        ApiRequest::ShowGroup(r) => answer(registry::show_group(st, &r)),
+        ApiRequest::AddGroup(b) => registry::add_group(st, b),
+        ApiRequest::PatchGroup(r, b) => registry::patch_group(st, &r, b),
+        ApiRequest::DeleteGroup(r) => registry::delete_group(st, &r),
+        ApiRequest::GroupMembers(r) => answer(registry::group_members(st, &r)),
+        ApiRequest::CreateStrategy(b) => strategy::create(st, b),
+        ApiRequest::ShowStrategy => answer(strategy::show(st)),
+        ApiRequest::DeleteStrategy => strategy::delete(st),
+        ApiRequest::Action(b) => strategy::action(st, b.action()?),
+        ApiRequest::ListOptions => answer(Ok(options::list(st))),
+        ApiRequest::ShowOptions(r) => answer(options::show(st, &r)),
+        ApiRequest::UpdateOptions(r, b) => options::update(st, &r, b),
+        ApiRequest::DeleteOptions(r) => options::delete(st, &r),
     }
 }
 
@@ -446,7 +465,7 @@ impl Handler<Api> for Orchestrator {
     type Result = AtomicResponse<Self, Result<Value, ApiError>>;
 
     fn handle(&mut self, msg: Api, _: &mut Context<Self>) -> Self::Result {
-        match self.api(msg.0) {
+        match decide(&self.state, msg.0) {
             Ok(change) => AtomicResponse::new(self.carry_out(change)),
             Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
         }

@@ -107,6 +107,29 @@ impl PostgresStore {
     pub fn lead(&mut self, epoch: i64) {
         self.epoch = Some(epoch);
     }
+
+    /// Who leads now, as the lease row says: `None` once its lease has expired or was released.
+    pub fn leader(&mut self) -> Result<Option<Leader>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT holder, api_url FROM leader_lease WHERE id = 1 AND expires_at > clock_timestamp()",
+            &[],
+        )?;
+        row.map(|r| {
+            Ok(Leader {
+                holder: r.try_get(0)?,
+                api_url: Some(r.try_get::<_, String>(1)?).filter(|u| !u.is_empty()),
+            })
+        })
+        .transpose()
+    }
+}
+
+/// The controller that holds the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub holder: String,
+    /// Its `[api] advertise_url`, once it recorded it.
+    pub api_url: Option<String>,
 }
 
 /// The TLS connector: rustls on ring, trusting `ca` (PEM) or the system's roots.
