@@ -122,4 +122,6 @@ pub enum ControllerError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
 }

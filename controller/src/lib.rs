@@ -188,9 +188,6 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
             start_with_store(config, store).await
         }
         store::Database::Postgres(url) => {
-            let (at, ca_path) = (url.clone(), ca.clone());
-            let mut store =
-                blocking(move || store::PostgresStore::connect(&at, ca_path.as_deref())).await?;
             let timing = lease::Timing {
                 lease: Duration::from_secs(config.leadership.lease_secs.max(1)),
             };
@@ -209,12 +206,18 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
                 Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
                 refusing,
             ));
-            let lease = lease::Lease::acquire(&url, ca.as_deref(), &holder, timing).await;
+            let lease = lease::Lease::acquire(&url, ca.as_deref(), &holder, timing).await?;
             let _ = leading.send(());
             let agents = standby.await.map_err(|e| {
                 ControllerError::Config(format!("the standby listener failed: {e}"))
             })?;
-            store.lead(lease.epoch);
+            // Opened only once leading: its migrations run fenced by the lease (a standby never changes
+            // the schema under a running leader), and no session of a standby sits unused for hours.
+            let (fence, ca_path) = (lease.fence(), ca.clone());
+            let store = blocking(move || {
+                store::PostgresStore::connect_leading(&url, ca_path.as_deref(), fence)
+            })
+            .await?;
             run(config, Box::new(store), Some(lease), Some(agents)).await
         }
     }
