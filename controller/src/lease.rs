@@ -568,6 +568,36 @@ mod tests {
         assert_eq!(groups(old).await, vec![group.clone()]);
     }
 
+    /// M1: the new leader keeps its lease from the moment it took it, however long it takes before it
+    /// runs (loading a large state): a standby that watches meanwhile sees it renewed and never takes
+    /// over; once the leader stops, it releases the lease and the standby leads.
+    #[actix_rt::test]
+    async fn a_new_leader_keeps_its_lease_while_it_loads_and_a_standby_leads_once_it_stops() {
+        let db = crate::store::suite::OnPostgres::new();
+        let ca = db.server.ca();
+        let first = Lease::acquire(&db.url, Some(&ca), "first", SHORT)
+            .await
+            .unwrap();
+        // A load of three leases, during which a standby waits in vain.
+        let waited = tokio::time::timeout(
+            SHORT.lease * 3,
+            Lease::acquire(&db.url, Some(&ca), "second", SHORT),
+        )
+        .await;
+        assert!(
+            waited.is_err(),
+            "the standby took a lease that was being renewed"
+        );
+        let (stop, stopped) = oneshot::channel();
+        let keeping = tokio::spawn(first.keep(stopped));
+        stop.send(()).unwrap();
+        keeping.await.unwrap().unwrap();
+        let second = Lease::acquire(&db.url, Some(&ca), "second", SHORT)
+            .await
+            .unwrap();
+        assert_eq!(second.epoch, 2);
+    }
+
     /// H1: a leader cut off in the middle of a store transaction, right after its fence took the lease
     /// row's lock, leaves a session that is idle in that transaction. The server ends it after a lease
     /// (`idle_in_transaction_session_timeout`), so the standby's takeover waits about one lease more,

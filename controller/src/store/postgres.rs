@@ -19,7 +19,7 @@ use std::time::Duration;
 use postgres::{Client, Row, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{LastIds, Op, Snapshot, Store, StoreError, drops_a_key};
+use super::{LastIds, Op, Snapshot, Store, StoreError, drops_a_key, storable};
 use crate::lease::{Fence, Timing};
 use crate::model::{ApplyType, Group, Stage, Step, Strategy, StrategyState, Subcloud};
 use crate::options::OptionsEntry;
@@ -577,7 +577,7 @@ impl Store for PostgresStore {
     fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
         let mut tx = self.client.transaction()?;
         for op in ops {
-            write(&mut tx, op)?;
+            write(&mut tx, &storable(op))?;
         }
         fence(&mut tx, self.epoch)?;
         tx.commit()?;
