@@ -127,8 +127,9 @@ pub fn default_holder(api_listen: &str) -> String {
     format!("dc-controller pid {} api {api_listen}", std::process::id())
 }
 
-/// A lease this controller holds, renewed by a task of its own until [`Lease::keep`] is told to stop
-/// (or the lease is dropped: then it simply expires).
+/// A lease this controller holds, renewed by a task of its own until [`Lease::keep`] is told to stop,
+/// or until the lease is dropped (a start that failed after taking it): either way the task releases it,
+/// so a standby leads at its next look instead of a whole lease later.
 pub struct Lease {
     /// The epoch this controller leads at; the store fences its writes with it.
     pub epoch: i64,
@@ -136,16 +137,10 @@ pub struct Lease {
     renewing: Renewing,
 }
 
-/// The renewal task; dropped, it stops renewing (the lease then expires and a standby takes over).
+/// The renewal task, and what tells it to release the lease and end (sent, or dropped).
 struct Renewing {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), String>>,
-}
-
-impl Drop for Renewing {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// The renewal task's side: the session and what a renewal writes.
@@ -305,6 +300,12 @@ impl Lease {
             }
             tokio::time::sleep(timing.renew_every()).await;
         }
+    }
+
+    /// Stops renewing without releasing, as a leader cut off from the database would.
+    #[cfg(test)]
+    fn abandon(self) {
+        self.renewing.task.abort();
     }
 
     /// What the leader's store is fenced with.
@@ -598,6 +599,29 @@ mod tests {
         assert_eq!(second.epoch, 2);
     }
 
+    /// A controller that took the lease and then failed to start (its store would not open) drops the
+    /// lease, which releases it: with a minute-long lease, a standby leads well within that minute.
+    #[actix_rt::test]
+    async fn a_lease_dropped_by_a_start_that_failed_is_released_and_a_standby_leads_at_once() {
+        let db = crate::store::suite::OnPostgres::new();
+        let ca = db.server.ca();
+        let long = Timing {
+            lease: Duration::from_secs(60),
+        };
+        let first = Lease::acquire(&db.url, Some(&ca), "first", long)
+            .await
+            .unwrap();
+        drop(first);
+        let second = tokio::time::timeout(
+            Duration::from_secs(30),
+            Lease::acquire(&db.url, Some(&ca), "second", long),
+        )
+        .await
+        .expect("a released lease is taken at the next look, not a lease later")
+        .unwrap();
+        assert_eq!(second.epoch, 2);
+    }
+
     /// H1: a leader cut off in the middle of a store transaction, right after its fence took the lease
     /// row's lock, leaves a session that is idle in that transaction. The server ends it after a lease
     /// (`idle_in_transaction_session_timeout`), so the standby's takeover waits about one lease more,
@@ -623,7 +647,7 @@ mod tests {
             .await
             .unwrap();
         // ...and then it says nothing more, and renews no more.
-        drop(first);
+        first.abandon();
         let second = tokio::time::timeout(
             Duration::from_secs(60),
             Lease::acquire(&db.url, Some(&ca), "second", SHORT),
