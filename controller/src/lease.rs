@@ -286,7 +286,7 @@ impl Lease {
                             }
                             Ok(None) if !announced => {
                                 announced = true;
-                                tracing::info!(%holder, "standby: another controller leads; waiting for its lease to go unrenewed");
+                                tracing::info!(%holder, "standby: another controller leads; waiting for its lease to expire");
                             }
                             Ok(None) => {}
                             Err(e) => {
