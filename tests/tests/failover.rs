@@ -59,8 +59,6 @@ fn leader_killed_mid_apply_the_standby_takes_over_and_the_strategy_completes() {
         .fail_over(standby, "standby", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(took < Duration::from_secs(10), "failover took {took:?}");
-    // Printed for the README's measurement (`-- --nocapture`); asserted only against the bound above.
-    eprintln!("failover: from the SIGKILL to the standby leading: {took:?}");
 
     let (state, after) = finish(&fleet);
     assert_eq!(state, "complete", "{after:#?}");

@@ -114,8 +114,8 @@ const UNLED: Timing = Timing {
 /// - `lock_timeout` = a renewal interval on the lease's session: a take or renewal that meets the row
 ///   locked tries again at its next turn instead of queueing;
 /// - TCP keepalives every fifth of a lease (three unanswered: gone) and `tcp_user_timeout` = the lease,
-///   for a peer that vanished while data was in flight (on the controller's side; the server-side ones
-///   are the server's settings).
+///   for a peer that vanished while data was in flight, on both ends: the controller's socket, and the
+///   server's through its per-session `tcp_keepalives_*` and `tcp_user_timeout` settings.
 pub(crate) fn session_config(
     url: &str,
     timing: Timing,
@@ -130,7 +130,15 @@ pub(crate) fn session_config(
     }
     let ms = |d: Duration| d.as_millis().max(1);
     let lease = timing.lease;
-    let mut options = format!("-c idle_in_transaction_session_timeout={}", ms(lease));
+    let probe = timing.renew_every().max(Duration::from_secs(1));
+    let mut options = format!(
+        "-c idle_in_transaction_session_timeout={} -c tcp_keepalives_idle={} \
+         -c tcp_keepalives_interval={} -c tcp_keepalives_count=3 -c tcp_user_timeout={}",
+        ms(lease),
+        probe.as_secs(),
+        probe.as_secs(),
+        ms(lease.max(Duration::from_secs(1)))
+    );
     match session {
         Session::Store => options.push_str(&format!(" -c statement_timeout={}", ms(lease * 6))),
         Session::Lease => options.push_str(&format!(
@@ -142,7 +150,6 @@ pub(crate) fn session_config(
     if let Some(theirs) = config.get_options() {
         options = format!("{theirs} {options}");
     }
-    let probe = timing.renew_every().max(Duration::from_secs(1));
     config
         .options(options)
         .keepalives(true)
@@ -651,6 +658,30 @@ mod tests {
         assert_eq!(version(), older.len().to_string());
         migrate(&mut client, MIGRATIONS, Some(2)).unwrap();
         assert_eq!(version(), MIGRATIONS.len().to_string());
+    }
+
+    /// The server holds a store session to the bounds derived from the lease (5 s here).
+    #[test]
+    fn the_server_bounds_a_store_session_by_the_lease() {
+        let db = OnPostgres::new();
+        let mut store = db.connect().unwrap();
+        let shown: Vec<String> = [
+            "idle_in_transaction_session_timeout",
+            "statement_timeout",
+            "tcp_keepalives_idle",
+            "tcp_keepalives_count",
+            "tcp_user_timeout",
+        ]
+        .iter()
+        .map(|name| {
+            store
+                .client
+                .query_one(&format!("SHOW {name}"), &[])
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+        assert_eq!(shown, ["5s", "30s", "1", "3", "5000"]);
     }
 
     /// `sslmode=prefer` (and no `sslmode`, libpq's default) never falls back to plain TCP.
