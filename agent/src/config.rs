@@ -189,9 +189,18 @@ pub enum ClusterConfig {
 }
 
 impl AgentConfig {
-    /// Loads a TOML file overlaid with `DC_AGENT__...` environment variables.
+    /// Loads a TOML file overlaid with `DC_AGENT__...` environment variables
+    /// (`DC_AGENT__CONTROLLER__ADDRESSES=a:1,b:2` for the list), and refuses one that names no
+    /// controller to dial.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        dc_config::load(file, "DC_AGENT")
+        let config: Self = dc_config::load(file, "DC_AGENT", &["controller.addresses"])?;
+        if config.controller.all_addresses().is_empty() {
+            return Err(ConfigError::invalid(
+                file,
+                "[controller] names no controller: set `address` or `addresses`",
+            ));
+        }
+        Ok(config)
     }
 
     /// The per-phase timeout.
@@ -203,6 +212,31 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_naming_no_controller_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        let toml = |controller: &str| {
+            format!(
+                "subcloud = \"subcloud1\"\ndata_dir = \"/var/lib/dc-agent\"\n[controller]\n{controller}\n\
+                 [tls]\nca = \"ca.crt\"\ncert = \"agent.crt\"\nkey = \"agent.key\"\n\
+                 [cluster]\nkind = \"simulated\"\n"
+            )
+        };
+        for empty in ["", "addresses = []", "address = \" \"\naddresses = [\"\"]"] {
+            std::fs::write(&file, toml(empty)).unwrap();
+            let e = AgentConfig::load(&file).expect_err("refused");
+            assert!(
+                e.to_string()
+                    .contains("names no controller: set `address` or `addresses`"),
+                "{e}"
+            );
+        }
+        std::fs::write(&file, toml("addresses = [\"a:1\", \"b:2\"]")).unwrap();
+        let config = AgentConfig::load(&file).unwrap();
+        assert_eq!(config.controller.all_addresses(), ["a:1", "b:2"]);
+    }
 
     #[test]
     fn loads_toml_with_defaults() {

@@ -23,9 +23,26 @@ pub struct ConfigError {
     pub source: Box<config::ConfigError>,
 }
 
+impl ConfigError {
+    /// A configuration that loaded but cannot work, in the same words as a load error.
+    pub fn invalid(path: &Path, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_owned(),
+            source: Box::new(config::ConfigError::Message(message.into())),
+        }
+    }
+}
+
 /// Reads `file` (TOML) and overlays the environment variables that start with `<env_prefix>__`.
-pub fn load<T: DeserializeOwned>(file: &Path, env_prefix: &str) -> Result<T, ConfigError> {
-    load_with(file, env_prefix, None)
+/// `lists` names the settings (dotted and lower-case, `controller.addresses`) that are lists: in the
+/// environment their value is comma-separated (`DC_AGENT__CONTROLLER__ADDRESSES=a:1,b:2`), while every
+/// other value stays one string even when it holds a comma.
+pub fn load<T: DeserializeOwned>(
+    file: &Path,
+    env_prefix: &str,
+    lists: &[&str],
+) -> Result<T, ConfigError> {
+    load_with(file, env_prefix, lists, None)
 }
 
 /// [`load`] with the environment given as a map (`None`: the process's own), so tests need not
@@ -33,17 +50,20 @@ pub fn load<T: DeserializeOwned>(file: &Path, env_prefix: &str) -> Result<T, Con
 fn load_with<T: DeserializeOwned>(
     file: &Path,
     env_prefix: &str,
+    lists: &[&str],
     env: Option<config::Map<String, String>>,
 ) -> Result<T, ConfigError> {
+    let environment = lists.iter().fold(
+        config::Environment::with_prefix(env_prefix)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(","),
+        |environment, key| environment.with_list_parse_key(key),
+    );
     config::Config::builder()
         .add_source(config::File::from(file).format(config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix(env_prefix)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .source(env),
-        )
+        .add_source(environment.source(env))
         .build()
         .and_then(config::Config::try_deserialize)
         .map_err(|source| ConfigError {
@@ -68,6 +88,8 @@ mod tests {
     struct Api {
         listen: String,
         workers: u32,
+        #[serde(default)]
+        peers: Vec<String>,
     }
 
     fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -82,15 +104,43 @@ mod tests {
         let (_dir, path) = file("[api]\nlisten = \"a:1\"\nworkers = 1\n");
         let env = [("DC_TEST__API__WORKERS".to_owned(), "3".to_owned())];
         let s: Settings =
-            load_with(&path, "DC_TEST", Some(env.into_iter().collect())).expect("load");
+            load_with(&path, "DC_TEST", &[], Some(env.into_iter().collect())).expect("load");
         assert_eq!((s.api.listen.as_str(), s.api.workers), ("a:1", 3));
+    }
+
+    #[test]
+    fn a_list_setting_is_comma_separated_in_the_environment_and_other_strings_are_not_split() {
+        let (_dir, path) = file("[api]\nlisten = \"a:1\"\nworkers = 1\npeers = [\"x:9\"]\n");
+        let env = [
+            ("DC_TEST__API__PEERS".to_owned(), "a:1,b:2".to_owned()),
+            ("DC_TEST__API__LISTEN".to_owned(), "c:3,d:4".to_owned()),
+        ];
+        let s: Settings = load_with(
+            &path,
+            "DC_TEST",
+            &["api.peers"],
+            Some(env.into_iter().collect()),
+        )
+        .expect("load");
+        assert_eq!(s.api.peers, vec!["a:1".to_owned(), "b:2".to_owned()]);
+        assert_eq!(s.api.listen, "c:3,d:4");
+        // One address is a list of one.
+        let env = [("DC_TEST__API__PEERS".to_owned(), "a:1".to_owned())];
+        let s: Settings = load_with(
+            &path,
+            "DC_TEST",
+            &["api.peers"],
+            Some(env.into_iter().collect()),
+        )
+        .expect("load");
+        assert_eq!(s.api.peers, vec!["a:1".to_owned()]);
     }
 
     #[test]
     fn an_unknown_section_is_refused_by_name() {
         let (_dir, path) = file("[apii]\nlisten = \"a:1\"\n[api]\nlisten = \"a:1\"\nworkers = 1\n");
-        let e =
-            load_with::<Settings>(&path, "DC_TEST", Some(config::Map::new())).expect_err("refused");
+        let e = load_with::<Settings>(&path, "DC_TEST", &[], Some(config::Map::new()))
+            .expect_err("refused");
         let text = e.to_string();
         assert!(text.contains("unknown field `apii`"), "{text}");
         assert!(text.contains("c.toml"), "{text}");

@@ -343,7 +343,7 @@ impl Default for AuditConfig {
 impl ControllerConfig {
     /// Reads `path` (TOML) and the `DC_CONTROLLER__...` environment over the defaults.
     pub fn load(path: &Path) -> Result<Self, ControllerError> {
-        Ok(dc_config::load(path, "DC_CONTROLLER")?)
+        Ok(dc_config::load(path, "DC_CONTROLLER", &[])?)
     }
 
     /// Refuses settings the controller must not run with: Keystone auth without its settings, an API token shorter than

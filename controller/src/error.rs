@@ -153,4 +153,6 @@ pub enum ControllerError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
 }

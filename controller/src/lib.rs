@@ -194,9 +194,6 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
             run(config, store, None).await
         }
         store::Database::Postgres(url) => {
-            let (at, ca_path) = (url.clone(), ca.clone());
-            let store =
-                blocking(move || store::PostgresStore::connect(&at, ca_path.as_deref())).await?;
             let timing = lease::Timing {
                 lease: Duration::from_secs(config.leadership.lease_secs.max(1)),
             };
@@ -213,29 +210,29 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
                 Duration::from_secs(config.agents.handshake_timeout_secs.max(1)),
                 refusing,
             ));
-            let view = Arc::new(api::standby::Standby::new(&config, url.clone(), store));
+            let view = Arc::new(api::standby::Standby::new(&config, url.clone()));
             let actors = Arc::new(OnceLock::new());
             let state = api::ApiState::standby(view.clone(), actors.clone(), config.clone())?;
             let tls = config.api.tls.as_ref().map(api_tls).transpose()?;
             let api = serve_api(&config, tls, state)?;
+            let advertised = config.api.advertised(api.addr);
             let notifying = actix_rt::spawn(systemd::standby(view.clone()));
-            let lease = lease::Lease::acquire(&url, ca.as_deref(), &holder, timing).await;
+            let lease =
+                lease::Lease::acquire(&url, ca.as_deref(), &holder, &advertised, timing).await;
             notifying.abort();
+            let lease = lease?;
             let _ = leading.send(());
             let agents = standby.await.map_err(|e| {
                 ControllerError::Config(format!("the standby listener failed: {e}"))
             })?;
-            let advertised = config.api.advertised(api.addr);
-            if let Err(e) = lease.advertise(&advertised).await {
-                tracing::warn!(error = %e, "cannot record this API's URL in the lease row; standbys name no leader");
-            }
-            let mut store = match view.into_store().await {
-                Some(store) => store,
-                None => {
-                    blocking(move || store::PostgresStore::connect(&url, ca.as_deref())).await?
-                }
-            };
-            store.lead(lease.epoch);
+            view.close().await;
+            // Opened only once leading: its migrations run fenced by the lease (a standby never changes
+            // the schema under a running leader), and no session of a standby sits unused for hours.
+            let (fence, ca_path) = (lease.fence(), ca.clone());
+            let store = blocking(move || {
+                store::PostgresStore::connect_leading(&url, ca_path.as_deref(), fence)
+            })
+            .await?;
             let elected = Elected {
                 lease,
                 agents,

@@ -98,6 +98,12 @@ fn string<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Option<String>, 
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
         Value::String(s) => {
+            // PostgreSQL's TEXT cannot hold a NUL: refused here, where the sender can fix it.
+            if s.contains('\0') {
+                return Err(D::Error::custom(format!(
+                    "{key} must not contain a NUL character"
+                )));
+            }
             let (len, max) = (s.chars().count(), max_chars(key));
             if len > max {
                 return Err(D::Error::custom(format!(
@@ -600,6 +606,20 @@ mod tests {
                 .as_bytes(),
         );
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_by_name() {
+        let add: Result<AddSubcloud, ApiError> = parse(
+            json!({"name": "s1", "description": "a\u{0}b"})
+                .to_string()
+                .as_bytes(),
+        );
+        let e = add.expect_err("refused");
+        assert_eq!(
+            (e.status.as_u16(), e.message.as_str()),
+            (400, "description must not contain a NUL character")
+        );
     }
 
     #[test]

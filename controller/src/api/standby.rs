@@ -62,15 +62,16 @@ pub struct Standby {
 }
 
 impl Standby {
-    /// A view over `store`, the standby's session (handed back by [`Self::into_store`] when it leads).
-    pub fn new(config: &ControllerConfig, url: String, store: PostgresStore) -> Self {
+    /// A view of the database at `url`, read on a session of its own opened at the first read
+    /// ([`PostgresStore::connect_reading`]: it never migrates) and closed by [`Self::close`].
+    pub fn new(config: &ControllerConfig, url: String) -> Self {
         Self {
             url,
             ca: config.database_ca.clone(),
             offline_after: Duration::from_secs(config.offline_after_secs),
             expiring_days: config.audit.expiring_days,
             loaded: Mutex::new(Loaded {
-                store: Some(store),
+                store: None,
                 view: None,
             }),
         }
@@ -140,11 +141,12 @@ impl Standby {
         }
     }
 
-    /// The session, once this controller leads (after any load in flight); `None` when it broke.
-    pub async fn into_store(&self) -> Option<PostgresStore> {
+    /// Ends the view's session once this controller leads (after any load in flight): the leader
+    /// answers from its own state, on a store it opened fenced.
+    pub async fn close(&self) {
         let mut loaded = self.loaded.lock().await;
         loaded.view = None;
-        loaded.store.take()
+        loaded.store = None;
     }
 }
 
@@ -158,7 +160,7 @@ fn load(
 ) -> (Option<PostgresStore>, Read) {
     let mut store = match store {
         Some(s) => s,
-        None => match PostgresStore::connect(url, ca.as_deref()) {
+        None => match PostgresStore::connect_reading(url, ca.as_deref()) {
             Ok(s) => s,
             Err(e) => return (None, Err(e)),
         },

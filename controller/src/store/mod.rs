@@ -12,6 +12,7 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -142,6 +143,33 @@ impl Database {
             Self::Sqlite(path) => Box::new(SqliteStore::open(path)?),
             Self::Postgres(url) => Box::new(PostgresStore::connect(url, ca)?),
         })
+    }
+}
+
+/// The op as it is stored: PostgreSQL's TEXT cannot hold a NUL character, and a write that fails makes
+/// the leader stop (fail-stop). The API refuses a NUL in what operators send (a 400); the text agents
+/// supply (a step's details, a subcloud's error) is stored with each NUL replaced by U+FFFD, on both
+/// backends alike, so an agent's odd message can never fail a write.
+pub(crate) fn storable(op: &Op) -> Cow<'_, Op> {
+    fn clean(text: &str) -> Option<String> {
+        text.contains('\0').then(|| text.replace('\0', "\u{fffd}"))
+    }
+    match op {
+        Op::PutStep(step) => match clean(&step.details) {
+            Some(details) => Cow::Owned(Op::PutStep(Step {
+                details,
+                ..step.clone()
+            })),
+            None => Cow::Borrowed(op),
+        },
+        Op::PutSubcloud(subcloud) => match subcloud.error_description.as_deref().and_then(clean) {
+            Some(error) => Cow::Owned(Op::PutSubcloud(Subcloud {
+                error_description: Some(error),
+                ..subcloud.clone()
+            })),
+            None => Cow::Borrowed(op),
+        },
+        _ => Cow::Borrowed(op),
     }
 }
 

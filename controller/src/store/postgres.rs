@@ -4,8 +4,14 @@
 //!
 //! TLS to the server goes through rustls on ring, like every other connection of the controller: the
 //! server's certificate is verified against `database_ca` (a PEM file) or, without it, the system's
-//! roots. `sslmode` in the URL says whether plain TCP is acceptable (`disable`, `prefer`, the default)
-//! or refused (`require`, what a deployment should say).
+//! roots. `sslmode` in the URL says whether plain TCP is acceptable (`disable`) or refused (`require`,
+//! what a deployment should say); `prefer` (libpq's default, used when the URL says nothing) is taken
+//! as `require`: falling back to plain TCP when TLS fails would let anyone on the path downgrade the
+//! connection, so plain TCP must be asked for by name.
+//!
+//! Every session (the store's and the lease's, [`session_config`]) carries server-side bounds derived
+//! from the lease, so the server ends the session of a controller cut off from it within about a lease,
+//! and with it any lock it held, instead of after TCP's default keepalive (hours).
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,16 +19,25 @@ use std::time::Duration;
 use postgres::{Client, Row, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{LastIds, Op, Snapshot, Store, StoreError, drops_a_key};
+use super::{LastIds, Op, Snapshot, Store, StoreError, drops_a_key, storable};
+use crate::lease::{Fence, Timing};
 use crate::model::{ApplyType, Group, Stage, Step, Strategy, StrategyState, Subcloud};
 use crate::options::OptionsEntry;
 
 /// The PostgreSQL store: one session, on the store's own thread.
 pub struct PostgresStore {
     client: Client,
-    /// The leadership epoch this controller writes under ([`Self::lead`]); `None` for a store used
-    /// without leadership (tests, tools).
+    /// The leadership epoch this controller writes under ([`Self::connect_leading`]); `None` for a
+    /// store used without leadership (tests, tools).
     epoch: Option<i64>,
+}
+
+/// Which session [`session_config`] is for: the store's runs transactions of many statements, the
+/// lease's single short ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Session {
+    Store,
+    Lease,
 }
 
 /// The tables as the first release had them (schema version 0), in PostgreSQL's types: integers are
@@ -77,35 +92,116 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE strategy ADD COLUMN rollback BOOLEAN NOT NULL DEFAULT FALSE",
 ];
 
-/// The advisory lock migrations run under: controllers started together against a new database
-/// migrate it once, one after the other.
-const MIGRATION_LOCK: i64 = 0x6463_726f_6f74_6361;
+/// The advisory lock migrations (and the lease row's creation) run under: controllers started together
+/// against a new database migrate it once, one after the other.
+pub(crate) const MIGRATION_LOCK: i64 = 0x6463_726f_6f74_6361;
 
 /// How long connecting may take before the store gives up (a server that does not answer).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The lease length a store without leadership bounds its session with (the default lease).
+const UNLED: Timing = Timing {
+    lease: Duration::from_secs(5),
+};
+
+/// The settings of a session to the server: the URL's, with `sslmode=prefer` made `require` (see the
+/// module's doc), a connect timeout, and bounds derived from the lease so that the server ends the
+/// session of a controller that went silent within about a lease, releasing whatever it held:
+/// - `idle_in_transaction_session_timeout` = the lease: a leader cut off between two statements of a
+///   transaction;
+/// - `statement_timeout`: the lease for the lease's session (a renewal that takes longer is useless),
+///   six leases for the store's (no statement of it takes seconds; a migration's `ALTER` is metadata);
+/// - `lock_timeout` = a renewal interval on the lease's session: a take or renewal that meets the row
+///   locked tries again at its next turn instead of queueing;
+/// - TCP keepalives every fifth of a lease (three unanswered: gone) and `tcp_user_timeout` = the lease,
+///   for a peer that vanished while data was in flight, on both ends: the controller's socket, and the
+///   server's through its per-session `tcp_keepalives_*` and `tcp_user_timeout` settings.
+pub(crate) fn session_config(
+    url: &str,
+    timing: Timing,
+    session: Session,
+) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let ms = |d: Duration| d.as_millis().max(1);
+    let lease = timing.lease;
+    let probe = timing.renew_every().max(Duration::from_secs(1));
+    let mut options = format!(
+        "-c idle_in_transaction_session_timeout={} -c tcp_keepalives_idle={} \
+         -c tcp_keepalives_interval={} -c tcp_keepalives_count=3 -c tcp_user_timeout={}",
+        ms(lease),
+        probe.as_secs(),
+        probe.as_secs(),
+        ms(lease.max(Duration::from_secs(1)))
+    );
+    match session {
+        Session::Store => options.push_str(&format!(" -c statement_timeout={}", ms(lease * 6))),
+        Session::Lease => options.push_str(&format!(
+            " -c statement_timeout={} -c lock_timeout={}",
+            ms(lease),
+            ms(timing.renew_every())
+        )),
+    }
+    if let Some(theirs) = config.get_options() {
+        options = format!("{theirs} {options}");
+    }
+    config
+        .options(options)
+        .keepalives(true)
+        .keepalives_idle(probe)
+        .keepalives_interval(probe)
+        .keepalives_retries(3)
+        .tcp_user_timeout(lease.max(Duration::from_secs(1)));
+    Ok(config)
+}
+
 impl PostgresStore {
-    /// Connects (TLS as `sslmode` says, verified against `ca` or the system's roots), creates the
-    /// tables in an empty database and applies the migrations it has not seen.
+    /// Connects without leadership (tests, tools): TLS as `sslmode` says, verified against `ca` or the
+    /// system's roots; creates the tables in an empty database and applies the migrations it has not
+    /// seen.
     pub fn connect(url: &str, ca: Option<&Path>) -> Result<Self, StoreError> {
-        let mut config: postgres::Config = url.parse()?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let mut client = config.connect(tls(ca)?)?;
-        migrate(&mut client, MIGRATIONS)?;
-        Ok(Self {
-            client,
-            epoch: None,
-        })
+        Self::open(url, ca, UNLED, None)
     }
 
-    /// Fences every later write with `epoch`, the one this controller took the lease with
-    /// ([`crate::lease`]): a write commits only while the lease row still holds that epoch, so once a
-    /// standby has taken over, this controller's late writes fail ([`StoreError::Deposed`]) and land
-    /// nothing.
-    pub fn lead(&mut self, epoch: i64) {
-        self.epoch = Some(epoch);
+    /// Connects as the leader that holds the lease `fence` was taken with: the migrations it applies and
+    /// every later write commit only while the lease row still holds that epoch, so once a standby has
+    /// taken over, this controller's late writes fail ([`StoreError::Deposed`]) and land nothing. Only
+    /// a leader opens its store (a standby, which holds no epoch, never migrates: see
+    /// `docs/schema-migrations.md`).
+    pub fn connect_leading(url: &str, ca: Option<&Path>, fence: Fence) -> Result<Self, StoreError> {
+        Self::open(url, ca, fence.timing, Some(fence.epoch))
+    }
+
+    /// Connects a standby's read-only view (`api::standby`): it loads what the leader wrote and never
+    /// migrates (a standby holds no epoch to fence a migration with, and must not change the schema
+    /// under a running leader), so it refuses a database at another schema version than its own until
+    /// the leader, or this controller once it leads, has migrated it.
+    pub fn connect_reading(url: &str, ca: Option<&Path>) -> Result<Self, StoreError> {
+        let config = postgres::Config::from(session_config(url, UNLED, Session::Store)?);
+        let mut client = config.connect(tls(ca)?)?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        let version: Option<i64> = client
+            .query_opt("SELECT version FROM schema_version", &[])
+            .ok()
+            .flatten()
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        match version {
+            Some(v) if v == known => Ok(Self {
+                client,
+                epoch: None,
+            }),
+            v => Err(StoreError::Corrupt(format!(
+                "the database is at schema version {}, this controller reads version {known}; a \
+                 standby shows it once the leader (or this controller, when it leads) has migrated it",
+                v.map_or_else(|| "none (empty)".to_owned(), |v| v.to_string())
+            ))),
+        }
     }
 
     /// Who leads now, as the lease row says: `None` once its lease has expired or was released.
@@ -121,6 +217,37 @@ impl PostgresStore {
             })
         })
         .transpose()
+    }
+
+    fn open(
+        url: &str,
+        ca: Option<&Path>,
+        timing: Timing,
+        epoch: Option<i64>,
+    ) -> Result<Self, StoreError> {
+        let config = postgres::Config::from(session_config(url, timing, Session::Store)?);
+        let mut client = config.connect(tls(ca)?)?;
+        migrate(&mut client, MIGRATIONS, epoch)?;
+        Ok(Self { client, epoch })
+    }
+}
+
+/// The fence: the last statement of every transaction of a leader's store, just before its `COMMIT`.
+/// `FOR SHARE`: a takeover (which bumps the epoch) waits for this transaction's commit, or this one
+/// reads the epoch the takeover wrote; either way no write of a deposed leader commits. Last, not first,
+/// so the lease row is locked for an instant: a leader cut off in the middle of a long transaction
+/// holds nothing a takeover or a renewal waits for.
+fn fence(tx: &mut Transaction<'_>, epoch: Option<i64>) -> Result<(), StoreError> {
+    let Some(mine) = epoch else {
+        return Ok(());
+    };
+    let current: i64 = tx
+        .query_one("SELECT epoch FROM leader_lease WHERE id = 1 FOR SHARE", &[])?
+        .try_get(0)?;
+    if current == mine {
+        Ok(())
+    } else {
+        Err(StoreError::Deposed { mine, current })
     }
 }
 
@@ -169,15 +296,20 @@ pub(crate) fn tls(ca: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
 }
 
 /// Applies the migrations the database has not seen, each in its own transaction, under
-/// [`MIGRATION_LOCK`]; an empty database first gets [`SCHEMA`] as version 0.
-fn migrate(client: &mut Client, migrations: &[&str]) -> Result<(), StoreError> {
+/// [`MIGRATION_LOCK`] and, for a leader, the [`fence`] of its `epoch`; an empty database first gets
+/// [`SCHEMA`] as version 0.
+fn migrate(client: &mut Client, migrations: &[&str], epoch: Option<i64>) -> Result<(), StoreError> {
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
-    let result = migrate_locked(client, migrations);
+    let result = migrate_locked(client, migrations, epoch);
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
     result
 }
 
-fn migrate_locked(client: &mut Client, migrations: &[&str]) -> Result<(), StoreError> {
+fn migrate_locked(
+    client: &mut Client,
+    migrations: &[&str],
+    epoch: Option<i64>,
+) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
     let applied: i64 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
@@ -188,6 +320,7 @@ fn migrate_locked(client: &mut Client, migrations: &[&str]) -> Result<(), StoreE
             0
         }
     };
+    fence(&mut tx, epoch)?;
     tx.commit()?;
     let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
     if applied > known {
@@ -200,9 +333,9 @@ fn migrate_locked(client: &mut Client, migrations: &[&str]) -> Result<(), StoreE
         let mut tx = client.transaction()?;
         tx.batch_execute(sql)?;
         tx.execute("UPDATE schema_version SET version = $1", &[&version])?;
+        fence(&mut tx, epoch)?;
         tx.commit()?;
     }
-    client.batch_execute(crate::lease::TABLE)?;
     Ok(())
 }
 
@@ -500,19 +633,10 @@ impl Store for PostgresStore {
 
     fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
         let mut tx = self.client.transaction()?;
-        if let Some(mine) = self.epoch {
-            // FOR SHARE: a takeover (which bumps the epoch) waits for this transaction, or this one
-            // reads the epoch the takeover wrote; either way no write of a deposed leader commits.
-            let current: i64 = tx
-                .query_one("SELECT epoch FROM leader_lease WHERE id = 1 FOR SHARE", &[])?
-                .try_get(0)?;
-            if current != mine {
-                return Err(StoreError::Deposed { mine, current });
-            }
-        }
         for op in ops {
-            write(&mut tx, op)?;
+            write(&mut tx, &storable(op))?;
         }
+        fence(&mut tx, self.epoch)?;
         tx.commit()?;
         if ops.iter().any(drops_a_key) {
             // Frees the deleted key's row versions for reuse now rather than at the next autovacuum.
@@ -549,6 +673,85 @@ mod tests {
         assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
         // And with the right CA, over TLS, it works.
         assert!(db.connect().unwrap().load().unwrap().groups.is_empty());
+    }
+
+    /// M3: the schema changes only under the lease: a controller whose epoch is not the lease's (a
+    /// deposed leader, or one that never led) migrates nothing, and the leader then migrates forward.
+    #[test]
+    fn only_the_leaseholder_migrates_and_a_deposed_controller_changes_nothing() {
+        let db = OnPostgres::new();
+        let config =
+            postgres::Config::from(session_config(&db.url, UNLED, Session::Store).unwrap());
+        let mut client = config.connect(tls(Some(&db.server.ca())).unwrap()).unwrap();
+        client.batch_execute(crate::lease::TABLE).unwrap();
+        client
+            .batch_execute("UPDATE leader_lease SET epoch = 2")
+            .unwrap();
+        let older = &MIGRATIONS[..MIGRATIONS.len() - 1];
+        migrate(&mut client, older, Some(2)).unwrap();
+        let version = || {
+            db.server
+                .psql_in("dc", "SELECT version FROM schema_version")
+                .unwrap()
+        };
+        let e = migrate(&mut client, MIGRATIONS, Some(1)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Deposed {
+                    mine: 1,
+                    current: 2
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(version(), older.len().to_string());
+        migrate(&mut client, MIGRATIONS, Some(2)).unwrap();
+        assert_eq!(version(), MIGRATIONS.len().to_string());
+    }
+
+    /// The server holds a store session to the bounds derived from the lease (5 s here).
+    #[test]
+    fn the_server_bounds_a_store_session_by_the_lease() {
+        let db = OnPostgres::new();
+        let mut store = db.connect().unwrap();
+        let shown: Vec<String> = [
+            "idle_in_transaction_session_timeout",
+            "statement_timeout",
+            "tcp_keepalives_idle",
+            "tcp_keepalives_count",
+            "tcp_user_timeout",
+        ]
+        .iter()
+        .map(|name| {
+            store
+                .client
+                .query_one(&format!("SHOW {name}"), &[])
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+        assert_eq!(shown, ["5s", "30s", "1", "3", "5000"]);
+    }
+
+    /// `sslmode=prefer` (and no `sslmode`, libpq's default) never falls back to plain TCP.
+    #[test]
+    fn prefer_is_taken_as_require() {
+        use tokio_postgres::config::SslMode;
+        for url in [
+            "postgresql://dc@db/dc",
+            "postgresql://dc@db/dc?sslmode=prefer",
+            "postgresql://dc@db/dc?sslmode=require",
+        ] {
+            let config = session_config(url, UNLED, Session::Store).unwrap();
+            assert_eq!(config.get_ssl_mode(), SslMode::Require, "{url}");
+        }
+        let plain = session_config(
+            "postgresql://dc@db/dc?sslmode=disable",
+            UNLED,
+            Session::Store,
+        );
+        assert_eq!(plain.unwrap().get_ssl_mode(), SslMode::Disable);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{LastIds, Op, Snapshot, Store, StoreError, drops_a_key};
+use super::{LastIds, Op, Snapshot, Store, StoreError, drops_a_key, storable};
 use crate::model::{ApplyType, Group, Stage, Step, Strategy, StrategyState, Subcloud};
 use crate::options::OptionsEntry;
 
@@ -271,7 +271,7 @@ impl Store for SqliteStore {
     fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         for op in ops {
-            match op {
+            match storable(op).as_ref() {
                 Op::PutGroup(g) => {
                     Self::put_group(&tx, g)?;
                 }

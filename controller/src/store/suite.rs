@@ -75,7 +75,33 @@ suite!(
     round_trip,
     sw_update_options_round_trip_and_go_with_their_subcloud,
     the_release_records_round_trip,
+    agent_text_with_a_nul_is_stored_with_it_replaced,
 );
+
+/// M5: PostgreSQL's TEXT refuses a NUL character, and a failed write makes the leader step down. What an
+/// agent wrote (a step's details, a subcloud's error) is stored with each NUL replaced, alike on both
+/// backends, and the rest of the batch lands.
+fn agent_text_with_a_nul_is_stored_with_it_replaced(db: &dyn Backend) {
+    let mut records = release_records();
+    let mut subcloud = records.subclouds.remove(0);
+    subcloud.error_description = Some("kubeadm: \0bad\0".into());
+    let mut step = records.steps.remove(0);
+    step.details = "apply\0 failed".into();
+    let mut store = db.open();
+    store
+        .apply(&[
+            Op::PutGroup(records.groups.remove(0)),
+            Op::PutSubcloud(subcloud.clone()),
+            Op::PutStep(step.clone()),
+        ])
+        .unwrap();
+    drop(store);
+    let snap = db.open().load().unwrap();
+    subcloud.error_description = Some("kubeadm: \u{fffd}bad\u{fffd}".into());
+    step.details = "apply\u{fffd} failed".into();
+    assert_eq!(snap.subclouds, vec![subcloud]);
+    assert_eq!(snap.steps, vec![step]);
+}
 
 fn round_trip(db: &dyn Backend) {
     let mut store = db.open();
