@@ -56,9 +56,18 @@ within() {
 lease() { runuser -u postgres -- psql -X -At -p "$PGPORT" -d dc_rootca -c "SELECT epoch, holder, expires_at > now() AS valid FROM leader_lease"; }
 # The controllers' sessions, and whether every one of them is over TLS.
 tls() { runuser -u postgres -- psql -X -At -p "$PGPORT" -d dc_rootca -c "SELECT count(*) || ' sessions of dc_rootca, all over TLS: ' || bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'dc_rootca'"; }
-dcm() { DCMANAGER_URL=http://127.0.0.1:8119/v1.0 OS_AUTH_TOKEN=$ADMIN "$BIN/dcmanager" "$@"; }
+# Both controllers' APIs: dcmanager tries them in turn and follows a standby's 503 to the leader.
+URLS=http://127.0.0.1:8119/v1.0,http://127.0.0.2:8119/v1.0
+dcm() { DCMANAGER_URL=$URLS OS_AUTH_TOKEN=$ADMIN "$BIN/dcmanager" "$@"; }
 online() { dcm subcloud show subcloud1 -f json | grep -q '"availability": *"online"'; }
-leads() { curl -sf "http://127.0.0.1:8119/metrics" >/dev/null; }
+# Whether the controller whose API is at $1 leads (a standby answers /metrics 503).
+leads() { curl -sf "http://$1:8119/metrics" >/dev/null; }
+# Whether the standby whose API is at $1 answers a change 503 naming the leader at $2.
+names_leader() {
+    curl -s -o /dev/null -D - -X POST -H "X-Auth-Token: $ADMIN" -H 'Content-Type: application/json' \
+        -d '{"name": "x"}' "http://$1:8119/v1.0/subclouds" | tr -d '\r' |
+        grep -qi "^x-leader-url: http://$2:8119"
+}
 start_controller() {
     DC_CONTROLLER__READY_FILE=$DIR/$1.ready "$BIN/dc-controller" --config "$ETC/$1.toml" >"$DIR/$1.log" 2>&1 &
     PIDS="$PIDS $!"
@@ -98,6 +107,9 @@ within 30 grep -q "another controller leads" "$DIR/controller-1.log"
 lease
 tls
 test ! -e "$DIR/controller-1.ready"
+leads 127.0.0.1
+if leads 127.0.0.2; then echo "controller-1 answers /metrics as if it led" >&2; exit 1; fi
+names_leader 127.0.0.2 127.0.0.1
 
 say "a subcloud whose agent is given both controllers' addresses"
 dcm subcloud add --name subcloud1 --description "HA try" --location lab >/dev/null
@@ -133,8 +145,9 @@ test ! -e "$DIR/controller-0.ready"
 say "the new leader applies an update"
 dcm kube-rootca-update-strategy create --subject "C=CA O=try CN=ha-try-root-ca" >/dev/null
 dcm kube-rootca-update-strategy apply >/dev/null
-within 120 sh -c "DCMANAGER_URL=http://127.0.0.1:8119/v1.0 OS_AUTH_TOKEN=$ADMIN '$BIN/dcmanager' kube-rootca-update-strategy show -f json | grep -q '\"state\": *\"complete\"'"
+within 120 sh -c "DCMANAGER_URL=$URLS OS_AUTH_TOKEN=$ADMIN '$BIN/dcmanager' kube-rootca-update-strategy show -f json | grep -q '\"state\": *\"complete\"'"
 dcm kube-rootca-update-strategy show
-leads
+leads 127.0.0.2
+names_leader 127.0.0.1 127.0.0.2
 lease
 say "done: removing the cluster and $DIR"
