@@ -53,14 +53,20 @@ fn load_with<T: DeserializeOwned>(
     lists: &[&str],
     env: Option<config::Map<String, String>>,
 ) -> Result<T, ConfigError> {
-    let environment = lists.iter().fold(
-        config::Environment::with_prefix(env_prefix)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(","),
-        |environment, key| environment.with_list_parse_key(key),
-    );
+    let environment = config::Environment::with_prefix(env_prefix)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true);
+    // Without list keys the config crate would split every value (a path becomes a sequence of one).
+    let environment = if lists.is_empty() {
+        environment
+    } else {
+        lists
+            .iter()
+            .fold(environment.list_separator(","), |environment, key| {
+                environment.with_list_parse_key(key)
+            })
+    };
     config::Config::builder()
         .add_source(config::File::from(file).format(config::FileFormat::Toml))
         .add_source(environment.source(env))
@@ -106,6 +112,15 @@ mod tests {
         let s: Settings =
             load_with(&path, "DC_TEST", &[], Some(env.into_iter().collect())).expect("load");
         assert_eq!((s.api.listen.as_str(), s.api.workers), ("a:1", 3));
+    }
+
+    #[test]
+    fn without_list_settings_a_string_from_the_environment_stays_a_string() {
+        let (_dir, path) = file("[api]\nlisten = \"a:1\"\nworkers = 1\n");
+        let env = [("DC_TEST__API__LISTEN".to_owned(), "/tmp/x.ready".to_owned())];
+        let s: Settings =
+            load_with(&path, "DC_TEST", &[], Some(env.into_iter().collect())).expect("load");
+        assert_eq!(s.api.listen, "/tmp/x.ready");
     }
 
     #[test]

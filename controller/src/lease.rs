@@ -322,6 +322,13 @@ impl Lease {
         }
     }
 
+    /// Releases the lease now (a start that failed after taking it), so a standby leads at its next
+    /// look instead of a lease later; returns once the release was sent.
+    pub async fn release(self) {
+        let (_, stopped) = oneshot::channel();
+        let _ = self.keep(stopped).await;
+    }
+
     /// Waits until `stop` (then the lease is released, so a standby takes over at its next look) or
     /// until leadership is lost: answers why, no later than [`Timing::lead_until`] of the last
     /// confirmed renewal. The renewals themselves run since [`Self::acquire`] returned.

@@ -229,10 +229,17 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Contro
             // Opened only once leading: its migrations run fenced by the lease (a standby never changes
             // the schema under a running leader), and no session of a standby sits unused for hours.
             let (fence, ca_path) = (lease.fence(), ca.clone());
-            let store = blocking(move || {
+            let opened = blocking(move || {
                 store::PostgresStore::connect_leading(&url, ca_path.as_deref(), fence)
             })
-            .await?;
+            .await;
+            let store = match opened {
+                Ok(store) => store,
+                Err(e) => {
+                    lease.release().await;
+                    return Err(e);
+                }
+            };
             let elected = Elected {
                 lease,
                 agents,
@@ -285,6 +292,17 @@ enum ApiPlan {
     ToBind(Option<rustls::ServerConfig>),
 }
 
+/// The CA that renews agents' certificates, when `[pki] ca_key` is set.
+fn renewal_of(config: &ControllerConfig) -> Result<Option<Arc<session::Renewal>>, ControllerError> {
+    let Some(key) = &config.pki.ca_key else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(session::Renewal {
+        ca: renewal_ca(&read(&config.pki.ca)?, &read(key)?)?,
+        lifetime: Duration::from_secs(u64::from(config.agents.certificate_days.max(1)) * 86_400),
+    })))
+}
+
 /// Starts the controller on an opened store, as the holder of a lease when `elected`: the lease is
 /// renewed while it runs, and if it is lost the controller stops leading at once (agent listener closed,
 /// sessions and steps stopped) and says so on [`RunningController::leadership_lost`].
@@ -293,7 +311,19 @@ async fn run(
     store: Box<dyn Store>,
     elected: Option<Elected>,
 ) -> Result<RunningController, ControllerError> {
-    let server_config = agent_tls(&config)?;
+    let prepared = agent_tls(&config).and_then(|tls| Ok((tls, renewal_of(&config)?)));
+    let (server_config, renewal) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            // Off the runtime (closing a PostgreSQL client runs a runtime of its own), and the lease
+            // released so that a standby leads at its next look.
+            let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+            if let Some(elected) = elected {
+                elected.lease.release().await;
+            }
+            return Err(e);
+        }
+    };
     let (lease, agents, bound_api) = match elected {
         Some(e) => (
             Some(e.lease),
@@ -307,16 +337,6 @@ async fn run(
             ApiPlan::ToBind(config.api.tls.as_ref().map(api_tls).transpose()?),
         ),
     };
-    let renewal = match &config.pki.ca_key {
-        None => None,
-        Some(key) => Some(Arc::new(session::Renewal {
-            ca: renewal_ca(&read(&config.pki.ca)?, &read(key)?)?,
-            lifetime: Duration::from_secs(
-                u64::from(config.agents.certificate_days.max(1)) * 86_400,
-            ),
-        })),
-    };
-
     let (store, snapshot) = blocking(move || {
         let mut store = store;
         let snapshot = store.load()?;

@@ -62,14 +62,19 @@ pub async fn standby(view: Arc<Standby>) {
         return;
     }
     let watchdog = sd_notify::watchdog_enabled();
-    let mut tick = tokio::time::interval(watchdog.map_or(STANDBY_STATUS_EVERY, ping_period));
+    let every = watchdog.map_or(STANDBY_STATUS_EVERY, ping_period);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let seen = view.view().await;
+        // The status read is bounded by half a ping period, so a database that is slow or gone
+        // cannot delay the ping enough to get a waiting standby killed by its watchdog. One datagram
+        // per tick: the send blocks when the service manager does not read.
+        let seen = tokio::time::timeout(every / 2, view.view()).await;
         let line = standby_line(match &seen {
-            Ok(view) => Ok(view.holder()),
-            Err(e) => Err(e.message.as_str()),
+            Ok(Ok(view)) => Ok(view.holder()),
+            Ok(Err(e)) => Err(e.message.as_str()),
+            Err(_) => Err("the database did not answer within half a watchdog ping period"),
         });
         let mut state = vec![NotifyState::Ready, NotifyState::Status(&line)];
         if watchdog.is_some() {

@@ -50,6 +50,8 @@ struct Loaded {
     /// `None` after an error: the next load connects again.
     store: Option<PostgresStore>,
     view: Option<(Instant, Arc<View>)>,
+    /// This controller took the lease: no session is opened again, reads wait for the leader's state.
+    closed: bool,
 }
 
 /// A standby's read-only view of the database.
@@ -73,6 +75,7 @@ impl Standby {
             loaded: Mutex::new(Loaded {
                 store: None,
                 view: None,
+                closed: false,
             }),
         }
     }
@@ -80,6 +83,12 @@ impl Standby {
     /// The current view: the last one while fresh, else loaded now (one load at a time).
     pub async fn view(&self) -> Result<Arc<View>, ApiError> {
         let mut loaded = self.loaded.lock().await;
+        if loaded.closed {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This controller has just taken over as the leader and is loading its state: try again in a moment",
+            ));
+        }
         if let Some((at, view)) = &loaded.view
             && at.elapsed() < FRESH_FOR
         {
@@ -142,11 +151,18 @@ impl Standby {
     }
 
     /// Ends the view's session once this controller leads (after any load in flight): the leader
-    /// answers from its own state, on a store it opened fenced.
+    /// answers from its own state, on a store it opened fenced. Until that state is up, reads get 503
+    /// instead of a new session nobody would close. The session is dropped off the runtime: closing a
+    /// blocking PostgreSQL client runs a runtime of its own, which inside this one panics.
     pub async fn close(&self) {
         let mut loaded = self.loaded.lock().await;
+        loaded.closed = true;
         loaded.view = None;
-        loaded.store = None;
+        let store = loaded.store.take();
+        drop(loaded);
+        if let Some(store) = store {
+            let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+        }
     }
 }
 
